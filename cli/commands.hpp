@@ -1,0 +1,10 @@
+#pragma once
+/// Each subcommand of the `ventral` binary registers itself on the app.
+#include <CLI/CLI.hpp>
+
+namespace ventral::cli {
+
+void add_data_command(CLI::App& app);
+void add_models_command(CLI::App& app);
+
+}  // namespace ventral::cli

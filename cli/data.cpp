@@ -1,0 +1,66 @@
+// `ventral data SPEC`: what a dataset holds, before anyone trains on it.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.hpp"
+#include "datasets/dataset.hpp"
+
+namespace ventral::cli {
+
+void add_data_command(CLI::App& app) {
+  struct Args {
+    std::string spec = "fashion-mnist", split = "train";
+    int64_t channels = 0, size = 0;
+    bool json = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("data", "Summarise a dataset: images, shape, classes, pixel statistics");
+  cmd->add_option("spec", args->spec,
+                  "fashion-mnist (default, the Debian package), fashion-mnist:DIR, mnist:DIR, "
+                  "cifar10:DIR, folder:DIR (ROOT/<class>/<image>), synthetic[:N]")
+      ->capture_default_str();
+  cmd->add_option("--split", args->split, "train or test")
+      ->check(CLI::IsMember({"train", "test"}))
+      ->capture_default_str();
+  cmd->add_option("--channels", args->channels, "convert to 1 or 3 channels (0 = as stored)")
+      ->check(CLI::IsMember({0, 1, 3}));
+  cmd->add_option("--image-size", args->size, "resize to S×S (0 = as stored)")->check(CLI::Range(0, 4096));
+  cmd->add_flag("--json", args->json, "print one JSON object instead of a table");
+  cmd->callback([args] {
+    LoadOptions opts{args->channels, args->size};
+    Dataset d = load_dataset(args->spec, parse_split(args->split), opts);
+    ChannelStats stats = channel_stats(d);
+    auto counts = d.class_counts();
+    if (args->json) {
+      nlohmann::json j;
+      j["dataset"] = d.name;
+      j["images"] = d.size();
+      j["shape"] = {d.channels, d.height, d.width};
+      j["classes"] = d.classes;
+      j["class_counts"] = counts;
+      j["mean"] = stats.mean;
+      j["std"] = stats.std;
+      std::cout << j.dump(2) << "\n";
+      return;
+    }
+    std::printf("dataset  %s\n", d.name.c_str());
+    std::printf("images   %zu\n", d.size());
+    std::printf("shape    %lldx%lldx%lld (C×H×W)\n", (long long)d.channels, (long long)d.height,
+                (long long)d.width);
+    std::string mean, sd;
+    for (size_t c = 0; c < stats.mean.size(); ++c) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%s%.4f", c ? " " : "", stats.mean[c]);
+      mean += buf;
+      std::snprintf(buf, sizeof buf, "%s%.4f", c ? " " : "", stats.std[c]);
+      sd += buf;
+    }
+    std::printf("pixels   mean %s  std %s (in [0,1])\n", mean.c_str(), sd.c_str());
+    std::printf("classes  %zu\n", d.classes.size());
+    for (size_t c = 0; c < d.classes.size(); ++c)
+      std::printf("  %2zu  %-14s %lld\n", c, d.classes[c].c_str(), (long long)counts[c]);
+  });
+}
+
+}  // namespace ventral::cli

@@ -1,0 +1,39 @@
+// ventral: one binary, one subcommand per job. Exit status: 0 success, 2 bad input or usage
+// (one "error: ..." line on stderr), 1 internal failure.
+#include <c10/util/Exception.h>
+
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "ventral: train, evaluate and compare feed-forward and recurrent vision models.\n"
+      "Run `ventral <command> --help` for the options of a command."};
+  app.name("ventral");
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "ventral 0.1.0");
+  ventral::cli::add_data_command(app);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::string what = e.what();
+    std::cerr << "error: " << what << " (see ventral --help)\n";
+    return 2;
+  } catch (const ventral::InputError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "internal error: " << e.what_without_backtrace() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "internal error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

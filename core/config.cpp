@@ -1,0 +1,302 @@
+#include "core/config.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/io.hpp"
+
+namespace ventral {
+
+namespace {
+using T = ValueType;
+constexpr double kBig = 1e300;
+}  // namespace
+
+const std::vector<KeySpec>& config_schema() {
+  static const std::vector<KeySpec> schema = {
+      {"seed", T::Int, "0", "seed for initialisation, splits, shuffling and augmentation", 0, 9.2e18},
+      {"threads", T::IntOrAuto, "auto", "compute threads (auto = all cores)", 1, 1024},
+      {"device", T::Choice, "auto", "where to run", -kBig, kBig, {"auto", "cpu", "cuda"}},
+
+      {"data.dataset", T::String, "fashion-mnist",
+       "dataset SPEC: fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR, synthetic"},
+      {"data.channels", T::Int, "0", "convert images to this many channels (0 = as stored)", 0, 4},
+      {"data.image_size", T::Int, "0", "resize folder images to this size (0 = as stored)", 0, 4096},
+      {"data.val_fraction", T::Float, "0.1", "fraction of the training set held out for validation", 0, 0.9},
+      {"data.normalize", T::Bool, "true", "subtract the per-channel mean and divide by the std"},
+      {"data.mean", T::FloatList, "[]", "per-channel mean in [0,1] (empty = measured on the training split)", 0, 1},
+      {"data.std", T::FloatList, "[]", "per-channel std (empty = measured on the training split)", 1e-6, 10},
+      {"data.augment.crop_padding", T::Int, "0", "random crop after zero padding by this many pixels (0 = off)", 0, 256},
+      {"data.augment.hflip", T::Bool, "false", "random horizontal flip with probability 1/2"},
+      {"data.augment.erasing", T::Float, "0", "probability of random erasing (Zhong et al. 2017)", 0, 1},
+      {"data.loader_threads", T::IntOrAuto, "auto", "threads decoding/augmenting batches", 1, 256},
+      {"data.prefetch", T::Int, "2", "batches prepared ahead of the consumer", 1, 64},
+
+      {"model.name", T::String, "resnet20", "registered model name (see `ventral models`)"},
+      {"model.width", T::Int, "0", "base width (0 = the model's default)", 0, 4096},
+      {"model.steps", T::Int, "0", "recurrent steps / unroll count (0 = the model's default)", 0, 1000},
+      {"model.unroll", T::Choice, "default", "cortical unrolling", -kBig, kBig,
+       {"default", "sequential", "synchronous"}},
+      {"model.input_every_step", T::Bool, "true", "cortical: present the image at every step"},
+      {"model.cumulative_readout", T::Bool, "false", "cortical: read out the running mean of IT"},
+      {"model.shortcut", T::Choice, "B", "CIFAR ResNet shortcut (A: zero padding, B: projection)",
+       -kBig, kBig, {"A", "B"}},
+      {"model.stem", T::Choice, "auto", "ImageNet ResNet stem (auto: small below 64 px)", -kBig, kBig,
+       {"auto", "imagenet", "small"}},
+
+      {"train.epochs", T::Int, "10", "training epochs", 1, 100000},
+      {"train.batch_size", T::Int, "128", "images per batch", 1, 1 << 20},
+      {"train.eval_batch_size", T::Int, "512", "images per batch in validation and test", 1, 1 << 20},
+  };
+  return schema;
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] != b[j - 1])});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string closest(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = SIZE_MAX;
+  for (const auto& c : candidates) {
+    size_t d = edit_distance(word, c);
+    if (d < best_d) best_d = d, best = c;
+  }
+  return best;
+}
+
+namespace {
+
+const KeySpec* find_spec(const std::string& key) {
+  for (const auto& s : config_schema())
+    if (s.key == key) return &s;
+  return nullptr;
+}
+
+std::vector<std::string> all_keys() {
+  std::vector<std::string> keys;
+  for (const auto& s : config_schema()) keys.push_back(s.key);
+  return keys;
+}
+
+bool is_section(const std::string& prefix) {
+  for (const auto& s : config_schema())
+    if (s.key.rfind(prefix + ".", 0) == 0) return true;
+  return false;
+}
+
+std::string type_name(const KeySpec& s) {
+  switch (s.type) {
+    case T::Int: return "an integer";
+    case T::Float: return "a number";
+    case T::Bool: return "true or false";
+    case T::String: return "a string";
+    case T::IntOrAuto: return "an integer or auto";
+    case T::FloatList: return "a list of numbers";
+    case T::Choice: {
+      std::string out = "one of";
+      for (const auto& c : s.choices) out += " " + c;
+      return out;
+    }
+  }
+  return "?";
+}
+
+std::string render(const YAML::Node& n) {
+  YAML::Emitter e;
+  e.SetSeqFormat(YAML::Flow);
+  e << n;
+  return e.c_str();
+}
+
+// Checks `value` against `spec` and returns it normalised (numbers as numbers).
+YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::string& origin) {
+  auto fail = [&](const std::string& why) -> InputError {
+    return InputError(origin + ": key '" + spec.key + "' " + why);
+  };
+  auto range = [&](double v) {
+    if (!(v >= spec.min && v <= spec.max)) {
+      std::ostringstream msg;
+      msg << "value " << v << " is out of range [" << spec.min << ", " << spec.max << "]";
+      throw fail(msg.str());
+    }
+  };
+  auto expect_scalar = [&]() {
+    if (!value.IsScalar()) throw fail("expects " + type_name(spec) + ", got " + render(value));
+  };
+  YAML::Node out;
+  switch (spec.type) {
+    case T::Int:
+    case T::IntOrAuto: {
+      expect_scalar();
+      if (spec.type == T::IntOrAuto && value.Scalar() == "auto") return YAML::Node("auto");
+      int64_t v;
+      if (!YAML::convert<int64_t>::decode(value, v))
+        throw fail("expects " + type_name(spec) + ", got '" + value.Scalar() + "'");
+      range(static_cast<double>(v));
+      out = v;
+      return out;
+    }
+    case T::Float: {
+      expect_scalar();
+      double v;
+      if (!YAML::convert<double>::decode(value, v) || !std::isfinite(v))
+        throw fail("expects " + type_name(spec) + ", got '" + value.Scalar() + "'");
+      range(v);
+      out = v;
+      return out;
+    }
+    case T::Bool: {
+      expect_scalar();
+      bool v;
+      if (!YAML::convert<bool>::decode(value, v))
+        throw fail("expects " + type_name(spec) + ", got '" + value.Scalar() + "'");
+      out = v;
+      return out;
+    }
+    case T::String: {
+      expect_scalar();
+      return YAML::Node(value.Scalar());
+    }
+    case T::Choice: {
+      expect_scalar();
+      if (std::find(spec.choices.begin(), spec.choices.end(), value.Scalar()) == spec.choices.end())
+        throw fail("expects " + type_name(spec) + ", got '" + value.Scalar() + "'");
+      return YAML::Node(value.Scalar());
+    }
+    case T::FloatList: {
+      if (!value.IsSequence()) throw fail("expects " + type_name(spec) + ", got " + render(value));
+      out = YAML::Node(YAML::NodeType::Sequence);
+      for (const auto& item : value) {
+        double v;
+        if (!item.IsScalar() || !YAML::convert<double>::decode(item, v) || !std::isfinite(v))
+          throw fail("expects " + type_name(spec) + ", got " + render(value));
+        range(v);
+        out.push_back(v);
+      }
+      return out;
+    }
+  }
+  return value;
+}
+
+}  // namespace
+
+Config::Config() {
+  for (const auto& s : config_schema()) values_.emplace_back(s.key, YAML::Load(s.default_value));
+}
+
+void Config::assign(const std::string& key, const YAML::Node& value, const std::string& origin) {
+  const KeySpec* spec = find_spec(key);
+  if (!spec) {
+    std::string hint = closest(key, all_keys());
+    throw InputError(origin + ": unknown key '" + key + "' (did you mean '" + hint + "'?)");
+  }
+  YAML::Node checked = check_value(*spec, value, origin);
+  for (auto& [k, v] : values_)
+    if (k == key) v = checked;
+}
+
+void Config::merge(const YAML::Node& node, const std::string& prefix, const std::string& origin) {
+  for (const auto& item : node) {
+    std::string name = item.first.as<std::string>();
+    std::string key = prefix.empty() ? name : prefix + "." + name;
+    if (item.second.IsMap() && is_section(key) && !find_spec(key))
+      merge(item.second, key, origin);
+    else if (is_section(key) && !find_spec(key))
+      throw InputError(origin + ": key '" + key + "' is a section and expects a mapping of keys");
+    else
+      assign(key, item.second, origin);
+  }
+}
+
+Config Config::load(const std::string& path, const std::vector<std::string>& overrides) {
+  Config cfg;
+  if (!path.empty()) {
+    auto bytes = read_file(path);
+    YAML::Node root;
+    try {
+      root = YAML::Load(std::string(bytes.begin(), bytes.end()));
+    } catch (const YAML::Exception& e) {
+      throw InputError(path + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
+    }
+    if (!root.IsNull()) {
+      if (!root.IsMap()) throw InputError(path + ": expected a mapping of keys at the top level");
+      cfg.merge(root, "", path);
+    }
+    cfg.source_ = path;
+  }
+  for (const auto& o : overrides) cfg.set(o);
+  return cfg;
+}
+
+void Config::set(const std::string& assignment, const std::string& origin) {
+  auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw InputError(origin + ": override '" + assignment + "' must look like key.sub=value");
+  std::string key = assignment.substr(0, eq);
+  YAML::Node value;
+  try {
+    value = YAML::Load(assignment.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    throw InputError(origin + ": override '" + assignment + "' has an invalid value: " + e.msg);
+  }
+  if (value.IsNull()) value = YAML::Node(std::string());
+  assign(key, value, origin);
+}
+
+const YAML::Node& Config::node(const std::string& key) const {
+  for (const auto& [k, v] : values_)
+    if (k == key) return v;
+  throw std::logic_error("config key not in schema: " + key);
+}
+
+int64_t Config::get_int(const std::string& key) const { return node(key).as<int64_t>(); }
+double Config::get_float(const std::string& key) const { return node(key).as<double>(); }
+bool Config::get_bool(const std::string& key) const { return node(key).as<bool>(); }
+std::string Config::get_string(const std::string& key) const { return node(key).as<std::string>(); }
+std::vector<double> Config::get_floats(const std::string& key) const {
+  return node(key).as<std::vector<double>>();
+}
+std::optional<int64_t> Config::get_int_or_auto(const std::string& key) const {
+  const auto& n = node(key);
+  if (n.Scalar() == "auto") return std::nullopt;
+  return n.as<int64_t>();
+}
+
+std::string Config::dump() const {
+  YAML::Node root;
+  for (const auto& [key, value] : values_) {
+    // Build nested maps from the dotted path.
+    std::vector<std::string> parts;
+    std::stringstream ss(key);
+    for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
+    YAML::Node cur = root;
+    for (size_t i = 0; i + 1 < parts.size(); ++i) {
+      if (!cur[parts[i]]) cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
+      cur.reset(cur[parts[i]]);
+    }
+    cur[parts.back()] = value;
+  }
+  YAML::Emitter e;
+  e.SetSeqFormat(YAML::Flow);
+  e << root;
+  return std::string(e.c_str()) + "\n";
+}
+
+void Config::save(const std::string& path) const { write_file_atomic(path, dump()); }
+
+}  // namespace ventral

@@ -1,0 +1,68 @@
+#pragma once
+/// Schema-checked YAML configuration. A config is the schema's defaults, overlaid by a YAML
+/// file, overlaid by `key.sub=value` overrides from the command line. Every key is checked
+/// against the schema: unknown keys (with the closest valid key suggested), wrong types and
+/// out-of-range values are InputErrors naming the file and the key.
+#include <yaml-cpp/yaml.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ventral {
+
+enum class ValueType { Int, Float, Bool, String, Choice, IntOrAuto, FloatList };
+
+struct KeySpec {
+  std::string key;             ///< dotted path, e.g. "train.lr"
+  ValueType type;
+  std::string default_value;   ///< YAML text
+  std::string help;
+  double min = -1e300;         ///< inclusive bounds for Int, Float, IntOrAuto and list items
+  double max = 1e300;
+  std::vector<std::string> choices;  ///< for Choice
+};
+
+/// The schema of experiment configs (all sections: data, model, train, eval).
+const std::vector<KeySpec>& config_schema();
+
+/// Edit distance, used to suggest the closest valid key or name.
+size_t edit_distance(const std::string& a, const std::string& b);
+/// The candidate closest to `word` by edit distance ("" when there are none).
+std::string closest(const std::string& word, const std::vector<std::string>& candidates);
+
+class Config {
+ public:
+  /// Defaults only.
+  Config();
+  /// Defaults, then the file (if non-empty), then each "key=value" override in order.
+  static Config load(const std::string& path, const std::vector<std::string>& overrides = {});
+
+  /// Applies one "key.sub=value" override; `origin` names where it came from in errors.
+  void set(const std::string& assignment, const std::string& origin = "command line");
+
+  int64_t get_int(const std::string& key) const;
+  double get_float(const std::string& key) const;
+  bool get_bool(const std::string& key) const;
+  std::string get_string(const std::string& key) const;
+  std::vector<double> get_floats(const std::string& key) const;
+  /// IntOrAuto keys: nullopt for "auto".
+  std::optional<int64_t> get_int_or_auto(const std::string& key) const;
+
+  /// The fully resolved config as YAML text (every key, defaults included).
+  std::string dump() const;
+  /// Writes dump() atomically.
+  void save(const std::string& path) const;
+  /// Where the config came from ("defaults" or the file path).
+  const std::string& source() const { return source_; }
+
+ private:
+  void assign(const std::string& key, const YAML::Node& value, const std::string& origin);
+  void merge(const YAML::Node& node, const std::string& prefix, const std::string& origin);
+  const YAML::Node& node(const std::string& key) const;
+
+  std::vector<std::pair<std::string, YAML::Node>> values_;  // schema order
+  std::string source_ = "defaults";
+};
+
+}  // namespace ventral

@@ -1,0 +1,21 @@
+#pragma once
+/// Error types shared by every part of ventral.
+#include <stdexcept>
+#include <string>
+
+namespace ventral {
+
+/// Bad input from the user: a missing or malformed file, a wrong config key or value, a bad
+/// command-line argument. The CLI prints "error: <what>" on one line and exits with status 2.
+/// Everything else that throws is an internal failure (exit status 1).
+class InputError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Throws InputError(message) when `condition` is false. Unlike assert, it stays in Release.
+inline void require(bool condition, const std::string& message) {
+  if (!condition) throw InputError(message);
+}
+
+}  // namespace ventral

@@ -1,0 +1,17 @@
+#pragma once
+/// File helpers: atomic writes so that a crash never leaves a torn result or checkpoint.
+#include <string>
+#include <vector>
+
+namespace ventral {
+
+/// Writes `contents` to `path` via a temporary file in the same folder and a rename.
+void write_file_atomic(const std::string& path, const std::string& contents);
+/// Reads a whole file; InputError naming the path when it cannot be opened.
+std::vector<unsigned char> read_file(const std::string& path);
+/// Reads a file, transparently inflating gzip (detected by its magic bytes). A corrupt gzip
+/// stream is an InputError naming the path. `max_bytes` bounds the inflated size.
+std::vector<unsigned char> read_maybe_gzip(const std::string& path,
+                                           size_t max_bytes = size_t(4) << 30);
+
+}  // namespace ventral

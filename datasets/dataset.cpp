@@ -1,0 +1,172 @@
+#include "datasets/dataset.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+
+namespace ventral {
+
+namespace fs = std::filesystem;
+
+const char* const kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
+namespace {
+
+const std::vector<std::string> kFashionClasses = {"T-shirt/top", "Trouser", "Pullover", "Dress",
+                                                  "Coat",        "Sandal",  "Shirt",    "Sneaker",
+                                                  "Bag",         "Ankle boot"};
+const std::vector<std::string> kDigits = {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+const std::vector<std::string> kCifarClasses = {"airplane", "automobile", "bird",  "cat",  "deer",
+                                                "dog",      "frog",       "horse", "ship", "truck"};
+
+// Finds "<stem>" or "<stem>.gz" in dir.
+std::string find_idx(const std::string& dir, const std::string& stem) {
+  for (const char* ext : {"", ".gz"}) {
+    fs::path p = fs::path(dir) / (stem + ext);
+    if (fs::exists(p)) return p.string();
+  }
+  throw InputError(dir + ": missing " + stem + "[.gz] (expected MNIST-format IDX files)");
+}
+
+Dataset load_idx_dir(const std::string& dir, Split split, const std::vector<std::string>& classes) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw InputError(dir + ": no such folder");
+  std::string prefix = split == Split::Train ? "train" : "t10k";
+  return read_idx(find_idx(dir, prefix + "-images-idx3-ubyte"),
+                  find_idx(dir, prefix + "-labels-idx1-ubyte"), classes);
+}
+
+Dataset load_cifar_dir(const std::string& dir, Split split) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw InputError(dir + ": no such folder");
+  std::vector<std::string> paths;
+  if (split == Split::Train)
+    for (int i = 1; i <= 5; ++i) paths.push_back((fs::path(dir) / ("data_batch_" + std::to_string(i) + ".bin")).string());
+  else
+    paths.push_back((fs::path(dir) / "test_batch.bin").string());
+  std::vector<std::string> classes = kCifarClasses;
+  std::ifstream meta(fs::path(dir) / "batches.meta.txt");
+  std::vector<std::string> names;
+  for (std::string line; std::getline(meta, line);)
+    if (!line.empty()) names.push_back(line);
+  if (names.size() == 10) classes = names;
+  return read_cifar10(paths, classes);
+}
+
+}  // namespace
+
+Split parse_split(const std::string& name) {
+  if (name == "train") return Split::Train;
+  if (name == "test") return Split::Test;
+  throw InputError("unknown split '" + name + "' (use train or test)");
+}
+
+std::string split_name(Split split) { return split == Split::Train ? "train" : "test"; }
+
+std::vector<int64_t> Dataset::class_counts() const {
+  std::vector<int64_t> counts(classes.size(), 0);
+  for (int64_t l : labels) ++counts[l];
+  return counts;
+}
+
+Dataset Dataset::subset(const std::vector<int64_t>& indices) const {
+  Dataset out;
+  out.name = name;
+  out.height = height;
+  out.width = width;
+  out.channels = channels;
+  out.classes = classes;
+  out.pixels.resize(indices.size() * image_bytes());
+  for (size_t k = 0; k < indices.size(); ++k) {
+    std::copy_n(image(indices[k]), image_bytes(), out.image(k));
+    out.labels.push_back(labels[indices[k]]);
+  }
+  return out;
+}
+
+Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& options) {
+  auto colon = spec.find(':');
+  std::string kind = spec.substr(0, colon);
+  std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  auto need_dir = [&]() {
+    if (arg.empty()) throw InputError("dataset '" + spec + "' needs a folder: " + kind + ":DIR");
+  };
+  Dataset d;
+  if (kind == "fashion-mnist") {
+    d = load_idx_dir(arg.empty() ? kFashionMnistDir : arg, split, kFashionClasses);
+  } else if (kind == "mnist") {
+    need_dir();
+    d = load_idx_dir(arg, split, kDigits);
+  } else if (kind == "cifar10") {
+    need_dir();
+    d = load_cifar_dir(arg, split);
+  } else if (kind == "folder") {
+    need_dir();
+    // ROOT/train and ROOT/test select the split; otherwise the folder is used for both.
+    fs::path sub = fs::path(arg) / split_name(split);
+    std::error_code ec;
+    bool split_dirs = fs::is_directory(fs::path(arg) / "train", ec) && fs::is_directory(fs::path(arg) / "test", ec);
+    d = read_image_folder(split_dirs ? sub.string() : arg, options);
+  } else if (kind == "synthetic") {
+    int64_t n = split == Split::Train ? 2000 : 500;
+    if (!arg.empty()) {
+      try {
+        size_t used = 0;
+        n = std::stoll(arg, &used);
+        if (used != arg.size() || n <= 0 || n > 10000000) throw std::invalid_argument(arg);
+      } catch (const std::exception&) {
+        throw InputError("dataset '" + spec + "': synthetic:N needs a positive image count");
+      }
+      if (split == Split::Test) n = std::max<int64_t>(1, n / 4);
+    }
+    d = make_synthetic(n, split == Split::Train ? 1 : 2);
+  } else {
+    throw InputError("unknown dataset '" + spec +
+                     "' (use fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR or synthetic)");
+  }
+  d = convert(d, options);
+  d.name = kind + "/" + split_name(split);
+  return d;
+}
+
+TrainValSplit split_train_val(const Dataset& data, double val_fraction, uint64_t seed) {
+  require(val_fraction >= 0 && val_fraction < 1, "val_fraction must be in [0, 1)");
+  std::vector<std::vector<int64_t>> by_class(data.classes.size());
+  for (size_t i = 0; i < data.size(); ++i) by_class[data.labels[i]].push_back(static_cast<int64_t>(i));
+  TrainValSplit s;
+  Rng rng({seed, 0x5e11ULL});
+  for (auto& idx : by_class) {
+    shuffle(idx, rng);
+    size_t n_val = static_cast<size_t>(std::llround(val_fraction * idx.size()));
+    s.val.insert(s.val.end(), idx.begin(), idx.begin() + n_val);
+    s.train.insert(s.train.end(), idx.begin() + n_val, idx.end());
+  }
+  std::sort(s.train.begin(), s.train.end());
+  std::sort(s.val.begin(), s.val.end());
+  return s;
+}
+
+ChannelStats channel_stats(const Dataset& data) {
+  ChannelStats s;
+  size_t c = data.channels;
+  std::vector<double> sum(c, 0), sq(c, 0);
+  size_t n = data.pixels.size();
+  for (size_t i = 0; i < n; ++i) {
+    double v = data.pixels[i];
+    sum[i % c] += v;
+    sq[i % c] += v * v;
+  }
+  double per_channel = static_cast<double>(n / c);
+  for (size_t k = 0; k < c; ++k) {
+    double m = sum[k] / per_channel;
+    double var = std::max(0.0, sq[k] / per_channel - m * m);
+    s.mean.push_back(m / 255.0);
+    s.std.push_back(std::sqrt(var) / 255.0);
+  }
+  return s;
+}
+
+}  // namespace ventral

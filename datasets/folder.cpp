@@ -1,0 +1,118 @@
+// Image folders: ROOT/<class>/<file>, decoded with OpenCV. Classes are the sub-folders sorted
+// by name; every image is converted to the requested channels and size (by default those of
+// the first image), so a folder of mixed sizes still yields one tensor shape.
+#include <algorithm>
+#include <filesystem>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "core/error.hpp"
+#include "datasets/dataset.hpp"
+
+namespace ventral {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool hidden(const fs::path& p) { return p.filename().string().rfind('.', 0) == 0; }
+
+// Converts a decoded image (any depth/channels) to 8-bit with `channels` channels (RGB order).
+cv::Mat to_channels(const cv::Mat& in, int channels) {
+  cv::Mat img = in;
+  if (img.depth() != CV_8U) {
+    double scale = img.depth() == CV_16U ? 1.0 / 257.0 : 1.0;
+    img.convertTo(img, CV_8U, scale);
+  }
+  cv::Mat out;
+  int have = img.channels();
+  if (channels == 1) {
+    if (have == 1) out = img;
+    else if (have == 3) cv::cvtColor(img, out, cv::COLOR_BGR2GRAY);
+    else cv::cvtColor(img, out, cv::COLOR_BGRA2GRAY);
+  } else {
+    if (have == 1) cv::cvtColor(img, out, cv::COLOR_GRAY2RGB);
+    else if (have == 3) cv::cvtColor(img, out, cv::COLOR_BGR2RGB);
+    else cv::cvtColor(img, out, cv::COLOR_BGRA2RGB);
+  }
+  return out;
+}
+
+}  // namespace
+
+Dataset read_image_folder(const std::string& root, const LoadOptions& options) {
+  std::error_code ec;
+  if (!fs::is_directory(root, ec)) throw InputError(root + ": no such folder");
+  std::vector<fs::path> class_dirs;
+  for (const auto& e : fs::directory_iterator(root))
+    if (e.is_directory() && !hidden(e.path())) class_dirs.push_back(e.path());
+  std::sort(class_dirs.begin(), class_dirs.end());
+  if (class_dirs.empty())
+    throw InputError(root + ": empty image folder (expected ROOT/<class>/<image> sub-folders)");
+
+  Dataset d;
+  for (size_t c = 0; c < class_dirs.size(); ++c) {
+    d.classes.push_back(class_dirs[c].filename().string());
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(class_dirs[c]))
+      if (e.is_regular_file() && !hidden(e.path())) files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    for (const auto& f : files) {
+      cv::Mat img = cv::imread(f.string(), cv::IMREAD_UNCHANGED);
+      if (img.empty())
+        throw InputError(f.string() + ": cannot decode image (corrupt or not an image file)");
+      if (d.channels == 0) {
+        d.channels = options.channels ? options.channels : (img.channels() == 1 ? 1 : 3);
+        d.height = options.image_size ? options.image_size : img.rows;
+        d.width = options.image_size ? options.image_size : img.cols;
+      }
+      cv::Mat conv = to_channels(img, static_cast<int>(d.channels));
+      if (conv.rows != d.height || conv.cols != d.width) {
+        bool shrink = conv.rows > d.height;
+        cv::resize(conv, conv, cv::Size(static_cast<int>(d.width), static_cast<int>(d.height)), 0, 0,
+                   shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
+      }
+      if (!conv.isContinuous()) conv = conv.clone();
+      d.pixels.insert(d.pixels.end(), conv.data, conv.data + conv.total() * conv.elemSize());
+      d.labels.push_back(static_cast<int64_t>(c));
+    }
+  }
+  if (d.labels.empty())
+    throw InputError(root + ": empty image folder (the class sub-folders hold no files)");
+  return d;
+}
+
+Dataset convert(const Dataset& data, const LoadOptions& options) {
+  int64_t channels = options.channels ? options.channels : data.channels;
+  int64_t size_h = options.image_size ? options.image_size : data.height;
+  int64_t size_w = options.image_size ? options.image_size : data.width;
+  if (channels == data.channels && size_h == data.height && size_w == data.width) return data;
+  require(channels == 1 || channels == 3,
+          "data.channels: " + std::to_string(channels) + " is not supported (use 1 or 3)");
+  Dataset out;
+  out.name = data.name;
+  out.classes = data.classes;
+  out.labels = data.labels;
+  out.channels = channels;
+  out.height = size_h;
+  out.width = size_w;
+  out.pixels.resize(out.size() * out.image_bytes());
+  int in_type = CV_8UC(static_cast<int>(data.channels));
+  for (size_t i = 0; i < data.size(); ++i) {
+    cv::Mat src(static_cast<int>(data.height), static_cast<int>(data.width), in_type,
+                const_cast<uint8_t*>(data.image(i)));
+    cv::Mat conv;
+    if (channels == data.channels) conv = src;
+    else if (channels == 1) cv::cvtColor(src, conv, cv::COLOR_RGB2GRAY);
+    else cv::cvtColor(src, conv, cv::COLOR_GRAY2RGB);
+    cv::Mat dst(static_cast<int>(size_h), static_cast<int>(size_w), CV_8UC(static_cast<int>(channels)),
+                out.image(i));
+    if (conv.rows != size_h || conv.cols != size_w)
+      cv::resize(conv, dst, dst.size(), 0, 0, conv.rows > size_h ? cv::INTER_AREA : cv::INTER_LINEAR);
+    else
+      conv.copyTo(dst);
+  }
+  return out;
+}
+
+}  // namespace ventral

@@ -1,0 +1,149 @@
+#include "datasets/loader.hpp"
+
+#include <opencv2/core.hpp>
+
+#include "core/rng.hpp"
+
+namespace ventral {
+
+void render_sample(const Dataset& data, int64_t index, const LoaderOptions& o, int64_t epoch, float* out) {
+  const int64_t H = data.height, W = data.width, C = data.channels;
+  const uint8_t* src = data.image(index);
+  Rng rng({o.seed, 0xa116ULL, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index)});
+  // Draw in a fixed order whether or not an augmentation is on, so switching one off does not
+  // change the others' draws.
+  int64_t pad = o.augment ? o.augmentation.crop_padding : 0;
+  int64_t dy = static_cast<int64_t>(rng.below(2 * pad + 1)) - pad;
+  int64_t dx = static_cast<int64_t>(rng.below(2 * pad + 1)) - pad;
+  bool flip = rng.uniform() < 0.5 && o.augment && o.augmentation.hflip;
+
+  std::vector<float> scale(C, 1.f / 255.f), shift(C, 0.f);
+  if (!o.mean.empty())
+    for (int64_t c = 0; c < C; ++c) {
+      scale[c] = static_cast<float>(1.0 / (255.0 * o.std[c]));
+      shift[c] = static_cast<float>(-o.mean[c] / o.std[c]);
+    }
+  for (int64_t c = 0; c < C; ++c) {
+    float* plane = out + c * H * W;
+    // A padded pixel is black (0) before normalisation, as torchvision's RandomCrop(padding).
+    for (int64_t y = 0; y < H; ++y) {
+      int64_t sy = y + dy;
+      for (int64_t x = 0; x < W; ++x) {
+        int64_t sx = (flip ? W - 1 - x : x) + dx;
+        float v = (sy >= 0 && sy < H && sx >= 0 && sx < W) ? src[(sy * W + sx) * C + c] : 0.f;
+        plane[y * W + x] = v * scale[c] + shift[c];
+      }
+    }
+  }
+
+  if (o.augment && o.augmentation.erasing > 0 && rng.uniform() < o.augmentation.erasing) {
+    // Random erasing (Zhong et al. 2017): area 2–40 %, log-uniform aspect 0.3–3.3, value 0.
+    for (int attempt = 0; attempt < 10; ++attempt) {
+      double area = rng.uniform(0.02, 0.4) * H * W;
+      double aspect = std::exp(rng.uniform(std::log(0.3), std::log(1 / 0.3)));
+      int64_t h = std::llround(std::sqrt(area * aspect)), w = std::llround(std::sqrt(area / aspect));
+      if (h < 1 || w < 1 || h >= H || w >= W) continue;
+      int64_t y0 = rng.below(H - h + 1), x0 = rng.below(W - w + 1);
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t y = y0; y < y0 + h; ++y)
+          std::fill_n(out + c * H * W + y * W + x0, w, 0.f);
+      break;
+    }
+  }
+}
+
+BatchLoader::BatchLoader(const Dataset& data, std::vector<int64_t> indices, LoaderOptions options)
+    : data_(data), indices_(std::move(indices)), options_(std::move(options)) {
+  if (indices_.empty())
+    for (size_t i = 0; i < data_.size(); ++i) indices_.push_back(static_cast<int64_t>(i));
+  options_.threads = std::max<int64_t>(1, options_.threads);
+  options_.prefetch = std::max<int64_t>(1, options_.prefetch);
+  options_.batch_size = std::max<int64_t>(1, options_.batch_size);
+}
+
+BatchLoader::~BatchLoader() { stop(); }
+
+int64_t BatchLoader::batches_per_epoch() const {
+  int64_t n = size(), b = options_.batch_size;
+  return options_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+void BatchLoader::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+}
+
+void BatchLoader::start_epoch(int64_t epoch) {
+  stop();
+  epoch_ = epoch;
+  order_ = indices_;
+  if (options_.shuffle) {
+    Rng rng({options_.seed, 0x5bu, static_cast<uint64_t>(epoch)});
+    shuffle(order_, rng);
+  }
+  num_batches_ = batches_per_epoch();
+  consumed_ = 0;
+  ready_.clear();
+  error_ = nullptr;
+  stopping_ = false;
+  for (int64_t w = 0; w < options_.threads; ++w) workers_.emplace_back(&BatchLoader::work, this, w);
+}
+
+Batch BatchLoader::build(int64_t b) const {
+  int64_t begin = b * options_.batch_size;
+  int64_t end = std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order_.size()));
+  int64_t n = end - begin, C = data_.channels, H = data_.height, W = data_.width;
+  Batch batch;
+  batch.images = torch::empty({n, C, H, W}, torch::kFloat32);
+  batch.labels = torch::empty({n}, torch::kInt64);
+  float* img = batch.images.data_ptr<float>();
+  int64_t* lab = batch.labels.data_ptr<int64_t>();
+  for (int64_t k = 0; k < n; ++k) {
+    int64_t idx = order_[begin + k];
+    render_sample(data_, idx, options_, epoch_, img + k * C * H * W);
+    lab[k] = data_.labels[idx];
+    batch.indices.push_back(idx);
+  }
+  return batch;
+}
+
+void BatchLoader::work(size_t worker) {
+  cv::setNumThreads(0);  // OpenCV inside a loader thread must not spawn its own pool
+  for (int64_t b = static_cast<int64_t>(worker); b < num_batches_; b += options_.threads) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      cv_.wait(lock, [&] { return stopping_ || b < consumed_ + options_.prefetch + options_.threads; });
+      if (stopping_) return;
+    }
+    try {
+      Batch batch = build(b);
+      std::lock_guard<std::mutex> lock(mutex_);
+      ready_.emplace(b, std::move(batch));
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      error_ = std::current_exception();
+    }
+    cv_.notify_all();
+  }
+}
+
+std::optional<Batch> BatchLoader::next() {
+  if (workers_.empty() && consumed_ == 0 && num_batches_ == 0 && order_.empty()) start_epoch(epoch_);
+  if (consumed_ >= num_batches_) return std::nullopt;
+  std::unique_lock<std::mutex> lock(mutex_);
+  cv_.wait(lock, [&] { return error_ || ready_.count(consumed_); });
+  if (error_) std::rethrow_exception(error_);
+  Batch batch = std::move(ready_.at(consumed_));
+  ready_.erase(consumed_);
+  ++consumed_;
+  lock.unlock();
+  cv_.notify_all();
+  return batch;
+}
+
+}  // namespace ventral

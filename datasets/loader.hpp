@@ -1,0 +1,82 @@
+#pragma once
+/// The batch loader: augments uint8 images straight into a preallocated float batch tensor,
+/// on its own threads, ahead of the consumer. Every random draw depends only on
+/// (seed, epoch, image index), so the batches are identical whatever the thread count.
+#include <torch/torch.h>
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "datasets/dataset.hpp"
+
+namespace ventral {
+
+struct Augment {
+  int64_t crop_padding = 0;  ///< random crop after zero padding (0 = off)
+  bool hflip = false;        ///< random horizontal flip, p = 1/2
+  double erasing = 0;        ///< probability of random erasing (area .02–.4, aspect .3–3.3, value 0)
+};
+
+struct LoaderOptions {
+  int64_t batch_size = 128;
+  bool shuffle = true;
+  bool drop_last = false;
+  bool augment = false;       ///< apply `augmentation` (training) or not (evaluation)
+  Augment augmentation;
+  std::vector<double> mean;   ///< per channel, [0,1] units; empty = no normalisation
+  std::vector<double> std;
+  int64_t threads = 1;
+  int64_t prefetch = 2;
+  uint64_t seed = 0;
+};
+
+struct Batch {
+  torch::Tensor images;             ///< B × C × H × W float32
+  torch::Tensor labels;             ///< B int64
+  std::vector<int64_t> indices;     ///< dataset indices of the images
+};
+
+/// Writes image `index` of `data`, augmented with the draws of (seed, epoch, index), into `out`
+/// (C × H × W floats). Exposed for tests; the loader calls it for every sample.
+void render_sample(const Dataset& data, int64_t index, const LoaderOptions& options, int64_t epoch,
+                   float* out);
+
+class BatchLoader {
+ public:
+  /// `indices` selects the images of `data` to iterate (all when empty). `data` must outlive
+  /// the loader.
+  BatchLoader(const Dataset& data, std::vector<int64_t> indices, LoaderOptions options);
+  ~BatchLoader();
+  BatchLoader(const BatchLoader&) = delete;
+  BatchLoader& operator=(const BatchLoader&) = delete;
+
+  /// Starts (or restarts) iteration over epoch `epoch`: shuffled with (seed, epoch).
+  void start_epoch(int64_t epoch);
+  /// The next batch of the epoch, or nullopt at its end.
+  std::optional<Batch> next();
+  int64_t batches_per_epoch() const;
+  int64_t size() const { return static_cast<int64_t>(indices_.size()); }
+
+ private:
+  void stop();
+  void work(size_t worker);
+  Batch build(int64_t b) const;
+
+  const Dataset& data_;
+  std::vector<int64_t> indices_;
+  LoaderOptions options_;
+
+  std::vector<int64_t> order_;
+  int64_t epoch_ = 0, num_batches_ = 0, consumed_ = 0;
+  std::map<int64_t, Batch> ready_;
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::exception_ptr error_;
+};
+
+}  // namespace ventral

@@ -4,6 +4,7 @@
 
 namespace ventral::cli {
 
+void add_config_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_models_command(CLI::App& app);
 

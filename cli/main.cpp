@@ -14,9 +14,19 @@ int main(int argc, char** argv) {
   app.name("ventral");
   app.require_subcommand(1);
   app.set_version_flag("--version", "ventral 0.1.0");
+  ventral::cli::add_config_command(app);
   ventral::cli::add_data_command(app);
 
   try {
+    std::string names;
+    bool known = false;
+    for (const auto* sub : app.get_subcommands({})) {
+      names += (names.empty() ? "" : ", ") + sub->get_name();
+      known |= argc > 1 && sub->get_name() == argv[1];
+    }
+    if (argc > 1 && argv[1][0] != '-' && !known) {
+      throw ventral::InputError(std::string("unknown command '") + argv[1] + "' (commands: " + names + ")");
+    }
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
     return app.exit(e);

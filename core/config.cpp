@@ -122,7 +122,8 @@ std::string render(const YAML::Node& n) {
   return e.c_str();
 }
 
-// Checks `value` against `spec` and returns it normalised (numbers as numbers).
+// Checks `value` against `spec` and returns a fresh node holding it (never shared with the
+// caller's tree).
 YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::string& origin) {
   auto fail = [&](const std::string& why) -> InputError {
     return InputError(origin + ": key '" + spec.key + "' " + why);
@@ -147,8 +148,7 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
       if (!YAML::convert<int64_t>::decode(value, v))
         throw fail("expects " + type_name(spec) + ", got '" + value.Scalar() + "'");
       range(static_cast<double>(v));
-      out = v;
-      return out;
+      return YAML::Node(value.Scalar());
     }
     case T::Float: {
       expect_scalar();
@@ -156,16 +156,14 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
       if (!YAML::convert<double>::decode(value, v) || !std::isfinite(v))
         throw fail("expects " + type_name(spec) + ", got '" + value.Scalar() + "'");
       range(v);
-      out = v;
-      return out;
+      return YAML::Node(value.Scalar());  // keep the user's spelling: 0.1 stays 0.1
     }
     case T::Bool: {
       expect_scalar();
       bool v;
       if (!YAML::convert<bool>::decode(value, v))
         throw fail("expects " + type_name(spec) + ", got '" + value.Scalar() + "'");
-      out = v;
-      return out;
+      return YAML::Node(v ? "true" : "false");
     }
     case T::String: {
       expect_scalar();
@@ -185,7 +183,7 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
         if (!item.IsScalar() || !YAML::convert<double>::decode(item, v) || !std::isfinite(v))
           throw fail("expects " + type_name(spec) + ", got " + render(value));
         range(v);
-        out.push_back(v);
+        out.push_back(item.Scalar());
       }
       return out;
     }
@@ -196,7 +194,7 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
 }  // namespace
 
 Config::Config() {
-  for (const auto& s : config_schema()) values_.emplace_back(s.key, YAML::Load(s.default_value));
+  for (const auto& s : config_schema()) values_.emplace_back(s.key, check_value(s, YAML::Load(s.default_value), "schema default"));
 }
 
 void Config::assign(const std::string& key, const YAML::Node& value, const std::string& origin) {
@@ -207,7 +205,7 @@ void Config::assign(const std::string& key, const YAML::Node& value, const std::
   }
   YAML::Node checked = check_value(*spec, value, origin);
   for (auto& [k, v] : values_)
-    if (k == key) v = checked;
+    if (k == key) v.reset(checked);  // rebind: never write through a shared node
 }
 
 void Config::merge(const YAML::Node& node, const std::string& prefix, const std::string& origin) {
@@ -278,22 +276,27 @@ std::optional<int64_t> Config::get_int_or_auto(const std::string& key) const {
 }
 
 std::string Config::dump() const {
-  YAML::Node root;
+  // The schema keeps each section's keys together, so one pass with a stack of open
+  // sections emits the nested mapping.
+  YAML::Emitter e;
+  e.SetSeqFormat(YAML::Flow);
+  e << YAML::BeginMap;
+  std::vector<std::string> open;
   for (const auto& [key, value] : values_) {
-    // Build nested maps from the dotted path.
     std::vector<std::string> parts;
     std::stringstream ss(key);
     for (std::string p; std::getline(ss, p, '.');) parts.push_back(p);
-    YAML::Node cur = root;
-    for (size_t i = 0; i + 1 < parts.size(); ++i) {
-      if (!cur[parts[i]]) cur[parts[i]] = YAML::Node(YAML::NodeType::Map);
-      cur.reset(cur[parts[i]]);
+    size_t common = 0;
+    while (common < open.size() && common + 1 < parts.size() && open[common] == parts[common]) ++common;
+    for (; open.size() > common; open.pop_back()) e << YAML::EndMap;
+    for (size_t i = common; i + 1 < parts.size(); ++i) {
+      e << YAML::Key << parts[i] << YAML::Value << YAML::BeginMap;
+      open.push_back(parts[i]);
     }
-    cur[parts.back()] = value;
+    e << YAML::Key << parts.back() << YAML::Value << value;
   }
-  YAML::Emitter e;
-  e.SetSeqFormat(YAML::Flow);
-  e << root;
+  for (; !open.empty(); open.pop_back()) e << YAML::EndMap;
+  e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
 }
 

@@ -35,8 +35,9 @@ Dataset load_idx_dir(const std::string& dir, Split split, const std::vector<std:
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw InputError(dir + ": no such folder");
   std::string prefix = split == Split::Train ? "train" : "t10k";
-  return read_idx(find_idx(dir, prefix + "-images-idx3-ubyte"),
-                  find_idx(dir, prefix + "-labels-idx1-ubyte"), classes);
+  std::string images = find_idx(dir, prefix + "-images-idx3-ubyte");
+  std::string labels = find_idx(dir, prefix + "-labels-idx1-ubyte");
+  return read_idx(images, labels, classes);
 }
 
 Dataset load_cifar_dir(const std::string& dir, Split split) {

@@ -6,7 +6,13 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+
 #include "core/error.hpp"
+#include "core/io.hpp"
 #include "datasets/dataset.hpp"
 
 namespace ventral {
@@ -14,6 +20,26 @@ namespace ventral {
 namespace fs = std::filesystem;
 
 namespace {
+
+// libpng and friends print their own complaints on stderr before OpenCV returns an empty
+// image; the user gets our one-line error instead, so silence them while decoding.
+cv::Mat decode_quietly(const std::string& path) {
+  std::vector<unsigned char> bytes = read_file(path);
+  std::fflush(stderr);
+  int saved = dup(STDERR_FILENO);
+  int null_fd = open("/dev/null", O_WRONLY);
+  if (saved >= 0 && null_fd >= 0) dup2(null_fd, STDERR_FILENO);
+  cv::Mat img;
+  try {
+    img = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception&) {
+    img = cv::Mat();
+  }
+  std::fflush(stderr);
+  if (saved >= 0) dup2(saved, STDERR_FILENO), close(saved);
+  if (null_fd >= 0) close(null_fd);
+  return img;
+}
 
 bool hidden(const fs::path& p) { return p.filename().string().rfind('.', 0) == 0; }
 
@@ -58,7 +84,7 @@ Dataset read_image_folder(const std::string& root, const LoadOptions& options) {
       if (e.is_regular_file() && !hidden(e.path())) files.push_back(e.path());
     std::sort(files.begin(), files.end());
     for (const auto& f : files) {
-      cv::Mat img = cv::imread(f.string(), cv::IMREAD_UNCHANGED);
+      cv::Mat img = decode_quietly(f.string());
       if (img.empty())
         throw InputError(f.string() + ": cannot decode image (corrupt or not an image file)");
       if (d.channels == 0) {

@@ -1,0 +1,39 @@
+// `ventral config FILE [key=value ...]`: check a config and print it fully resolved.
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "core/config.hpp"
+
+namespace ventral::cli {
+
+void add_config_command(CLI::App& app) {
+  struct Args {
+    std::string file, out;
+    std::vector<std::string> overrides;
+    bool keys = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand(
+      "config", "Check a YAML config against the schema and print it fully resolved (defaults included)");
+  cmd->add_option("file", args->file, "YAML config (omit for the defaults)");
+  cmd->add_option("overrides", args->overrides, "key.sub=value overrides, applied after the file");
+  cmd->add_option("--out", args->out, "also write the resolved config to this file (atomically)");
+  cmd->add_flag("--keys", args->keys, "list every key with its type, default and meaning");
+  cmd->callback([args] {
+    if (args->keys) {
+      for (const auto& k : config_schema())
+        std::cout << k.key << " = " << k.default_value << "    # " << k.help << "\n";
+      return;
+    }
+    // A first positional holding '=' is an override, not a file.
+    if (args->file.find('=') != std::string::npos) {
+      args->overrides.insert(args->overrides.begin(), args->file);
+      args->file.clear();
+    }
+    Config cfg = Config::load(args->file, args->overrides);
+    if (!args->out.empty()) cfg.save(args->out);
+    std::cout << cfg.dump();
+  });
+}
+
+}  // namespace ventral::cli

@@ -1,0 +1,100 @@
+// The CLI contract: exit 0 on success, 2 with one "error: ..." line for bad input.
+#include <opencv2/imgcodecs.hpp>
+
+#include "helpers.hpp"
+
+using ventral::test::idx_header;
+using ventral::test::run_ventral;
+using ventral::test::TempDir;
+using ventral::test::write_bytes;
+using ventral::test::write_text;
+
+namespace {
+
+// Asserts exit status 2 and a single "error: " line containing `needle`.
+void expect_input_error(const std::string& args, const std::string& needle) {
+  auto r = run_ventral(args);
+  EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
+  EXPECT_EQ(r.output.rfind("error: ", 0), 0u) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  EXPECT_NE(r.output.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.output;
+}
+
+}  // namespace
+
+TEST(Cli, DataSummaryOfTheFashionMnistTestSet) {
+  auto r = run_ventral("data fashion-mnist --split test");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("images   10000"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("1x28x28"), std::string::npos);
+  EXPECT_NE(r.output.find("Ankle boot     1000"), std::string::npos) << r.output;
+  auto j = run_ventral("data synthetic:40 --json");
+  ASSERT_EQ(j.status, 0);
+  EXPECT_NE(j.output.find("\"images\": 40"), std::string::npos) << j.output;
+}
+
+TEST(Cli, HelpDocumentsEveryCommand) {
+  auto r = run_ventral("--help");
+  EXPECT_EQ(r.status, 0);
+  for (const char* cmd : {"data", "config"}) EXPECT_NE(r.output.find(cmd), std::string::npos);
+  EXPECT_EQ(run_ventral("data --help").status, 0);
+}
+
+TEST(Cli, MalformedInputsExitTwoWithOneLine) {
+  TempDir dir;
+  // IDX: truncated, wrong magic, count mismatch, hostile header, gzip garbage.
+  auto labels = idx_header({2});
+  labels.insert(labels.end(), {0, 1});
+  for (const char* c : {"trunc", "magic", "count", "hostile", "gzip"})
+    write_bytes(dir / (std::string(c) + "/train-labels-idx1-ubyte"), labels);
+  auto trunc = idx_header({2, 28, 28});
+  trunc.resize(trunc.size() + 100);
+  write_bytes(dir / "trunc/train-images-idx3-ubyte", trunc);
+  auto magic = idx_header({2, 28, 28});
+  magic[3] = 2;
+  write_bytes(dir / "magic/train-images-idx3-ubyte", magic);
+  auto count = idx_header({3, 1, 1});
+  count.insert(count.end(), {1, 2, 3});
+  write_bytes(dir / "count/train-images-idx3-ubyte", count);
+  auto hostile = idx_header({2000000000u, 28, 28});
+  write_bytes(dir / "hostile/train-images-idx3-ubyte", hostile);
+  write_bytes(dir / "gzip/train-images-idx3-ubyte.gz", {0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8});
+  expect_input_error("data mnist:" + (dir / "trunc"), "truncated");
+  expect_input_error("data mnist:" + (dir / "magic"), "bad IDX magic");
+  expect_input_error("data mnist:" + (dir / "count"), "holds 3 images but");
+  expect_input_error("data mnist:" + (dir / "hostile"), "IDX header declares 2000000000x28x28");
+  expect_input_error("data mnist:" + (dir / "gzip"), "corrupt or truncated gzip");
+  // CIFAR: truncated record.
+  write_bytes(dir / "cifar/test_batch.bin", std::vector<unsigned char>(3073 + 10, 1));
+  expect_input_error("data cifar10:" + (dir / "cifar") + " --split test", "truncated CIFAR-10 record");
+  // Folders: empty, corrupt PNG, non-image file.
+  std::filesystem::create_directories(dir / "empty");
+  expect_input_error("data folder:" + (dir / "empty"), "empty image folder");
+  std::vector<unsigned char> png;
+  cv::imencode(".png", cv::Mat(28, 28, CV_8UC1, cv::Scalar(9)), png);
+  png.resize(png.size() - 20);
+  write_bytes(dir / "corrupt/shirt/1.png", png);
+  expect_input_error("data folder:" + (dir / "corrupt"), "1.png: cannot decode image");
+  write_text(dir / "text/shirt/readme.md", "# hello\n");
+  expect_input_error("data folder:" + (dir / "text"), "readme.md: cannot decode image");
+  // SPEC, usage and configs.
+  expect_input_error("data imagenet", "unknown dataset 'imagenet'");
+  expect_input_error("data --split validation", "split");
+  expect_input_error("frobnicate", "frobnicate");
+  write_text(dir / "key.yaml", "train:\n  batchsize: 64\n");
+  expect_input_error("config " + (dir / "key.yaml"), "did you mean 'train.batch_size'");
+  write_text(dir / "type.yaml", "train:\n  epochs: [1, 2]\n");
+  expect_input_error("config " + (dir / "type.yaml"), "key 'train.epochs' expects an integer");
+  expect_input_error("config " + (dir / "missing.yaml"), "missing.yaml: no such file");
+  expect_input_error("config seed=-1", "out of range");
+}
+
+TEST(Cli, ConfigPrintsAndWritesTheResolvedConfig) {
+  TempDir dir;
+  write_text(dir / "c.yaml", "model:\n  name: resnet32\n");
+  auto r = run_ventral("config " + (dir / "c.yaml") + " train.epochs=4 --out " + (dir / "out.yaml"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("name: resnet32"), std::string::npos);
+  EXPECT_NE(r.output.find("epochs: 4"), std::string::npos);
+  EXPECT_TRUE(std::filesystem::exists(dir / "out.yaml"));
+}

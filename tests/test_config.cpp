@@ -1,0 +1,90 @@
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "helpers.hpp"
+
+using namespace ventral;
+using ventral::test::TempDir;
+using ventral::test::write_text;
+
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+}  // namespace
+
+TEST(Config, DefaultsFileAndOverridesInOrder) {
+  TempDir dir;
+  write_text(dir / "a.yaml", "seed: 7\ntrain:\n  epochs: 3\ndata:\n  augment:\n    hflip: true\n");
+  Config cfg = Config::load(dir / "a.yaml", {"train.epochs=5", "data.mean=[0.5]"});
+  EXPECT_EQ(cfg.get_int("seed"), 7);
+  EXPECT_EQ(cfg.get_int("train.epochs"), 5);
+  EXPECT_TRUE(cfg.get_bool("data.augment.hflip"));
+  EXPECT_EQ(cfg.get_floats("data.mean"), std::vector<double>{0.5});
+  EXPECT_EQ(cfg.get_int("train.batch_size"), 128);  // default
+  EXPECT_FALSE(cfg.get_int_or_auto("threads").has_value());
+  EXPECT_EQ(Config::load("", {"threads=2"}).get_int_or_auto("threads"), 2);
+}
+
+TEST(Config, UnknownKeyNamesFileKeyAndClosestKey) {
+  TempDir dir;
+  write_text(dir / "bad.yaml", "train:\n  epoch: 3\n");
+  std::string msg = error_of([&] { Config::load(dir / "bad.yaml"); });
+  EXPECT_NE(msg.find("bad.yaml"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("unknown key 'train.epoch'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("did you mean 'train.epochs'"), std::string::npos) << msg;
+}
+
+TEST(Config, WrongTypesAndRangesAreErrors) {
+  EXPECT_NE(error_of([] { Config::load("", {"train.epochs=three"}); })
+                .find("key 'train.epochs' expects an integer, got 'three'"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { Config::load("", {"train.epochs=2.5"}); }).find("expects an integer"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { Config::load("", {"data.val_fraction=1.5"}); }).find("out of range"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { Config::load("", {"device=tpu"}); }).find("one of auto cpu cuda"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { Config::load("", {"data.augment.hflip=maybe"}); }).find("true or false"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { Config::load("", {"data.mean=0.5"}); }).find("a list of numbers"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { Config::load("", {"threads=0"}); }).find("out of range"), std::string::npos);
+  EXPECT_NE(error_of([] { Config::load("", {"novalue"}); }).find("key.sub=value"), std::string::npos);
+}
+
+TEST(Config, SectionGivenAScalarIsAnError) {
+  TempDir dir;
+  write_text(dir / "s.yaml", "train: 3\n");
+  EXPECT_NE(error_of([&] { Config::load(dir / "s.yaml"); }).find("'train' is a section"), std::string::npos);
+}
+
+TEST(Config, InvalidYamlAndMissingFileAreErrors) {
+  TempDir dir;
+  write_text(dir / "broken.yaml", "train: [1, 2\n");
+  EXPECT_NE(error_of([&] { Config::load(dir / "broken.yaml"); }).find("invalid YAML"), std::string::npos);
+  EXPECT_NE(error_of([&] { Config::load(dir / "missing.yaml"); }).find("no such file"), std::string::npos);
+}
+
+TEST(Config, DumpRoundTripsEveryValue) {
+  TempDir dir;
+  Config cfg = Config::load("", {"seed=42", "model.name=cortical_blt", "data.std=[0.25, 0.5]", "threads=3"});
+  cfg.save(dir / "resolved.yaml");
+  Config back = Config::load(dir / "resolved.yaml");
+  EXPECT_EQ(back.dump(), cfg.dump());
+  EXPECT_EQ(back.get_string("model.name"), "cortical_blt");
+  EXPECT_EQ(back.get_floats("data.std"), (std::vector<double>{0.25, 0.5}));
+  EXPECT_EQ(back.get_int_or_auto("threads"), 3);
+}
+
+TEST(Config, EditDistance) {
+  EXPECT_EQ(edit_distance("kitten", "sitting"), 3u);
+  EXPECT_EQ(edit_distance("", "abc"), 3u);
+  EXPECT_EQ(closest("train.lr", {"train.lrs", "data.seed"}), "train.lrs");
+}

@@ -1,0 +1,199 @@
+#include "core/rng.hpp"
+#include "datasets/loader.hpp"
+#include "helpers.hpp"
+
+using namespace ventral;
+
+namespace {
+
+// A 2-image, 1×4×4 dataset whose pixel values are their own positions: 0, 10, 20, ...
+Dataset ramp() {
+  Dataset d;
+  d.height = d.width = 4;
+  d.channels = 1;
+  d.classes = {"a", "b"};
+  for (int i = 0; i < 2; ++i) {
+    for (int p = 0; p < 16; ++p) d.pixels.push_back(static_cast<uint8_t>(p * 10 + i));
+    d.labels.push_back(i);
+  }
+  return d;
+}
+
+std::vector<torch::Tensor> epoch_batches(BatchLoader& loader, int64_t epoch) {
+  std::vector<torch::Tensor> out;
+  loader.start_epoch(epoch);
+  while (auto b = loader.next()) {
+    out.push_back(b->images);
+    out.push_back(b->labels);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Render, NormalisesWithMeanAndStd) {
+  Dataset d = ramp();
+  LoaderOptions o;
+  o.mean = {0.5};
+  o.std = {0.25};
+  std::vector<float> out(16);
+  render_sample(d, 0, o, 0, out.data());
+  for (int p = 0; p < 16; ++p) EXPECT_NEAR(out[p], (p * 10 / 255.0 - 0.5) / 0.25, 1e-5);
+  o.mean.clear();
+  render_sample(d, 1, o, 0, out.data());
+  EXPECT_NEAR(out[3], 31 / 255.0, 1e-6);
+}
+
+TEST(Render, FlipMirrorsEveryRow) {
+  Dataset d = ramp();
+  LoaderOptions o;
+  o.augment = true;
+  o.augmentation.hflip = true;
+  std::vector<float> plain(16), out(16);
+  LoaderOptions off = o;
+  off.augment = false;
+  int flipped = 0;
+  for (int epoch = 0; epoch < 40; ++epoch) {
+    render_sample(d, 0, o, epoch, out.data());
+    render_sample(d, 0, off, epoch, plain.data());
+    bool same = out == plain;
+    bool mirrored = true;
+    for (int y = 0; y < 4; ++y)
+      for (int x = 0; x < 4; ++x) mirrored &= out[y * 4 + x] == plain[y * 4 + 3 - x];
+    EXPECT_TRUE(same || mirrored);
+    flipped += mirrored;
+  }
+  EXPECT_GT(flipped, 8);  // p = 1/2 over 40 draws
+  EXPECT_LT(flipped, 32);
+}
+
+TEST(Render, CropWithPaddingShiftsAndFillsBlack) {
+  Dataset d = ramp();
+  LoaderOptions o;
+  o.augment = true;
+  o.augmentation.crop_padding = 1;
+  std::vector<float> out(16);
+  std::set<std::vector<float>> seen;
+  for (int epoch = 0; epoch < 60; ++epoch) {
+    render_sample(d, 0, o, epoch, out.data());
+    // Each output is the image shifted by (dy, dx) in {-1,0,1}² with zeros shifted in.
+    bool matched = false;
+    for (int dy = -1; dy <= 1 && !matched; ++dy)
+      for (int dx = -1; dx <= 1 && !matched; ++dx) {
+        bool ok = true;
+        for (int y = 0; y < 4; ++y)
+          for (int x = 0; x < 4; ++x) {
+            int sy = y + dy, sx = x + dx;
+            float want = (sy >= 0 && sy < 4 && sx >= 0 && sx < 4) ? (sy * 4 + sx) * 10 / 255.f : 0.f;
+            ok &= std::abs(out[y * 4 + x] - want) < 1e-6;
+          }
+        matched = ok;
+      }
+    EXPECT_TRUE(matched);
+    seen.insert(out);
+  }
+  EXPECT_EQ(seen.size(), 9u);  // all nine shifts occur
+}
+
+TEST(Render, ErasingZeroesARectangle) {
+  Dataset d;
+  d.height = d.width = 16;
+  d.channels = 1;
+  d.classes = {"a"};
+  d.pixels.assign(256, 255);
+  d.labels = {0};
+  LoaderOptions o;
+  o.augment = true;
+  o.augmentation.erasing = 1.0;
+  std::vector<float> out(256);
+  render_sample(d, 0, o, 0, out.data());
+  int zeros = static_cast<int>(std::count(out.begin(), out.end(), 0.f));
+  EXPECT_GE(zeros, 1);
+  EXPECT_LE(zeros, static_cast<int>(0.45 * 256));
+}
+
+TEST(Loader, SameBatchesWhateverTheThreadCount) {
+  Dataset d = load_dataset("synthetic:300", Split::Train);
+  LoaderOptions o;
+  o.batch_size = 32;
+  o.augment = true;
+  o.augmentation = {2, true, 0.5};
+  o.mean = {0.2};
+  o.std = {0.3};
+  o.seed = 11;
+  o.threads = 1;
+  BatchLoader one(d, {}, o);
+  o.threads = 3;
+  o.prefetch = 1;
+  BatchLoader three(d, {}, o);
+  for (int64_t epoch : {0, 1}) {
+    auto a = epoch_batches(one, epoch);
+    auto b = epoch_batches(three, epoch);
+    ASSERT_EQ(a.size(), b.size());
+    ASSERT_EQ(a.size(), 2u * 10);  // 300 / 32 → 10 batches, last partial
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+  }
+  EXPECT_FALSE(torch::equal(epoch_batches(one, 0)[1], epoch_batches(one, 1)[1]));  // reshuffled
+}
+
+TEST(Loader, CoversEveryIndexOnceAndHonoursDropLast) {
+  Dataset d = load_dataset("synthetic:100", Split::Train);
+  std::vector<int64_t> subset;
+  for (int64_t i = 0; i < 100; i += 2) subset.push_back(i);
+  LoaderOptions o;
+  o.batch_size = 16;
+  o.threads = 2;
+  BatchLoader loader(d, subset, o);
+  loader.start_epoch(0);
+  std::vector<int64_t> seen;
+  while (auto b = loader.next()) {
+    seen.insert(seen.end(), b->indices.begin(), b->indices.end());
+    for (size_t k = 0; k < b->indices.size(); ++k)
+      EXPECT_EQ(b->labels[k].item<int64_t>(), d.labels[b->indices[k]]);
+  }
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, subset);
+  o.drop_last = true;
+  BatchLoader dropping(d, subset, o);
+  EXPECT_EQ(dropping.batches_per_epoch(), 3);
+  dropping.start_epoch(0);
+  int n = 0;
+  while (auto b = dropping.next()) {
+    EXPECT_EQ(b->images.size(0), 16);
+    ++n;
+  }
+  EXPECT_EQ(n, 3);
+}
+
+TEST(Loader, UnshuffledOrderIsTheIndexOrder) {
+  Dataset d = load_dataset("synthetic:50", Split::Train);
+  LoaderOptions o;
+  o.batch_size = 50;
+  o.shuffle = false;
+  BatchLoader loader(d, {}, o);
+  loader.start_epoch(0);
+  auto b = loader.next();
+  ASSERT_TRUE(b);
+  for (int64_t i = 0; i < 50; ++i) EXPECT_EQ(b->indices[i], i);
+  EXPECT_FLOAT_EQ(b->images[7][0][3][4].item<float>(), d.image(7)[3 * 28 + 4] / 255.f);
+  // Abandoning an epoch midway and starting another must not hang.
+  loader.start_epoch(1);
+  loader.start_epoch(2);
+  EXPECT_TRUE(loader.next().has_value());
+}
+
+TEST(Rng, PortableStreams) {
+  Rng a({1, 2, 3}), b({1, 2, 3}), c({1, 2, 4});
+  EXPECT_EQ(a.next(), b.next());
+  EXPECT_NE(Rng({1, 2, 3}).next(), c.next());
+  EXPECT_EQ(mix64(0), 0xe220a8397b1dcdafULL);  // splitmix64 reference value
+  Rng r(5);
+  double sum = 0, sq = 0;
+  for (int i = 0; i < 20000; ++i) {
+    double v = r.normal();
+    sum += v;
+    sq += v * v;
+  }
+  EXPECT_NEAR(sum / 20000, 0.0, 0.03);
+  EXPECT_NEAR(sq / 20000, 1.0, 0.05);
+}

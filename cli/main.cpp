@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "ventral 0.1.0");
   ventral::cli::add_config_command(app);
   ventral::cli::add_data_command(app);
+  ventral::cli::add_models_command(app);
 
   try {
     std::string names;

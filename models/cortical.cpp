@@ -1,0 +1,201 @@
+// The 4-level V1 → V2 → V4 → IT network (Spoerer et al. 2017 B/BL/BT/BLT; Liao & Poggio's
+// multi-state recurrent net). Each area's state at step t is
+//   h_k(t) = ReLU(BN_k,t(bottom-up + lateral + top-down)),
+// bottom-up: 3×3 conv of the 2×2-max-pooled area below (the image for V1);
+// lateral:   3×3 conv of h_k(t−1);
+// top-down:  4×4 stride-2 transposed conv of h_{k+1}(t−1), sized exactly to area k
+//            (28→14→7→3 and 32→16→8→4 both work);
+// BLT+ adds long-range feedback IT → V1 (bilinear upsampling + 1×1 conv).
+// A global-average-pool + linear readout, shared across steps, reads IT at every step.
+#include "models/registry.hpp"
+#include "models/resnet.hpp"
+
+namespace ventral {
+
+namespace {
+
+const std::vector<std::string> kAreas = {"V1", "V2", "V4", "IT"};
+
+struct CorticalSpec {
+  bool lateral = false, topdown = false, long_range = false;
+  bool synchronous = false;       ///< every area reads step t−1 (else bottom-up within a step)
+  bool input_every_step = true;
+  bool cumulative_readout = false;
+  int64_t steps = 4;
+  std::vector<int64_t> widths;    ///< V1, V2, V4, IT channels
+  std::vector<int64_t> kernels;   ///< bottom-up kernel per area
+  int64_t in_channels = 1, num_classes = 10;
+};
+
+/// One visual area: the convolutions that feed it and its per-step batch norm.
+class AreaImpl : public torch::nn::Module {
+ public:
+  AreaImpl(int64_t in, int64_t width, int64_t kernel, int64_t above, const CorticalSpec& s) {
+    bottom_up = register_module("bottom_up", nn::conv(in, width, kernel));
+    if (s.lateral) lateral = register_module("lateral", nn::conv(width, width, 3));
+    if (s.topdown && above > 0)
+      top_down = register_module("top_down", nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(above, width, 4)
+                                                                     .stride(2).padding(1).bias(false)));
+    norm = register_module("norm", TimeBatchNorm(width, s.steps));
+  }
+  nn::Conv2d bottom_up{nullptr}, lateral{nullptr};
+  nn::ConvTranspose2d top_down{nullptr};
+  TimeBatchNorm norm{nullptr};
+};
+TORCH_MODULE(Area);
+
+class CorticalNetImpl : public VisionModelImpl {
+ public:
+  explicit CorticalNetImpl(CorticalSpec spec) : spec_(std::move(spec)) {
+    for (size_t k = 0; k < kAreas.size(); ++k) {
+      int64_t in = k == 0 ? spec_.in_channels : spec_.widths[k - 1];
+      int64_t above = k + 1 < kAreas.size() ? spec_.widths[k + 1] : 0;
+      areas_.push_back(register_module(kAreas[k], Area(in, spec_.widths[k], spec_.kernels[k], above, spec_)));
+    }
+    if (spec_.long_range)
+      long_range = register_module("long_range", nn::conv(spec_.widths[3], spec_.widths[0], 1));
+    readout = register_module("readout", nn::Linear(spec_.widths[3], spec_.num_classes));
+    init_resnet_weights(*this);
+  }
+
+  std::vector<torch::Tensor> forward(const torch::Tensor& images, int64_t steps) override {
+    TORCH_CHECK(steps >= 1, "cortical: steps must be >= 1, got ", steps);
+    const int64_t n = images.size(0);
+    std::vector<std::vector<int64_t>> sizes;  // H, W per area
+    int64_t h = images.size(2), w = images.size(3);
+    for (size_t k = 0; k < kAreas.size(); ++k) {
+      sizes.push_back({h, w});
+      h /= 2, w /= 2;  // 2×2 max pooling, floor
+    }
+    std::vector<torch::Tensor> prev(kAreas.size()), cur(kAreas.size());
+    std::vector<torch::Tensor> logits;
+    torch::Tensor pooled_sum;
+    for (int64_t t = 0; t < steps; ++t) {
+      for (size_t k = 0; k < kAreas.size(); ++k) {
+        Area& area = areas_[k];
+        torch::Tensor drive;
+        auto add = [&](const torch::Tensor& x) { drive = drive.defined() ? drive + x : x; };
+        if (k == 0) {
+          if (t == 0 || spec_.input_every_step) add(area->bottom_up(images));
+        } else {
+          // Synchronous: the area below as it was at t−1; sequential: as it is now.
+          const torch::Tensor& below = spec_.synchronous ? prev[k - 1] : cur[k - 1];
+          if (below.defined()) add(area->bottom_up(torch::max_pool2d(below, 2)));
+        }
+        if (t > 0 && area->lateral) add(area->lateral(prev[k]));
+        if (t > 0 && area->top_down) add(area->top_down(prev[k + 1], sizes[k]));
+        if (t > 0 && k == 0 && long_range)
+          add(long_range(torch::upsample_bilinear2d(prev.back(), sizes[0], /*align_corners=*/false)));
+        if (!drive.defined())  // nothing has reached this area yet
+          drive = torch::zeros({n, spec_.widths[k], sizes[k][0], sizes[k][1]}, images.options());
+        cur[k] = torch::relu(area->norm(drive, t));
+        record(kAreas[k], t, cur[k]);
+      }
+      torch::Tensor pooled = nn::global_pool(cur.back());
+      if (spec_.cumulative_readout) {
+        pooled_sum = pooled_sum.defined() ? pooled_sum + pooled : pooled;
+        pooled = pooled_sum / static_cast<double>(t + 1);
+      }
+      logits.push_back(readout(pooled));
+      prev = cur;
+    }
+    return logits;
+  }
+
+  bool recurrent() const override { return spec_.lateral || spec_.topdown || spec_.long_range; }
+  int64_t default_steps() const override { return recurrent() ? spec_.steps : 1; }
+  std::vector<std::string> areas() const override { return kAreas; }
+
+ private:
+  CorticalSpec spec_;
+  std::vector<Area> areas_;
+  nn::Conv2d long_range{nullptr};
+  nn::Linear readout{nullptr};
+};
+
+CorticalSpec base_spec(const ModelOptions& o, const std::string& connections) {
+  CorticalSpec s;
+  s.lateral = connections.find('L') != std::string::npos;
+  s.topdown = connections.find('T') != std::string::npos;
+  s.long_range = connections.find('+') != std::string::npos;
+  bool recurrent = s.lateral || s.topdown;
+  s.synchronous = o.unroll == "synchronous";
+  s.input_every_step = o.input_every_step;
+  s.cumulative_readout = o.cumulative_readout;
+  s.steps = recurrent ? (o.steps ? o.steps : 4) : 1;
+  int64_t w = o.width ? o.width : 16;
+  s.widths = {w, 2 * w, 4 * w, 8 * w};
+  s.kernels = {3, 3, 3, 3};
+  s.in_channels = o.in_channels;
+  s.num_classes = o.num_classes;
+  return s;
+}
+
+int64_t params_of(const CorticalSpec& s) { return count_parameters(CorticalNetImpl(s)); }
+
+// B-K: the feed-forward net with larger bottom-up kernels, chosen per area (odd, 3–9) so that
+// its parameter count is closest to BLT's.
+CorticalSpec larger_kernels(const ModelOptions& o) {
+  int64_t target = params_of(base_spec(o, "BLT"));
+  CorticalSpec s = base_spec(o, "B");
+  int64_t base = params_of(s);
+  std::vector<int64_t> fan(4);  // c_in × c_out per area: params grow by fan × (k² − 9)
+  for (int k = 0; k < 4; ++k) fan[k] = (k == 0 ? s.in_channels : s.widths[k - 1]) * s.widths[k];
+  int64_t best = INT64_MAX;
+  for (int64_t a : {3, 5, 7, 9})
+    for (int64_t b : {3, 5, 7, 9})
+      for (int64_t c : {3, 5, 7, 9})
+        for (int64_t d : {3, 5, 7, 9}) {
+          std::vector<int64_t> ks = {a, b, c, d};
+          int64_t p = base;
+          for (int k = 0; k < 4; ++k) p += fan[k] * (ks[k] * ks[k] - 9);
+          if (std::llabs(p - target) < best) best = std::llabs(p - target), s.kernels = ks;
+        }
+  return s;
+}
+
+// B-F: the feed-forward net with every width scaled by one factor, chosen by bisection so
+// that its parameter count is closest to BLT's.
+CorticalSpec more_features(const ModelOptions& o) {
+  int64_t target = params_of(base_spec(o, "BLT"));
+  CorticalSpec s = base_spec(o, "B");
+  std::vector<int64_t> base_widths = s.widths;
+  auto scaled = [&](double f) {
+    CorticalSpec c = s;
+    for (int k = 0; k < 4; ++k) c.widths[k] = std::max<int64_t>(1, std::llround(base_widths[k] * f));
+    return c;
+  };
+  double lo = 1, hi = 8;
+  for (int i = 0; i < 30; ++i) {
+    double mid = (lo + hi) / 2;
+    (params_of(scaled(mid)) < target ? lo : hi) = mid;
+  }
+  return scaled(hi);
+}
+
+}  // namespace
+
+void register_cortical_models(ModelRegistry& registry) {
+  struct Variant {
+    const char* name;
+    const char* connections;
+    const char* text;
+  };
+  for (const auto& v : {Variant{"cortical_b", "B", "bottom-up only (feed-forward)"},
+                        Variant{"cortical_bl", "BL", "bottom-up + lateral"},
+                        Variant{"cortical_bt", "BT", "bottom-up + top-down"},
+                        Variant{"cortical_blt", "BLT", "bottom-up + lateral + top-down"},
+                        Variant{"cortical_blt_plus", "BLT+", "BLT + long-range feedback IT→V1"}}) {
+    std::string connections = v.connections;
+    registry.add({v.name, "cortical", std::string("V1-V2-V4-IT network, ") + v.text,
+                  [connections](const ModelOptions& o) -> ModelPtr {
+                    return std::make_shared<CorticalNetImpl>(base_spec(o, connections));
+                  }});
+  }
+  registry.add({"cortical_b_k", "controls", "feed-forward control: larger kernels, parameters matched to BLT",
+                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<CorticalNetImpl>(larger_kernels(o)); }});
+  registry.add({"cortical_b_f", "controls", "feed-forward control: more feature maps, parameters matched to BLT",
+                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<CorticalNetImpl>(more_features(o)); }});
+}
+
+}  // namespace ventral

@@ -1,0 +1,70 @@
+#pragma once
+/// The one interface every model implements. Trainer, evaluator, robustness sweep and report
+/// are written once against it.
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ventral {
+
+/// Receives a named per-area activation (e.g. "V4") at a step (0-based) during forward.
+using ActivationProbe = std::function<void(const std::string& area, int64_t step, const torch::Tensor&)>;
+
+class VisionModelImpl : public torch::nn::Module {
+ public:
+  /// Runs `steps` steps on a batch of images (N × C × H × W). Returns the logits (N × classes)
+  /// of every step when reads_out_every_step(), otherwise those of the final step only.
+  /// Feed-forward models have one step and ignore `steps`.
+  virtual std::vector<torch::Tensor> forward(const torch::Tensor& images, int64_t steps) = 0;
+
+  /// Whether the model has recurrent (or weight-shared, unrolled) computation.
+  virtual bool recurrent() const { return false; }
+  /// The number of steps the model runs by default (and was built/trained for).
+  virtual int64_t default_steps() const { return 1; }
+  /// True when one forward pass yields a readout at every step.
+  virtual bool reads_out_every_step() const { return true; }
+  /// Names of the areas reported to the probe, bottom-up.
+  virtual std::vector<std::string> areas() const = 0;
+
+  /// Installs (or, with nullptr, removes) a probe that sees every area's activation.
+  void set_probe(ActivationProbe probe) { probe_ = std::move(probe); }
+
+ protected:
+  void record(const std::string& area, int64_t step, const torch::Tensor& x) const {
+    if (probe_) probe_(area, step, x);
+  }
+
+ private:
+  ActivationProbe probe_;
+};
+
+using ModelPtr = std::shared_ptr<VisionModelImpl>;
+
+/// Number of trainable parameter elements (each shared tensor counted once).
+int64_t count_parameters(const torch::nn::Module& model);
+/// Number of distinct parameter tensors (storage pointers) and of entries in parameters().
+std::pair<size_t, size_t> unique_parameter_tensors(const torch::nn::Module& model);
+/// Multiply-accumulates per step for one image of `channels` × `size` × `size`: the MACs of a
+/// forward pass of default_steps() steps divided by default_steps().
+int64_t macs_per_step(VisionModelImpl& model, int64_t channels, int64_t size);
+
+/// MAC accounting: while a MacCounter is alive on a thread, the layers of models/layers.hpp add
+/// their multiply-accumulates to it.
+class MacCounter {
+ public:
+  MacCounter();
+  ~MacCounter();
+  MacCounter(const MacCounter&) = delete;
+  MacCounter& operator=(const MacCounter&) = delete;
+  int64_t total() const { return total_; }
+  static void add(int64_t macs);
+
+ private:
+  int64_t total_ = 0;
+  MacCounter* previous_;
+};
+
+}  // namespace ventral

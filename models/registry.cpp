@@ -1,0 +1,91 @@
+#include "models/registry.hpp"
+
+#include <set>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+
+namespace ventral {
+
+namespace {
+thread_local MacCounter* active_counter = nullptr;
+}
+
+MacCounter::MacCounter() : previous_(active_counter) { active_counter = this; }
+MacCounter::~MacCounter() { active_counter = previous_; }
+void MacCounter::add(int64_t macs) {
+  if (active_counter) active_counter->total_ += macs;
+}
+
+int64_t count_parameters(const torch::nn::Module& model) {
+  std::set<const void*> seen;
+  int64_t n = 0;
+  for (const auto& p : model.parameters())
+    if (seen.insert(p.data_ptr()).second) n += p.numel();
+  return n;
+}
+
+std::pair<size_t, size_t> unique_parameter_tensors(const torch::nn::Module& model) {
+  std::set<const void*> seen;
+  auto params = model.parameters();
+  for (const auto& p : params) seen.insert(p.data_ptr());
+  return {seen.size(), params.size()};
+}
+
+int64_t macs_per_step(VisionModelImpl& model, int64_t channels, int64_t size) {
+  bool was_training = model.is_training();
+  model.eval();
+  int64_t total;
+  {
+    torch::NoGradGuard no_grad;
+    MacCounter counter;
+    auto device = model.parameters().empty() ? torch::kCPU : model.parameters()[0].device();
+    model.forward(torch::zeros({1, channels, size, size}, torch::TensorOptions().device(device)),
+                  model.default_steps());
+    total = counter.total();
+  }
+  model.train(was_training);
+  return total / model.default_steps();
+}
+
+void ModelRegistry::add(ModelEntry entry) {
+  for (const auto& e : entries_)
+    if (e.name == entry.name) throw std::logic_error("model registered twice: " + entry.name);
+  entries_.push_back(std::move(entry));
+}
+
+const ModelRegistry& model_registry() {
+  static const ModelRegistry registry = [] {
+    ModelRegistry r;
+    register_resnet_models(r);
+    register_shared_resnet_models(r);
+    register_cortical_models(r);
+    register_cornet_models(r);
+    return r;
+  }();
+  return registry;
+}
+
+std::vector<std::string> list_models() {
+  std::vector<std::string> names;
+  for (const auto& e : model_registry().entries()) names.push_back(e.name);
+  return names;
+}
+
+const ModelEntry& find_model(const std::string& name) {
+  for (const auto& e : model_registry().entries())
+    if (e.name == name) return e;
+  std::string valid;
+  for (const auto& n : list_models()) valid += (valid.empty() ? "" : ", ") + n;
+  throw InputError("unknown model '" + name + "' (did you mean '" + closest(name, list_models()) +
+                   "'? valid: " + valid + ")");
+}
+
+ModelPtr create_model(const std::string& name, const ModelOptions& options) {
+  require(options.in_channels >= 1, "model: in_channels must be >= 1");
+  require(options.num_classes >= 1, "model: num_classes must be >= 1");
+  require(options.image_size >= 8, "model: image_size must be >= 8, got " + std::to_string(options.image_size));
+  return find_model(name).make(options);
+}
+
+}  // namespace ventral

@@ -227,6 +227,7 @@ class CORnetSImpl : public VisionModelImpl {
     return {decoder(x)};
   }
   bool recurrent() const override { return true; }
+  bool reads_out_every_step() const override { return false; }
   std::vector<std::string> areas() const override { return kAreas; }
 
  private:

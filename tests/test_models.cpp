@@ -1,0 +1,258 @@
+// Model tests, parametrized over the registry: a model is tested the moment it is registered.
+#include <set>
+
+#include "core/error.hpp"
+#include "helpers.hpp"
+#include "models/registry.hpp"
+
+using namespace ventral;
+
+namespace {
+
+class Seeded : public ::testing::Test {
+ protected:
+  Seeded() { torch::manual_seed(0); }
+};
+
+ModelOptions tiny(int64_t channels = 1, int64_t size = 16) {
+  ModelOptions o;
+  o.in_channels = channels;
+  o.num_classes = 5;
+  o.image_size = size;
+  return o;
+}
+
+int64_t params(const std::string& name, const ModelOptions& o) { return count_parameters(*create_model(name, o)); }
+
+ModelOptions imagenet() {
+  ModelOptions o;
+  o.in_channels = 3;
+  o.num_classes = 1000;
+  o.image_size = 224;
+  return o;
+}
+
+int64_t steps_for(const VisionModelImpl& m) { return m.recurrent() ? std::max<int64_t>(2, m.default_steps()) : 1; }
+
+}  // namespace
+
+class EveryModel : public ::testing::TestWithParam<std::string> {
+ protected:
+  EveryModel() { torch::manual_seed(0); }
+};
+
+TEST_P(EveryModel, ShapesFiniteAndEveryParameterGetsAGradient) {
+  ModelPtr m = create_model(GetParam(), tiny());
+  int64_t steps = steps_for(*m);
+  auto logits = m->forward(torch::randn({3, 1, 16, 16}), steps);
+  size_t expected = m->recurrent() && m->reads_out_every_step() ? static_cast<size_t>(steps) : 1u;
+  ASSERT_EQ(logits.size(), expected);
+  torch::Tensor loss = torch::zeros({});
+  for (const auto& l : logits) {
+    ASSERT_EQ(l.sizes(), (std::vector<int64_t>{3, 5}));
+    ASSERT_TRUE(torch::isfinite(l).all().item<bool>());
+    loss = loss + torch::cross_entropy_loss(l, torch::tensor({0, 1, 2}));
+  }
+  loss.backward();
+  for (const auto& p : m->named_parameters()) {
+    ASSERT_TRUE(p.value().grad().defined()) << p.key();
+    EXPECT_GT(p.value().grad().abs().sum().item<double>(), 0.0) << GetParam() << ": " << p.key();
+  }
+}
+
+TEST_P(EveryModel, EveryTensorRegisteredOnceAndCountsReported) {
+  ModelPtr m = create_model(GetParam(), tiny());
+  auto [unique, listed] = unique_parameter_tensors(*m);
+  EXPECT_EQ(unique, listed);  // a shared block registered twice would be updated twice per step
+  std::set<std::string> names;
+  for (const auto& p : m->named_parameters()) EXPECT_TRUE(names.insert(p.key()).second) << p.key();
+  EXPECT_GT(macs_per_step(*m, 1, 16), 0);
+  EXPECT_GE(m->default_steps(), 1);
+  EXPECT_EQ(m->default_steps() > 1, m->recurrent() && m->default_steps() > 1);
+}
+
+TEST_P(EveryModel, SaveThenLoadGivesIdenticalOutputs) {
+  ModelPtr a = create_model(GetParam(), tiny());
+  if (count_parameters(*a) > 10'000'000) GTEST_SKIP() << "large model: covered by smaller ones";
+  // Give batch norms non-trivial running statistics before saving.
+  a->train();
+  a->forward(torch::randn({4, 1, 16, 16}), steps_for(*a));
+  a->eval();
+  ventral::test::TempDir dir;
+  torch::serialize::OutputArchive out;
+  a->save(out);
+  out.save_to(dir / "model.pt");
+  torch::manual_seed(123);
+  ModelPtr b = create_model(GetParam(), tiny());
+  torch::serialize::InputArchive in;
+  in.load_from(dir / "model.pt");
+  b->load(in);
+  b->eval();
+  torch::Tensor x = torch::randn({2, 1, 16, 16});
+  torch::NoGradGuard no_grad;
+  auto ya = a->forward(x, steps_for(*a));
+  auto yb = b->forward(x, steps_for(*b));
+  ASSERT_EQ(ya.size(), yb.size());
+  for (size_t t = 0; t < ya.size(); ++t) EXPECT_TRUE(torch::equal(ya[t], yb[t])) << t;
+}
+
+TEST_P(EveryModel, ProbeSeesEveryAreaWithoutChangingOutputs) {
+  ModelPtr m = create_model(GetParam(), tiny(3, 32));
+  m->eval();
+  torch::Tensor x = torch::randn({2, 3, 32, 32});
+  torch::NoGradGuard no_grad;
+  auto plain = m->forward(x, steps_for(*m));
+  std::map<std::string, int> seen;
+  m->set_probe([&](const std::string& area, int64_t, const torch::Tensor& a) {
+    ++seen[area];
+    EXPECT_EQ(a.size(0), 2);
+  });
+  auto probed = m->forward(x, steps_for(*m));
+  m->set_probe(nullptr);
+  for (const auto& area : m->areas()) EXPECT_GE(seen[area], 1) << area;
+  EXPECT_TRUE(torch::equal(plain.back(), probed.back()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Registry, EveryModel, ::testing::ValuesIn(list_models()),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return n;
+                         });
+
+TEST_F(Seeded, ExactReferenceParameterCounts) {
+  EXPECT_EQ(params("resnet18", imagenet()), 11689512);
+  EXPECT_EQ(params("resnet34", imagenet()), 21797672);
+  EXPECT_EQ(params("resnet50", imagenet()), 25557032);
+  EXPECT_EQ(params("cornet_z", imagenet()), 2071656);
+  EXPECT_EQ(params("cornet_r", imagenet()), 5208936);
+  EXPECT_EQ(params("cornet_rt", imagenet()), 5208936);
+  EXPECT_EQ(params("cornet_s", imagenet()), 53416616);
+  ModelOptions cifar;
+  EXPECT_EQ(params("resnet20", cifar), 272186);
+  cifar.in_channels = 3;
+  EXPECT_EQ(params("resnet20", cifar), 272474);
+  cifar.shortcut = "A";
+  EXPECT_EQ(params("resnet20", cifar), 269722);
+}
+
+TEST_F(Seeded, ParameterNamesFollowThePythonReferences) {
+  std::set<std::string> resnet, cornet_s, cornet_r;
+  for (const auto& p : create_model("resnet18", imagenet())->named_parameters()) resnet.insert(p.key());
+  for (const auto& p : create_model("cornet_s", tiny())->named_parameters()) cornet_s.insert(p.key());
+  for (const auto& p : create_model("cornet_r", tiny())->named_parameters()) cornet_r.insert(p.key());
+  for (const char* k : {"conv1.weight", "bn1.weight", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
+                        "layer2.0.downsample.1.bias", "layer4.1.bn2.weight", "fc.weight", "fc.bias"})
+    EXPECT_TRUE(resnet.count(k)) << k;
+  for (const char* k : {"V1.conv1.weight", "V1.norm2.bias", "V2.conv_input.weight", "V2.norm1_0.weight",
+                        "V4.norm3_3.bias", "IT.skip.weight", "IT.norm_skip.weight", "decoder.linear.weight"})
+    EXPECT_TRUE(cornet_s.count(k)) << k;
+  for (const char* k : {"V1.conv_input.weight", "V1.conv_input.bias", "V1.norm_input.weight", "IT.conv1.weight",
+                        "IT.norm1.bias", "decoder.linear.bias"})
+    EXPECT_TRUE(cornet_r.count(k)) << k;
+}
+
+TEST_F(Seeded, MacsMatchAHandCount) {
+  // cortical_b at 1×28×28, widths 16/32/64/128, 3×3 convs on 28, 14, 7, 3 px + readout.
+  int64_t hand = 16 * 9 * 28 * 28 + 32 * 16 * 9 * 14 * 14 + 64 * 32 * 9 * 7 * 7 + 128 * 64 * 9 * 3 * 3 + 128 * 10;
+  ModelOptions o;
+  EXPECT_EQ(macs_per_step(*create_model("cortical_b", o), 1, 28), hand);
+  // torchvision resnet18 at 224 px: 1.814 GMACs (convs + fc).
+  EXPECT_EQ(macs_per_step(*create_model("resnet18", imagenet()), 3, 224), 1814073344);
+}
+
+TEST_F(Seeded, SharedResNetParametersDoNotGrowWithUnrolling) {
+  ModelPtr m = create_model("shared_resnet", tiny());
+  int64_t before = count_parameters(*m);
+  size_t tensors = m->parameters().size();
+  torch::Tensor x = torch::randn({2, 1, 16, 16});
+  m->eval();
+  torch::NoGradGuard no_grad;
+  auto three = m->forward(x, 3);
+  auto eight = m->forward(x, 8);  // beyond the trained count: the last BN is reused
+  EXPECT_EQ(count_parameters(*m), before);
+  EXPECT_EQ(m->parameters().size(), tensors);
+  EXPECT_FALSE(torch::allclose(three[0], eight[0]));
+  EXPECT_TRUE(torch::isfinite(eight[0]).all().item<bool>());
+  // Conv weights are shared: the per-stage block holds one conv pair, whatever n.
+  int64_t conv_tensors = 0;
+  for (const auto& p : m->named_parameters())
+    if (p.key().find("layer") == 0 && p.key().find("conv") != std::string::npos) ++conv_tensors;
+  EXPECT_EQ(conv_tensors, 3 * 2);
+  // Deeper unrolling at construction adds only batch-norm parameters.
+  ModelOptions deeper = tiny();
+  deeper.steps = 6;
+  int64_t bn_per_step = 2 * 2 * (16 + 32 + 64);  // two BNs per block, weight + bias
+  EXPECT_EQ(params("shared_resnet", deeper), before + 3 * bn_per_step);
+  EXPECT_LT(before, params("resnet20", tiny()) * 0.4);
+}
+
+TEST_F(Seeded, TopDownActsFromTheSecondStepOn) {
+  ModelPtr m = create_model("cortical_blt", tiny());
+  m->eval();
+  torch::Tensor x = torch::randn({2, 1, 16, 16});
+  torch::NoGradGuard no_grad;
+  auto before = m->forward(x, 3);
+  int changed = 0;
+  for (auto& p : m->named_parameters())
+    if (p.key().find("top_down") != std::string::npos) p.value().add_(torch::randn_like(p.value())), ++changed;
+  EXPECT_EQ(changed, 3);  // V1←V2, V2←V4, V4←IT
+  auto after = m->forward(x, 3);
+  EXPECT_TRUE(torch::equal(before[0], after[0]));
+  EXPECT_FALSE(torch::allclose(before[1], after[1]));
+}
+
+TEST_F(Seeded, SynchronousItIgnoresTheImageUntilTheSignalArrives) {
+  ModelOptions o = tiny();
+  o.unroll = "synchronous";
+  ModelPtr m = create_model("cortical_blt", o);
+  m->eval();
+  torch::NoGradGuard no_grad;
+  auto a = m->forward(torch::randn({1, 1, 16, 16}), 5);
+  auto b = m->forward(torch::randn({1, 1, 16, 16}), 5);
+  // V1 sees the image at step 1, V2 at 2, V4 at 3, IT at 4.
+  for (int t = 0; t < 3; ++t) EXPECT_TRUE(torch::equal(a[t], b[t])) << "step " << t + 1;
+  EXPECT_FALSE(torch::allclose(a[3], b[3]));
+  // Sequential unrolling reaches IT within the first step.
+  ModelPtr s = create_model("cortical_blt", tiny());
+  s->eval();
+  EXPECT_FALSE(torch::allclose(s->forward(torch::randn({1, 1, 16, 16}), 1)[0],
+                               s->forward(torch::randn({1, 1, 16, 16}), 1)[0]));
+}
+
+TEST_F(Seeded, CorticalAreasHaveTheExpectedSizes) {
+  for (int64_t size : {28, 32}) {
+    ModelPtr m = create_model("cortical_blt_plus", tiny(3, size));
+    std::map<std::string, std::vector<int64_t>> shapes;
+    m->set_probe([&](const std::string& area, int64_t, const torch::Tensor& a) { shapes[area] = a.sizes().vec(); });
+    m->forward(torch::randn({2, 3, size, size}), 2);
+    EXPECT_EQ(shapes["V1"], (std::vector<int64_t>{2, 16, size, size}));
+    EXPECT_EQ(shapes["V2"], (std::vector<int64_t>{2, 32, size / 2, size / 2}));
+    EXPECT_EQ(shapes["V4"], (std::vector<int64_t>{2, 64, size / 4, size / 4}));
+    EXPECT_EQ(shapes["IT"], (std::vector<int64_t>{2, 128, size / 8, size / 8}));
+  }
+}
+
+TEST_F(Seeded, ControlsMatchBltWithinTenPercent) {
+  for (auto o : {ModelOptions{}, tiny(3, 32)}) {
+    double blt = static_cast<double>(params("cortical_blt", o));
+    for (const char* control : {"cortical_b_k", "cortical_b_f"}) {
+      double p = static_cast<double>(params(control, o));
+      EXPECT_NEAR(p / blt, 1.0, 0.10) << control;
+      EXPECT_FALSE(create_model(control, o)->recurrent());
+    }
+  }
+}
+
+TEST_F(Seeded, UnknownModelListsTheValidNames) {
+  try {
+    create_model("resnet21");
+    FAIL();
+  } catch (const InputError& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find("unknown model 'resnet21'"), std::string::npos);
+    EXPECT_NE(msg.find("did you mean 'resnet20'"), std::string::npos);
+    EXPECT_NE(msg.find("cortical_blt"), std::string::npos);
+  }
+}

@@ -7,5 +7,6 @@ namespace ventral::cli {
 void add_config_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_models_command(CLI::App& app);
+void add_train_command(CLI::App& app);
 
 }  // namespace ventral::cli

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   ventral::cli::add_config_command(app);
   ventral::cli::add_data_command(app);
   ventral::cli::add_models_command(app);
+  ventral::cli::add_train_command(app);
 
   try {
     std::string names;

@@ -78,7 +78,7 @@ void BatchLoader::stop() {
   workers_.clear();
 }
 
-void BatchLoader::start_epoch(int64_t epoch) {
+void BatchLoader::start_epoch(int64_t epoch, int64_t first_batch) {
   stop();
   epoch_ = epoch;
   order_ = indices_;
@@ -87,7 +87,7 @@ void BatchLoader::start_epoch(int64_t epoch) {
     shuffle(order_, rng);
   }
   num_batches_ = batches_per_epoch();
-  consumed_ = 0;
+  consumed_ = std::clamp<int64_t>(first_batch, 0, num_batches_);
   ready_.clear();
   error_ = nullptr;
   stopping_ = false;
@@ -114,7 +114,7 @@ Batch BatchLoader::build(int64_t b) const {
 
 void BatchLoader::work(size_t worker) {
   cv::setNumThreads(0);  // OpenCV inside a loader thread must not spawn its own pool
-  for (int64_t b = static_cast<int64_t>(worker); b < num_batches_; b += options_.threads) {
+  for (int64_t b = consumed_ + static_cast<int64_t>(worker); b < num_batches_; b += options_.threads) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait(lock, [&] { return stopping_ || b < consumed_ + options_.prefetch + options_.threads; });
@@ -133,7 +133,7 @@ void BatchLoader::work(size_t worker) {
 }
 
 std::optional<Batch> BatchLoader::next() {
-  if (workers_.empty() && consumed_ == 0 && num_batches_ == 0 && order_.empty()) start_epoch(epoch_);
+  if (order_.empty() && !indices_.empty()) start_epoch(epoch_);
   if (consumed_ >= num_batches_) return std::nullopt;
   std::unique_lock<std::mutex> lock(mutex_);
   cv_.wait(lock, [&] { return error_ || ready_.count(consumed_); });

@@ -53,8 +53,9 @@ class BatchLoader {
   BatchLoader(const BatchLoader&) = delete;
   BatchLoader& operator=(const BatchLoader&) = delete;
 
-  /// Starts (or restarts) iteration over epoch `epoch`: shuffled with (seed, epoch).
-  void start_epoch(int64_t epoch);
+  /// Starts (or restarts) iteration over epoch `epoch`: shuffled with (seed, epoch). Batches
+  /// before `first_batch` are skipped without being built (resuming mid-epoch).
+  void start_epoch(int64_t epoch, int64_t first_batch = 0);
   /// The next batch of the epoch, or nullopt at its end.
   std::optional<Batch> next();
   int64_t batches_per_epoch() const;

@@ -48,6 +48,21 @@ int64_t macs_per_step(VisionModelImpl& model, int64_t channels, int64_t size) {
   return total / model.default_steps();
 }
 
+ModelOptions model_options(const Config& cfg, int64_t in_channels, int64_t num_classes, int64_t image_size) {
+  ModelOptions o;
+  o.in_channels = in_channels;
+  o.num_classes = num_classes;
+  o.image_size = image_size;
+  o.width = cfg.get_int("model.width");
+  o.steps = cfg.get_int("model.steps");
+  o.unroll = cfg.get_string("model.unroll");
+  o.input_every_step = cfg.get_bool("model.input_every_step");
+  o.cumulative_readout = cfg.get_bool("model.cumulative_readout");
+  o.shortcut = cfg.get_string("model.shortcut");
+  o.stem = cfg.get_string("model.stem");
+  return o;
+}
+
 void ModelRegistry::add(ModelEntry entry) {
   for (const auto& e : entries_)
     if (e.name == entry.name) throw std::logic_error("model registered twice: " + entry.name);

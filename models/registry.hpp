@@ -38,6 +38,10 @@ class ModelRegistry {
   std::vector<ModelEntry> entries_;
 };
 
+class Config;
+/// The model.* keys of a config, for data of `in_channels` × `image_size`² and `num_classes`.
+ModelOptions model_options(const Config& cfg, int64_t in_channels, int64_t num_classes, int64_t image_size);
+
 /// The registry with every family registered.
 const ModelRegistry& model_registry();
 /// Registered names, in registration order.

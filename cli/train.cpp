@@ -1,0 +1,57 @@
+// `ventral train CONFIG [key=value ...] [--run-dir DIR] [--resume]`
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+#include "train/trainer.hpp"
+
+namespace ventral::cli {
+
+void add_train_command(CLI::App& app) {
+  struct Args {
+    std::vector<std::string> positional;
+    std::string run_dir;
+    bool resume = false;
+  };
+  auto args = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("train", "Train a model as a YAML config says; resumable, atomic checkpoints");
+  cmd->add_option("config", args->positional,
+                  "CONFIG.yaml followed by key.sub=value overrides (with --resume the run's own config.yaml "
+                  "is used and CONFIG may be omitted)");
+  cmd->add_option("--run-dir", args->run_dir, "run directory (default: runs/<config name>)");
+  cmd->add_flag("--resume", args->resume, "continue the run in --run-dir from checkpoints/last.pt");
+  cmd->footer(
+      "Writes RUN_DIR/config.yaml, log.jsonl, metrics.csv, test.json and checkpoints/{last,best}.pt.\n"
+      "Exit status: 0 finished; 2 bad input; 1 loss became NaN/Inf; 130/143 interrupted by SIGINT/SIGTERM\n"
+      "(checkpoint saved); 75 stopped by train.stop_after_steps.");
+  cmd->callback([args] {
+    std::string config_path;
+    std::vector<std::string> overrides;
+    for (const auto& p : args->positional) {
+      if (p.find('=') != std::string::npos) overrides.push_back(p);
+      else if (config_path.empty()) config_path = p;
+      else throw InputError("train: more than one config file given ('" + config_path + "' and '" + p + "')");
+    }
+    namespace fs = std::filesystem;
+    if (args->resume) {
+      if (args->run_dir.empty()) throw InputError("train --resume needs --run-dir DIR");
+      config_path = (fs::path(args->run_dir) / "config.yaml").string();
+    } else if (config_path.empty()) {
+      throw InputError("train needs a CONFIG.yaml (see configs/)");
+    }
+    Config cfg = Config::load(config_path, overrides);
+    std::string run_dir = args->run_dir.empty() ? (fs::path("runs") / fs::path(config_path).stem()).string() : args->run_dir;
+    TrainReport r = train(cfg, run_dir, args->resume);
+    if (!r.finished) {
+      std::fprintf(stderr, "%s%s\n", r.exit_status == kExitDiverged ? "error: " : "", r.message.c_str());
+      std::exit(r.exit_status);
+    }
+    std::printf("test accuracy (%lld images) by step:", (long long)r.test.n);
+    for (size_t t = 0; t < r.test.steps.size(); ++t)
+      std::printf(" step %lld %.2f%%", (long long)r.test.steps[t], 100 * r.test.accuracy[t]);
+    std::printf("\nrun directory: %s (training %.0f s)\n", run_dir.c_str(), r.train_seconds);
+  });
+}
+
+}  // namespace ventral::cli

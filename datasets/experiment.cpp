@@ -1,0 +1,53 @@
+#include "datasets/experiment.hpp"
+
+#include "core/error.hpp"
+#include "core/threads.hpp"
+
+namespace ventral {
+
+ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
+  ExperimentData d;
+  LoadOptions load{cfg.get_int("data.channels"), cfg.get_int("data.image_size")};
+  std::string spec = cfg.get_string("data.dataset");
+  d.train = load_dataset(spec, Split::Train, load);
+  if (need_test) d.test = load_dataset(spec, Split::Test, load);
+  d.split = split_train_val(d.train, cfg.get_float("data.val_fraction"), static_cast<uint64_t>(cfg.get_int("seed")));
+  require(!d.split.train.empty(), cfg.source() + ": data.val_fraction leaves no training images");
+  if (cfg.get_bool("data.normalize")) {
+    d.mean = cfg.get_floats("data.mean");
+    d.std = cfg.get_floats("data.std");
+    if (d.mean.empty() || d.std.empty()) {
+      ChannelStats s = channel_stats(d.train.subset(d.split.train));
+      if (d.mean.empty()) d.mean = s.mean;
+      if (d.std.empty()) d.std = s.std;
+    }
+    auto channels = static_cast<size_t>(d.train.channels);
+    require(d.mean.size() == channels,
+            cfg.source() + ": key 'data.mean' has " + std::to_string(d.mean.size()) + " values for " +
+                std::to_string(channels) + " channels");
+    require(d.std.size() == channels,
+            cfg.source() + ": key 'data.std' has " + std::to_string(d.std.size()) + " values for " +
+                std::to_string(channels) + " channels");
+    for (double& s : d.std) s = std::max(s, 1e-6);
+  }
+  return d;
+}
+
+LoaderOptions loader_options(const Config& cfg, const ExperimentData& data, bool training) {
+  LoaderOptions o;
+  o.batch_size = cfg.get_int(training ? "train.batch_size" : "train.eval_batch_size");
+  o.shuffle = training;
+  o.drop_last = training;  // a final batch of one would break batch norm
+  o.augment = training;
+  o.augmentation.crop_padding = cfg.get_int("data.augment.crop_padding");
+  o.augmentation.hflip = cfg.get_bool("data.augment.hflip");
+  o.augmentation.erasing = cfg.get_float("data.augment.erasing");
+  o.mean = data.mean;
+  o.std = data.std;
+  o.threads = cfg.get_int_or_auto("data.loader_threads").value_or(std::max<int64_t>(1, available_cores() / 2));
+  o.prefetch = cfg.get_int("data.prefetch");
+  o.seed = static_cast<uint64_t>(cfg.get_int("seed"));
+  return o;
+}
+
+}  // namespace ventral

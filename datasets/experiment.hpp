@@ -1,0 +1,24 @@
+#pragma once
+/// The data of an experiment as its config describes it: training set with its seeded
+/// validation split, test set, normalisation statistics and loader options.
+#include "core/config.hpp"
+#include "datasets/loader.hpp"
+
+namespace ventral {
+
+struct ExperimentData {
+  Dataset train;          ///< the whole training split (train + validation indices)
+  Dataset test;
+  TrainValSplit split;    ///< indices into `train`
+  std::vector<double> mean, std;  ///< per channel, [0,1] units (empty: no normalisation)
+};
+
+/// Loads data.dataset with data.channels / data.image_size, splits off data.val_fraction
+/// (seeded), and takes data.mean / data.std or, when empty, measures them on the training
+/// indices. `need_test`: also load the test split.
+ExperimentData load_experiment_data(const Config& cfg, bool need_test = true);
+
+/// Loader options for training (shuffled, augmented, drop_last) or evaluation.
+LoaderOptions loader_options(const Config& cfg, const ExperimentData& data, bool training);
+
+}  // namespace ventral

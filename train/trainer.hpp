@@ -1,0 +1,39 @@
+#pragma once
+/// The one training pipeline every model goes through.
+#include <string>
+
+#include "core/config.hpp"
+#include "eval/evaluate.hpp"
+
+namespace ventral {
+
+/// Exit statuses of an interrupted or diverged run (the CLI returns them).
+constexpr int kExitDiverged = 1;
+constexpr int kExitSigint = 130;
+constexpr int kExitSigterm = 143;
+constexpr int kExitStoppedAfterSteps = 75;
+
+struct TrainReport {
+  bool finished = false;   ///< all epochs done and tested
+  int exit_status = 0;     ///< 0, or one of the kExit* codes
+  std::string message;     ///< one line for the user when not finished
+  StepMetrics test;        ///< test-set metrics at every step (finished runs)
+  double train_seconds = 0;
+};
+
+/// Trains as `cfg` says into `run_dir` (config.yaml, log.jsonl, metrics.csv, test.json,
+/// checkpoints/last.pt, checkpoints/best.pt). With `resume`, continues from
+/// checkpoints/last.pt and ends with exactly the weights an uninterrupted run would have.
+/// SIGINT/SIGTERM finish the current step, write last.pt and return; a NaN/Inf loss stops
+/// the run without overwriting the last good checkpoint.
+TrainReport train(const Config& cfg, const std::string& run_dir, bool resume);
+
+/// Loss over a model's per-step logits: "last", "mean" or explicit per-step "weights"
+/// (Σ_t w_t · CE_t, weights as given).
+torch::Tensor step_loss(const std::vector<torch::Tensor>& logits, const torch::Tensor& labels, const std::string& mode,
+                        const std::vector<double>& weights, double label_smoothing);
+
+/// Resolves device: auto|cpu|cuda (InputError when cuda is asked for but absent).
+torch::Device resolve_device(const std::string& name);
+
+}  // namespace ventral

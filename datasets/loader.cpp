@@ -91,7 +91,9 @@ void BatchLoader::start_epoch(int64_t epoch, int64_t first_batch) {
   ready_.clear();
   error_ = nullptr;
   stopping_ = false;
-  for (int64_t w = 0; w < options_.threads; ++w) workers_.emplace_back(&BatchLoader::work, this, w);
+  // Each worker takes every threads-th batch from its own first one (fixed here: consumed_
+  // may already have moved by the time a late thread starts).
+  for (int64_t w = 0; w < options_.threads; ++w) workers_.emplace_back(&BatchLoader::work, this, consumed_ + w);
 }
 
 Batch BatchLoader::build(int64_t b) const {
@@ -112,9 +114,9 @@ Batch BatchLoader::build(int64_t b) const {
   return batch;
 }
 
-void BatchLoader::work(size_t worker) {
+void BatchLoader::work(int64_t first) {
   cv::setNumThreads(0);  // OpenCV inside a loader thread must not spawn its own pool
-  for (int64_t b = consumed_ + static_cast<int64_t>(worker); b < num_batches_; b += options_.threads) {
+  for (int64_t b = first; b < num_batches_; b += options_.threads) {
     {
       std::unique_lock<std::mutex> lock(mutex_);
       cv_.wait(lock, [&] { return stopping_ || b < consumed_ + options_.prefetch + options_.threads; });

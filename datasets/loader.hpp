@@ -63,7 +63,7 @@ class BatchLoader {
 
  private:
   void stop();
-  void work(size_t worker);
+  void work(int64_t first);
   Batch build(int64_t b) const;
 
   const Dataset& data_;

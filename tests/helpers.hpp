@@ -46,9 +46,9 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
-/// Runs the ventral binary with `args` (a shell-quoted string) and captures its output.
-inline RunResult run_ventral(const std::string& args) {
-  std::string cmd = std::string(VENTRAL_BINARY) + " " + args + " 2>&1";
+/// Runs a shell command line and captures its output (stdout and stderr).
+inline RunResult run_shell(const std::string& command) {
+  std::string cmd = "( " + command + " ) 2>&1";
   FILE* pipe = popen(cmd.c_str(), "r");
   RunResult r{-1, ""};
   if (!pipe) return r;
@@ -59,6 +59,9 @@ inline RunResult run_ventral(const std::string& args) {
   r.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
   return r;
 }
+
+/// Runs the ventral binary with `args` (a shell-quoted string) and captures its output.
+inline RunResult run_ventral(const std::string& args) { return run_shell(std::string(VENTRAL_BINARY) + " " + args); }
 
 /// Big-endian IDX header for `dims` (ubyte data).
 inline std::vector<unsigned char> idx_header(const std::vector<uint32_t>& dims) {

@@ -53,23 +53,21 @@ TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torc
       archive.read("optimizer", opt_archive);
       optimizer->load(opt_archive);
     }
-    torch::Tensor t;
-    archive.read("epoch", t);
-    s.epoch = t.item<int64_t>();
-    archive.read("step_in_epoch", t);
-    s.step_in_epoch = t.item<int64_t>();
-    archive.read("global_step", t);
-    s.global_step = t.item<int64_t>();
-    archive.read("best_val", t);
-    s.best_val = t.item<double>();
-    archive.read("train_seconds", t);
-    s.train_seconds = t.item<double>();
+    auto read = [&](const char* key) {
+      torch::Tensor t;  // fresh each time: reading into a defined tensor would resize it in place
+      archive.read(key, t);
+      return t;
+    };
+    s.epoch = read("epoch").item<int64_t>();
+    s.step_in_epoch = read("step_in_epoch").item<int64_t>();
+    s.global_step = read("global_step").item<int64_t>();
+    s.best_val = read("best_val").item<double>();
+    s.train_seconds = read("train_seconds").item<double>();
     c10::IValue csv;
     archive.read("metrics_csv", csv);
     s.metrics_csv = csv.toStringRef();
-    archive.read("rng_state", t);
     at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle to the global one
-    generator.set_state(t);
+    generator.set_state(read("rng_state"));
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
     throw InputError(path + ": not a loadable ventral checkpoint for this model (" + what.substr(0, what.find('\n')) + ")");

@@ -1,0 +1,258 @@
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "datasets/experiment.hpp"
+#include "helpers.hpp"
+#include "models/registry.hpp"
+#include "train/checkpoint.hpp"
+#include "train/schedule.hpp"
+#include "train/trainer.hpp"
+
+using namespace ventral;
+using ventral::test::TempDir;
+
+namespace {
+
+// A small recurrent model on the synthetic shapes: seconds per epoch.
+Config tiny_config(std::vector<std::string> extra = {}) {
+  std::vector<std::string> o = {"data.dataset=synthetic:400", "model.name=cortical_blt", "model.width=4",
+                                "model.steps=3", "train.epochs=2", "train.batch_size=32", "train.lr=0.05",
+                                "data.augment.crop_padding=2", "data.augment.hflip=true", "threads=2",
+                                "data.loader_threads=2", "train.log_every=5"};
+  o.insert(o.end(), extra.begin(), extra.end());
+  return Config::load("", o);
+}
+
+std::string read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Model weights and buffers of a run's last checkpoint.
+std::vector<std::pair<std::string, torch::Tensor>> final_weights(const Config& cfg, const std::string& run) {
+  ModelPtr m = create_model(cfg.get_string("model.name"), model_options(cfg, 1, 10, 28));
+  load_checkpoint(run + "/checkpoints/last.pt", *m, nullptr);
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& p : m->named_parameters()) out.emplace_back(p.key(), p.value().clone());
+  for (const auto& b : m->named_buffers()) out.emplace_back(b.key(), b.value().clone());
+  return out;
+}
+
+}  // namespace
+
+TEST(Schedule, DocumentedCurves) {
+  LrSchedule s;
+  s.lr = 0.1;
+  s.total_steps = 100;
+  s.kind = "constant";
+  EXPECT_DOUBLE_EQ(s.at(0), 0.1);
+  EXPECT_DOUBLE_EQ(s.at(99), 0.1);
+  s.kind = "step";
+  s.milestones = {30, 60};
+  EXPECT_DOUBLE_EQ(s.at(29), 0.1);
+  EXPECT_NEAR(s.at(30), 0.01, 1e-15);
+  EXPECT_NEAR(s.at(60), 0.001, 1e-15);
+  s.kind = "cosine";
+  s.min_lr = 0.0;
+  EXPECT_DOUBLE_EQ(s.at(0), 0.1);
+  EXPECT_NEAR(s.at(50), 0.05, 1e-12);
+  EXPECT_NEAR(s.at(100), 0.0, 1e-12);
+  s.warmup_steps = 10;
+  EXPECT_NEAR(s.at(0), 0.01, 1e-12);  // (0 + 1) / 10 of the peak
+  EXPECT_NEAR(s.at(4), 0.05, 1e-12);
+  EXPECT_NEAR(s.at(10), 0.1, 1e-12);
+  EXPECT_NEAR(s.at(55), 0.05, 1e-12);  // half way through the cosine part
+  s.kind = "onecycle";
+  EXPECT_NEAR(s.at(0), 0.1 / 25, 1e-12);
+  EXPECT_NEAR(s.at(30), 0.1, 1e-12);
+  EXPECT_NEAR(s.at(100), 0.1 / 25 / 1e4, 1e-12);
+  for (int64_t t = 1; t < 30; ++t) EXPECT_GT(s.at(t), s.at(t - 1));
+  for (int64_t t = 31; t <= 100; ++t) EXPECT_LT(s.at(t), s.at(t - 1));
+}
+
+TEST(Schedule, FromConfigCountsEpochsInSteps) {
+  Config cfg = Config::load("", {"train.epochs=10", "train.schedule=step", "train.milestones=[5, 8]",
+                                 "train.warmup_epochs=0.5", "train.lr=0.2"});
+  LrSchedule s = LrSchedule::from_config(cfg, 100);
+  EXPECT_EQ(s.total_steps, 1000);
+  EXPECT_DOUBLE_EQ(s.warmup_steps, 50);
+  EXPECT_NEAR(s.at(499), 0.2, 1e-12);
+  EXPECT_NEAR(s.at(500), 0.02, 1e-12);
+}
+
+TEST(StepLoss, MatchesAHandComputation) {
+  // Two steps, one image, two classes. CE = log(1 + e^(other − true)).
+  std::vector<torch::Tensor> logits = {torch::tensor({{0.0, 0.0}}), torch::tensor({{2.0, 0.0}})};
+  torch::Tensor label = torch::tensor({0}, torch::kInt64);
+  double ce0 = std::log(2.0), ce1 = std::log(1 + std::exp(-2.0));
+  EXPECT_NEAR(step_loss(logits, label, "last", {}, 0).item<double>(), ce1, 1e-6);
+  EXPECT_NEAR(step_loss(logits, label, "mean", {}, 0).item<double>(), (ce0 + ce1) / 2, 1e-6);
+  EXPECT_NEAR(step_loss(logits, label, "weights", {0.25, 2.0}, 0).item<double>(), 0.25 * ce0 + 2 * ce1, 1e-6);
+  // Label smoothing ε: (1 − ε) CE + ε · mean over classes of −log p.
+  double lp0 = std::log(1 / (1 + std::exp(-2.0))), lp1 = std::log(std::exp(-2.0) / (1 + std::exp(-2.0)));
+  EXPECT_NEAR(step_loss(logits, label, "last", {}, 0.1).item<double>(), -(0.95 * lp0 + 0.05 * lp1), 1e-6);
+  EXPECT_THROW(step_loss(logits, label, "weights", {1.0}, 0), InputError);
+}
+
+TEST(Train, LossFallsAndTheRunDirectoryIsComplete) {
+  TempDir dir;
+  std::string run = dir / "run";
+  TrainReport r = train(tiny_config({"train.epochs=4", "model.width=8", "train.lr=0.1"}), run, false);
+  ASSERT_TRUE(r.finished) << r.message;
+  for (const char* f : {"config.yaml", "log.jsonl", "metrics.csv", "test.json", "checkpoints/last.pt",
+                        "checkpoints/best.pt"})
+    EXPECT_TRUE(std::filesystem::exists(run + "/" + f)) << f;
+  std::string csv = read(run + "/metrics.csv");
+  EXPECT_EQ(csv.substr(0, csv.find('\n')),
+            "epoch,lr,train_loss,train_acc,val_loss,val_acc_step1,val_acc_step2,val_acc_step3,seconds");
+  // Training loss falls from epoch 1 to epoch 4.
+  std::vector<double> losses;
+  std::stringstream rows(csv);
+  std::string line;
+  std::getline(rows, line);
+  while (std::getline(rows, line)) {
+    std::stringstream cells(line);
+    std::string cell;
+    std::getline(cells, cell, ',');
+    std::getline(cells, cell, ',');
+    std::getline(cells, cell, ',');
+    losses.push_back(std::stod(cell));
+  }
+  ASSERT_EQ(losses.size(), 4u);
+  EXPECT_LT(losses[3], losses[0] * 0.8);
+  EXPECT_EQ(r.test.steps, (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(r.test.n, 100);
+  EXPECT_GT(r.test.accuracy.back(), 0.3);  // 10 classes: chance is 0.1
+  // The resolved config records the normalisation used and loads back.
+  Config saved = Config::load(run + "/config.yaml");
+  EXPECT_EQ(saved.get_floats("data.mean").size(), 1u);
+  EXPECT_EQ(saved.get_string("model.name"), "cortical_blt");
+  // A second run into the same directory must not clobber it.
+  EXPECT_THROW(train(tiny_config(), run, false), InputError);
+}
+
+TEST(Train, TinyModelOverfitsATinySet) {
+  TempDir dir;
+  Config cfg = tiny_config({"data.dataset=synthetic:40", "data.val_fraction=0", "model.name=resnet20",
+                            "model.width=8", "train.epochs=40", "train.batch_size=8", "train.optimizer=adam",
+                            "train.lr=0.003", "train.weight_decay=0", "train.schedule=constant",
+                            "data.augment.crop_padding=0", "data.augment.hflip=false"});
+  TrainReport r = train(cfg, dir / "run", false);
+  ASSERT_TRUE(r.finished) << r.message;
+  std::string csv = read(dir / "run/metrics.csv");
+  std::string last = csv.substr(csv.rfind('\n', csv.size() - 2) + 1);
+  std::stringstream cells(last);
+  std::string cell;
+  for (int i = 0; i < 4; ++i) std::getline(cells, cell, ',');
+  EXPECT_DOUBLE_EQ(std::stod(cell), 1.0) << last;  // train accuracy in the final epoch
+}
+
+TEST(Train, ResumeIsBitIdenticalToAnUninterruptedRun) {
+  TempDir dir;
+  Config cfg = tiny_config();
+  ASSERT_TRUE(train(cfg, dir / "full", false).finished);
+  // Interrupt mid-way through the first epoch (11 batches an epoch), then resume.
+  TrainReport stopped = train(tiny_config({"train.stop_after_steps=7"}), dir / "split", false);
+  EXPECT_FALSE(stopped.finished);
+  EXPECT_EQ(stopped.exit_status, kExitStoppedAfterSteps);
+  Config again = Config::load(dir / "split/config.yaml", {"train.stop_after_steps=0"});
+  TrainReport resumed = train(again, dir / "split", true);
+  ASSERT_TRUE(resumed.finished) << resumed.message;
+  auto a = final_weights(cfg, dir / "full");
+  auto b = final_weights(cfg, dir / "split");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+  EXPECT_EQ(read(dir / "full/test.json").substr(0, 200).find("accuracy") != std::string::npos, true);
+  EXPECT_EQ(resumed.test.accuracy, train(cfg, dir / "full2", false).test.accuracy);
+}
+
+TEST(Train, CheckpointRoundTripRestoresEverything) {
+  TempDir dir;
+  Config cfg = tiny_config();
+  ModelPtr m = create_model("cortical_blt", model_options(cfg, 1, 10, 28));
+  torch::optim::SGD opt(m->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  auto loss = m->forward(torch::randn({4, 1, 28, 28}), 3).back().sum();
+  loss.backward();
+  opt.step();
+  TrainState s;
+  s.epoch = 3;
+  s.step_in_epoch = 5;
+  s.global_step = 38;
+  s.best_val = 0.75;
+  s.metrics_csv = "epoch,lr\n1,0.1\n";
+  save_checkpoint(dir / "c.pt", *m, &opt, s);
+  torch::manual_seed(99);
+  ModelPtr m2 = create_model("cortical_blt", model_options(cfg, 1, 10, 28));
+  torch::optim::SGD opt2(m2->parameters(), torch::optim::SGDOptions(0.1).momentum(0.9));
+  TrainState back = load_checkpoint(dir / "c.pt", *m2, &opt2);
+  EXPECT_EQ(back.epoch, 3);
+  EXPECT_EQ(back.step_in_epoch, 5);
+  EXPECT_EQ(back.global_step, 38);
+  EXPECT_DOUBLE_EQ(back.best_val, 0.75);
+  EXPECT_EQ(back.metrics_csv, s.metrics_csv);
+  auto p1 = m->parameters(), p2 = m2->parameters();
+  for (size_t i = 0; i < p1.size(); ++i) EXPECT_TRUE(torch::equal(p1[i], p2[i]));
+  // Momentum buffers came back too: one more identical step keeps the weights identical.
+  for (auto* o : {&opt, &opt2}) o->zero_grad();
+  m->forward(torch::ones({4, 1, 28, 28}), 3).back().sum().backward();
+  m2->forward(torch::ones({4, 1, 28, 28}), 3).back().sum().backward();
+  opt.step();
+  opt2.step();
+  p1 = m->parameters(), p2 = m2->parameters();
+  for (size_t i = 0; i < p1.size(); ++i) EXPECT_TRUE(torch::equal(p1[i], p2[i]));
+  // A truncated checkpoint is a clear error naming the file.
+  std::filesystem::resize_file(dir / "c.pt", 100);
+  try {
+    load_checkpoint(dir / "c.pt", *m2, &opt2);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("c.pt: not a loadable ventral checkpoint"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Train, NanLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
+  TempDir dir;
+  // One good epoch of CORnet-Z, which has no normalisation ...
+  ASSERT_TRUE(train(tiny_config({"model.name=cornet_z", "train.epochs=1", "train.lr=0.01"}), dir / "run", false).finished);
+  std::string good = read(dir / "run/checkpoints/last.pt");
+  // ... then a second epoch at lr = 100, where its activations overflow within a few steps.
+  Config hot = Config::load(dir / "run/config.yaml", {"train.epochs=2", "train.lr=100", "train.schedule=constant"});
+  TrainReport r = train(hot, dir / "run", true);
+  EXPECT_FALSE(r.finished);
+  EXPECT_EQ(r.exit_status, kExitDiverged);
+  EXPECT_NE(r.message.find("loss became"), std::string::npos) << r.message;
+  EXPECT_NE(r.message.find("at epoch 2, step"), std::string::npos) << r.message;
+  EXPECT_NE(r.message.find("last.pt"), std::string::npos) << r.message;
+  EXPECT_EQ(read(dir / "run/checkpoints/last.pt"), good);  // the last good checkpoint is untouched
+}
+
+TEST(Train, SigtermLeavesALoadableCheckpoint) {
+  TempDir dir;
+  std::string run = dir / "run";
+  // Start a long run in the background, wait until it has logged steps, then SIGTERM it.
+  ventral::test::write_text(dir / "long.yaml", "train:\n  epochs: 50\n");
+  std::string script = std::string(VENTRAL_BINARY) + " train " + (dir / "long.yaml") + " --run-dir " + run +
+                       " data.dataset=synthetic:2000 model.name=cortical_blt model.width=8 "
+                       "train.batch_size=16 train.log_every=2 threads=1 "
+                       "2>/dev/null & pid=$!; "
+                       "for i in $(seq 600); do grep -q step " + run + "/log.jsonl 2>/dev/null && break; sleep 0.1; done; "
+                       "kill -TERM $pid; wait $pid; echo status=$?";
+  auto r = ventral::test::run_shell(script);
+  EXPECT_NE(r.output.find("status=143"), std::string::npos) << r.output;
+  ASSERT_TRUE(std::filesystem::exists(run + "/checkpoints/last.pt"));
+  Config cfg = Config::load(run + "/config.yaml");
+  ModelPtr m = create_model("cortical_blt", model_options(cfg, 1, 10, 28));
+  TrainState s = load_checkpoint(run + "/checkpoints/last.pt", *m, nullptr);
+  EXPECT_GT(s.global_step, 0);
+}
+
+TEST(Train, BadInputIsAnInputError) {
+  TempDir dir;
+  EXPECT_THROW(train(tiny_config({"model.name=resnet21"}), dir / "a", false), InputError);
+  EXPECT_THROW(train(tiny_config({"data.mean=[0.1, 0.2]"}), dir / "b", false), InputError);
+  EXPECT_THROW(train(tiny_config(), dir / "none", true), InputError);
+  EXPECT_THROW(train(tiny_config({"train.batch_size=5000"}), dir / "c", false), InputError);
+}

@@ -8,5 +8,7 @@ void add_config_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_models_command(CLI::App& app);
 void add_train_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_perturb_command(CLI::App& app);
 
 }  // namespace ventral::cli

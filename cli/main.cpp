@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   ventral::cli::add_data_command(app);
   ventral::cli::add_models_command(app);
   ventral::cli::add_train_command(app);
+  ventral::cli::add_eval_command(app);
+  ventral::cli::add_perturb_command(app);
 
   try {
     std::string names;

@@ -25,6 +25,7 @@ const std::vector<KeySpec>& config_schema() {
       {"data.channels", T::Int, "0", "convert images to this many channels (0 = as stored)", 0, 4},
       {"data.image_size", T::Int, "0", "resize folder images to this size (0 = as stored)", 0, 4096},
       {"data.val_fraction", T::Float, "0.1", "fraction of the training set held out for validation", 0, 0.9},
+      {"data.max_train_images", T::Int, "0", "train on a seeded random subset of this many images (0 = all)", 0, 1e12},
       {"data.normalize", T::Bool, "true", "subtract the per-channel mean and divide by the std"},
       {"data.mean", T::FloatList, "[]", "per-channel mean in [0,1] (empty = measured on the training split)", 0, 1},
       {"data.std", T::FloatList, "[]", "per-channel std (empty = measured on the training split)", 1e-6, 10},
@@ -230,9 +231,13 @@ void Config::assign(const std::string& key, const YAML::Node& value, const std::
 }
 
 void Config::merge(const YAML::Node& node, const std::string& prefix, const std::string& origin) {
+  std::vector<std::string> seen;
   for (const auto& item : node) {
     std::string name = item.first.as<std::string>();
     std::string key = prefix.empty() ? name : prefix + "." + name;
+    if (std::find(seen.begin(), seen.end(), name) != seen.end())
+      throw InputError(origin + ": key '" + key + "' appears twice");
+    seen.push_back(name);
     if (item.second.IsMap() && is_section(key) && !find_spec(key))
       merge(item.second, key, origin);
     else if (is_section(key) && !find_spec(key))

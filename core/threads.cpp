@@ -16,6 +16,9 @@ int64_t available_cores() {
 int64_t configure_threads(std::optional<int64_t> threads) {
   int64_t n = threads.value_or(available_cores());
   torch::set_num_threads(static_cast<int>(n));
+  // Denormal floats (tiny gradients late in training) are slow on x86; flushing them to zero
+  // changes nothing measurable in accuracy.
+  at::globalContext().setFlushDenormal(true);
   return n;
 }
 

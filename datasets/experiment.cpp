@@ -1,6 +1,9 @@
 #include "datasets/experiment.hpp"
 
+#include <algorithm>
+
 #include "core/error.hpp"
+#include "core/rng.hpp"
 #include "core/threads.hpp"
 
 namespace ventral {
@@ -12,6 +15,12 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
   d.train = load_dataset(spec, Split::Train, load);
   if (need_test) d.test = load_dataset(spec, Split::Test, load);
   d.split = split_train_val(d.train, cfg.get_float("data.val_fraction"), static_cast<uint64_t>(cfg.get_int("seed")));
+  if (int64_t limit = cfg.get_int("data.max_train_images"); limit > 0 && static_cast<size_t>(limit) < d.split.train.size()) {
+    Rng rng({static_cast<uint64_t>(cfg.get_int("seed")), 0x11317ULL});
+    shuffle(d.split.train, rng);
+    d.split.train.resize(static_cast<size_t>(limit));
+    std::sort(d.split.train.begin(), d.split.train.end());
+  }
   require(!d.split.train.empty(), cfg.source() + ": data.val_fraction leaves no training images");
   if (cfg.get_bool("data.normalize")) {
     d.mean = cfg.get_floats("data.mean");

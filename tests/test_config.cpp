@@ -59,6 +59,12 @@ TEST(Config, WrongTypesAndRangesAreErrors) {
   EXPECT_NE(error_of([] { Config::load("", {"novalue"}); }).find("key.sub=value"), std::string::npos);
 }
 
+TEST(Config, DuplicateKeysAreErrors) {
+  TempDir dir;
+  write_text(dir / "dup.yaml", "train:\n  lr: 0.1\n  lr: 0.2\n");
+  EXPECT_NE(error_of([&] { Config::load(dir / "dup.yaml"); }).find("key 'train.lr' appears twice"), std::string::npos);
+}
+
 TEST(Config, SectionGivenAScalarIsAnError) {
   TempDir dir;
   write_text(dir / "s.yaml", "train: 3\n");

@@ -177,6 +177,9 @@ TrainReport train(const Config& cfg_in, const std::string& run_dir, bool resume)
     write_file_atomic(log_path, "");
   }
   cfg.save((fs::path(run_dir) / "config.yaml").string());
+  std::string classes;
+  for (const auto& c : data.train.classes) classes += c + "\n";
+  write_file_atomic((fs::path(run_dir) / "classes.txt").string(), classes);
   std::fprintf(stderr, "train: %s on %s (%lld images, %lld per epoch), %lld parameters, %lld step(s), %lld threads, %s\n",
                cfg.get_string("model.name").c_str(), data.train.name.c_str(), (long long)train_loader.size(),
                (long long)per_epoch, (long long)count_parameters(*model), (long long)steps, (long long)threads,

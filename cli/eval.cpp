@@ -1,0 +1,35 @@
+// `ventral eval RUN_DIR ...`: the robustness and recurrence sweep of a trained run.
+#include <cstdio>
+
+#include "cli/commands.hpp"
+#include "eval/sweep.hpp"
+
+namespace ventral::cli {
+
+void add_eval_command(CLI::App& app) {
+  auto o = std::make_shared<EvalOptions>();
+  auto* cmd = app.add_subcommand("eval", "Evaluate a trained run at every step, on clean and perturbed images");
+  cmd->add_option("run_dir", o->run_dir, "run directory written by `ventral train`")->required();
+  cmd->add_option("--checkpoint", o->checkpoint, "checkpoint to evaluate (default RUN_DIR/checkpoints/last.pt)");
+  cmd->add_option("--data", o->data, "dataset SPEC (default: the run's), e.g. folder:DIR of 28x28 PNGs");
+  cmd->add_option("--split", o->split, "train or test")->check(CLI::IsMember({"train", "test"}))->capture_default_str();
+  cmd->add_option("--steps", o->steps, "steps to read out, e.g. 1:8 or 1,2,4,8 (default 1..trained steps)");
+  cmd->add_option("--perturb", o->perturb, "perturbations, e.g. block:1-5,gaussian_noise or all");
+  cmd->add_option("--reference", o->reference, "feed-forward baseline run for CE, McNemar and challenge images");
+  cmd->add_option("--out", o->out, "output folder (default RUN_DIR/eval)");
+  cmd->add_option("--exit-threshold", o->exit_thresholds, "confidence thresholds for the early-exit table")
+      ->delimiter(',');
+  cmd->add_option("--features", o->features, "areas to export, e.g. V1,V2,V4,IT")->delimiter(',');
+  cmd->add_option("--features-out", o->features_out, "folder for the .npy features (default OUT/features)");
+  cmd->add_option("--features-n", o->features_n, "images to export features for")->check(CLI::Range(1, 10000000));
+  cmd->add_flag("--features-full", o->features_full, "export full maps instead of global-average-pooled vectors");
+  cmd->add_option("--limit", o->limit, "evaluate the first N images only")->check(CLI::Range(0, 100000000));
+  cmd->add_option("--seed", o->seed, "perturbation seed (same for every model compared)")->capture_default_str();
+  cmd->callback([o] {
+    std::string out = run_eval(*o);
+    std::printf("wrote %s/{results.csv,summary.json,per_image.csv,accuracy_vs_steps.png%s}\n", out.c_str(),
+                o->perturb.empty() ? "" : ",accuracy_vs_severity.png");
+  });
+}
+
+}  // namespace ventral::cli

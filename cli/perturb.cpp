@@ -1,0 +1,112 @@
+// `ventral perturb`: see what each perturbation and severity does, or write a perturbed set.
+#include <cstdio>
+#include <filesystem>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "cli/commands.hpp"
+#include "core/error.hpp"
+#include "eval/perturb.hpp"
+#include "eval/plot.hpp"
+
+namespace ventral::cli {
+
+namespace {
+
+cv::Mat to_bgr(const Dataset& d, const uint8_t* px, int scale) {
+  cv::Mat img(static_cast<int>(d.height), static_cast<int>(d.width), CV_8UC(static_cast<int>(d.channels)),
+              const_cast<uint8_t*>(px));
+  cv::Mat bgr;
+  if (d.channels == 1) cv::cvtColor(img, bgr, cv::COLOR_GRAY2BGR);
+  else cv::cvtColor(img, bgr, cv::COLOR_RGB2BGR);
+  cv::resize(bgr, bgr, cv::Size(), scale, scale, cv::INTER_NEAREST);
+  return bgr;
+}
+
+}  // namespace
+
+void add_perturb_command(CLI::App& app) {
+  struct Args {
+    std::string data = "fashion-mnist", split = "test", family = "all", out, write;
+    int64_t n = 8;
+    uint64_t seed = 0;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("perturb", "Contact sheet of every perturbation and severity; write perturbed sets");
+  cmd->add_option("--data", a->data, "dataset SPEC")->capture_default_str();
+  cmd->add_option("--split", a->split, "train or test")->check(CLI::IsMember({"train", "test"}))->capture_default_str();
+  cmd->add_option("--family", a->family, "a perturbation family, a list (block,jpeg:2-4) or all")->capture_default_str();
+  cmd->add_option("--n", a->n, "sample images per row")->check(CLI::Range(1, 64))->capture_default_str();
+  cmd->add_option("--out", a->out, "contact sheet PNG (rows: family x severity 0-5, columns: images)");
+  cmd->add_option("--write", a->write,
+                  "write the perturbed split as image folders DIR/<family>/<severity>/<class>/<index>.png");
+  cmd->add_option("--seed", a->seed, "perturbation seed")->capture_default_str();
+  cmd->callback([a] {
+    if (a->out.empty() && a->write.empty()) throw InputError("perturb: give --out sheet.png and/or --write DIR");
+    Dataset data = load_dataset(a->data, parse_split(a->split));
+    auto specs = parse_perturbations(a->family);
+    if (!a->out.empty()) {
+      const int scale = data.height <= 32 ? 3 : 1, label_w = 190;
+      const int cell = static_cast<int>(data.height) * scale + 4;
+      int n = static_cast<int>(std::min<int64_t>(a->n, static_cast<int64_t>(data.size())));
+      int rows = 0;
+      for (const auto& s : specs) rows += 1 + static_cast<int>(s.severities.size());
+      cv::Mat sheet(40 + rows * cell, label_w + n * cell, CV_8UC3, cv::Scalar(255, 255, 255));
+      cv::putText(sheet, "perturbations of " + data.name + " (rows: family, severity; seed " + std::to_string(a->seed) + ")",
+                  {8, 26}, cv::FONT_HERSHEY_SIMPLEX, 0.6, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+      int row = 0;
+      std::vector<uint8_t> buf(data.image_bytes());
+      for (const auto& s : specs) {
+        std::vector<int> sevs = {0};
+        sevs.insert(sevs.end(), s.severities.begin(), s.severities.end());
+        for (int sev : sevs) {
+          int y = 40 + row * cell;
+          std::string label = s.family + " " + std::to_string(sev);
+          if (sev > 0) {
+            char p[32];
+            std::snprintf(p, sizeof p, " (%g)", perturbation_parameter(s.family, sev, data.channels >= 3));
+            label += p;
+          }
+          cv::putText(sheet, label, {6, y + cell / 2 + 5}, cv::FONT_HERSHEY_SIMPLEX, 0.45, cv::Scalar(0, 0, 0), 1,
+                      cv::LINE_AA);
+          for (int i = 0; i < n; ++i) {
+            perturb_image(data, i, s.family, sev, a->seed, buf.data());
+            to_bgr(data, buf.data(), scale).copyTo(sheet(cv::Rect(label_w + i * cell + 2, y + 2, cell - 4, cell - 4)));
+          }
+          ++row;
+        }
+      }
+      write_png(a->out, sheet);
+      std::printf("wrote %s (%d rows x %d images)\n", a->out.c_str(), rows, n);
+    }
+    if (!a->write.empty()) {
+      namespace fs = std::filesystem;
+      std::vector<uint8_t> buf(data.image_bytes());
+      size_t files = 0;
+      for (const auto& s : specs)
+        for (int sev : s.severities) {
+          fs::path base = fs::path(a->write) / s.family / std::to_string(sev);
+          for (const auto& c : data.classes) {
+            std::string name = c;
+            for (char& ch : name)
+              if (ch == '/') ch = '-';
+            fs::create_directories(base / name);
+          }
+          for (size_t i = 0; i < data.size(); ++i) {
+            perturb_image(data, static_cast<int64_t>(i), s.family, sev, a->seed, buf.data());
+            std::string name = data.classes[data.labels[i]];
+            for (char& ch : name)
+              if (ch == '/') ch = '-';
+            char file[32];
+            std::snprintf(file, sizeof file, "%06zu.png", i);
+            write_png((base / name / file).string(), to_bgr(data, buf.data(), 1));
+            ++files;
+          }
+        }
+      std::printf("wrote %zu images under %s (each DIR/<family>/<severity> is a folder: dataset)\n", files,
+                  a->write.c_str());
+    }
+  });
+}
+
+}  // namespace ventral::cli

@@ -1,0 +1,28 @@
+#pragma once
+/// Line charts rendered with OpenCV: titled, labelled axes, legends, small multiples.
+#include <opencv2/core.hpp>
+#include <string>
+#include <vector>
+
+namespace ventral {
+
+struct Series {
+  std::string name;
+  std::vector<double> x, y;
+};
+
+struct Chart {
+  std::string title, xlabel, ylabel;
+  std::vector<Series> series;
+  double ymin = NAN, ymax = NAN;  ///< NaN: from the data
+};
+
+/// Renders one chart into a width × height image (white background).
+cv::Mat render_chart(const Chart& chart, int width = 640, int height = 420);
+/// Renders charts as a grid of panels (small multiples) under a common title.
+cv::Mat render_grid(const std::vector<Chart>& panels, const std::string& title, int columns = 4,
+                    int panel_width = 420, int panel_height = 300);
+/// Writes a PNG atomically; InputError naming the path on failure.
+void write_png(const std::string& path, const cv::Mat& image);
+
+}  // namespace ventral

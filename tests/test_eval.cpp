@@ -1,0 +1,272 @@
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "eval/metrics.hpp"
+#include "eval/perturb.hpp"
+#include "eval/sweep.hpp"
+#include "helpers.hpp"
+#include "train/trainer.hpp"
+
+using namespace ventral;
+using ventral::test::TempDir;
+
+namespace {
+
+const Dataset& shapes() {
+  static const Dataset d = load_dataset("synthetic:200", Split::Test);
+  return d;
+}
+
+std::vector<uint8_t> apply(const Dataset& d, int64_t i, const std::string& f, int s, uint64_t seed = 0) {
+  std::vector<uint8_t> out(d.image_bytes());
+  perturb_image(d, i, f, s, seed, out.data());
+  return out;
+}
+
+double changed_fraction(const Dataset& d, int64_t i, const std::vector<uint8_t>& out) {
+  size_t n = 0;
+  for (size_t k = 0; k < out.size(); ++k) n += out[k] != d.image(i)[k];
+  return double(n) / out.size();
+}
+
+std::string read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+TEST(Perturb, TablesEqualReference) {
+  // REFERENCE.md, "Perturbations": gray (28 px) and colour (32 px) values for s = 1..5.
+  const std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> ref = {
+      {"block", {{.10, .20, .30, .40, .50}, {.10, .20, .30, .40, .50}}},
+      {"bubbles", {{.60, .45, .35, .25, .15}, {.60, .45, .35, .25, .15}}},
+      {"debris", {{5, 10, 20, 30, 50}, {5, 10, 20, 30, 50}}},
+      {"gaussian_noise", {{.08, .12, .18, .26, .38}, {.04, .06, .08, .09, .10}}},
+      {"shot_noise", {{60, 25, 12, 5, 3}, {500, 250, 100, 75, 50}}},
+      {"impulse_noise", {{.03, .06, .09, .17, .27}, {.01, .02, .03, .05, .07}}},
+      {"speckle_noise", {{.15, .20, .35, .45, .60}, {.06, .10, .12, .16, .20}}},
+      {"gaussian_blur", {{.4, .6, .7, .8, 1.0}, {.4, .6, .7, .8, 1.0}}},
+      {"contrast", {{.4, .3, .2, .1, .05}, {.75, .5, .4, .3, .15}}},
+      {"pixelate", {{.6, .5, .4, .3, .25}, {.95, .9, .85, .75, .65}}},
+      {"jpeg", {{25, 18, 15, 10, 7}, {80, 65, 58, 50, 40}}},
+  };
+  ASSERT_EQ(perturbation_families().size(), ref.size());
+  for (const auto& [family, values] : ref)
+    for (int s = 1; s <= 5; ++s) {
+      EXPECT_DOUBLE_EQ(perturbation_parameter(family, s, false), values.first[s - 1]) << family << s;
+      EXPECT_DOUBLE_EQ(perturbation_parameter(family, s, true), values.second[s - 1]) << family << s;
+    }
+  EXPECT_EQ(perturbation_group("debris"), "occlusion");
+  EXPECT_EQ(perturbation_group("jpeg"), "noise");
+  EXPECT_THROW(perturbation_group("fog"), InputError);
+}
+
+TEST(Perturb, SeverityZeroIsTheIdentityAndDamageGrowsWithSeverity) {
+  const Dataset& d = shapes();
+  for (const auto& f : perturbation_families()) {
+    std::vector<double> mean(6, 0.0);
+    for (int64_t i = 0; i < 20; ++i) {
+      auto clean = apply(d, i, f, 0);
+      EXPECT_TRUE(std::equal(clean.begin(), clean.end(), d.image(i))) << f;
+      for (int s = 0; s <= 5; ++s) mean[s] += changed_fraction(d, i, apply(d, i, f, s)) / 20;
+    }
+    EXPECT_EQ(mean[0], 0.0);
+    EXPECT_GT(mean[5], 0.0) << f;
+    for (int s = 1; s <= 5; ++s) EXPECT_GE(mean[s] + 1e-12, mean[s - 1]) << f << " severity " << s;
+  }
+}
+
+TEST(Perturb, DeterministicPerSeedFamilyAndIndex) {
+  const Dataset& d = shapes();
+  for (const char* f : {"block", "bubbles", "debris", "gaussian_noise", "shot_noise", "impulse_noise"}) {
+    EXPECT_EQ(apply(d, 3, f, 3, 7), apply(d, 3, f, 3, 7)) << f;
+    EXPECT_NE(apply(d, 3, f, 3, 7), apply(d, 3, f, 3, 8)) << f;
+  }
+  // Another index draws differently: the same image content at two indices differs.
+  Dataset twice = d.subset({5, 5});
+  std::vector<uint8_t> a(d.image_bytes()), b(d.image_bytes());
+  perturb_image(twice, 0, "gaussian_noise", 2, 0, a.data());
+  perturb_image(twice, 1, "gaussian_noise", 2, 0, b.data());
+  EXPECT_NE(a, b);
+}
+
+TEST(Perturb, OcclusionIsNestedAcrossSeverities) {
+  const Dataset& d = shapes();
+  for (int64_t i = 0; i < 20; ++i) {
+    for (int s = 1; s < 5; ++s) {
+      // block: the gray square of s lies inside the square of s + 1.
+      auto lo = apply(d, i, "block", s), hi = apply(d, i, "block", s + 1);
+      std::vector<uint8_t> gray_lo(lo.size()), gray_hi(hi.size());
+      int in_lo = 0;
+      for (size_t k = 0; k < lo.size(); ++k) {
+        bool occluded = lo[k] == 128 && d.image(i)[k] != 128;
+        in_lo += occluded;
+        if (occluded) EXPECT_EQ(hi[k], 128);
+      }
+      EXPECT_GT(in_lo, 0);
+      // debris: the fragments of s are the first fragments of s + 1.
+      auto f_lo = debris_fragments(d, i, s, 0), f_hi = debris_fragments(d, i, s + 1, 0);
+      ASSERT_LT(f_lo.size(), f_hi.size());
+      for (size_t k = 0; k < f_lo.size(); ++k) {
+        EXPECT_EQ(f_lo[k].dx, f_hi[k].dx);
+        EXPECT_EQ(f_lo[k].source, f_hi[k].source);
+      }
+      // bubbles: every pixel is at most as visible at s + 1 as at s.
+      auto v_lo = bubble_visibility(d, i, s, 0), v_hi = bubble_visibility(d, i, s + 1, 0);
+      for (size_t k = 0; k < v_lo.size(); ++k) EXPECT_LE(v_hi[k], v_lo[k] + 1e-12);
+    }
+  }
+}
+
+TEST(Perturb, DebrisCountsAndSourcesFromOtherClasses) {
+  const Dataset& d = shapes();
+  const int expected[] = {5, 10, 20, 30, 50};
+  for (int s = 1; s <= 5; ++s) {
+    auto f = debris_fragments(d, 4, s, 0);
+    EXPECT_EQ(f.size(), static_cast<size_t>(expected[s - 1]));
+    for (const auto& fr : f) {
+      EXPECT_NE(d.labels[fr.source], d.labels[4]);
+      EXPECT_GE(fr.side, 5);  // 6–9 px at 32 px, scaled to 28 px: 5–8
+      EXPECT_LE(fr.side, 8);
+      EXPECT_LE(fr.dx + fr.side, 28);
+    }
+  }
+}
+
+TEST(Perturb, BubblesReachTheirVisibleFraction) {
+  const Dataset& d = shapes();
+  for (int s = 1; s <= 5; ++s)
+    for (int64_t i = 0; i < 10; ++i) {
+      double v = 0;
+      bubble_visibility(d, i, s, 0, &v);
+      double target = perturbation_parameter("bubbles", s, false);
+      EXPECT_GE(v, target);
+      EXPECT_LE(v, target + 0.08) << "one bubble overshoots by a few percent at most";
+    }
+}
+
+TEST(Perturb, NoiseGrowsMonotonicallyPerPixel) {
+  const Dataset& d = shapes();
+  for (const char* f : {"gaussian_noise", "speckle_noise"})
+    for (int s = 1; s < 5; ++s) {
+      auto lo = apply(d, 1, f, s), hi = apply(d, 1, f, s + 1);
+      for (size_t k = 0; k < lo.size(); ++k) {
+        int src = d.image(1)[k];
+        // Same draws: |x_{s+1} − x| ≥ |x_s − x| up to clipping and rounding.
+        if (hi[k] != 0 && hi[k] != 255) EXPECT_GE(std::abs(hi[k] - src) + 1, std::abs(lo[k] - src)) << f;
+      }
+    }
+}
+
+TEST(Perturb, SpecsParse) {
+  auto s = parse_perturbations("block:1-3,jpeg:2,4,gaussian_noise");
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_EQ(s[0].severities, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(s[1].severities, (std::vector<int>{2, 4}));
+  EXPECT_EQ(s[2].severities, (std::vector<int>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(parse_perturbations("all").size(), perturbation_families().size());
+  EXPECT_THROW(parse_perturbations("block:7"), InputError);
+  EXPECT_THROW(parse_perturbations("fog"), InputError);
+  EXPECT_EQ(parse_steps("1:4"), (std::vector<int64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(parse_steps("8,1,2,4"), (std::vector<int64_t>{1, 2, 4, 8}));
+  EXPECT_THROW(parse_steps("0:3"), InputError);
+  EXPECT_THROW(parse_steps("a"), InputError);
+}
+
+TEST(Metrics, HandComputedExamples) {
+  auto [lo, hi] = wilson_interval(8, 10);
+  EXPECT_NEAR(lo, 0.4902, 1e-4);
+  EXPECT_NEAR(hi, 0.9433, 1e-4);
+  EXPECT_NEAR(mcnemar_p(1, 9), 2.0 * 11 / 1024, 1e-12);  // exact binomial
+  EXPECT_NEAR(mcnemar_p(30, 50), 0.033648, 1e-5);         // χ² = 19² / 80 with continuity
+  EXPECT_DOUBLE_EQ(mcnemar_p(0, 0), 1.0);
+  EXPECT_NEAR(spearman({1, 2, 3, 4, 5}, {5, 6, 7, 8, 7}), 8 / std::sqrt(95.0), 1e-12);
+  EXPECT_NEAR(spearman({1, 2, 3}, {3, 2, 1}), -1.0, 1e-12);
+  EXPECT_TRUE(std::isnan(spearman({1, 2, 3}, {1, 1, 1})));
+  EXPECT_NEAR(corruption_error({.9, .8}, {.8, .6}), 50.0, 1e-9);
+  EXPECT_NEAR(relative_corruption_error({.9, .8}, .95, {.8, .6}, .9), 50.0, 1e-9);
+  EXPECT_EQ(iterations_to_solution({false, true, true}), 2);
+  EXPECT_EQ(iterations_to_solution({true, false, true}), 3);
+  EXPECT_EQ(iterations_to_solution({true, true, false}), 0);
+  EXPECT_EQ(iterations_to_solution({true, true, true}), 1);
+  EXPECT_DOUBLE_EQ(median({3, 1, 2, 10}), 2.5);
+}
+
+TEST(EvalEndToEnd, WritesEveryFileWithTheDocumentedColumns) {
+  TempDir dir;
+  auto tiny = [&](const std::string& model, const std::string& run) {
+    Config cfg = Config::load("", {"data.dataset=synthetic:300", "model.name=" + model, "model.width=4",
+                                   "model.steps=3", "train.epochs=1", "train.batch_size=32", "threads=2"});
+    ASSERT_TRUE(train(cfg, run, false).finished);
+  };
+  tiny("cortical_blt", dir / "blt");
+  tiny("cortical_b", dir / "ff");
+  EvalOptions o;
+  o.run_dir = dir / "blt";
+  o.steps = "1:5";  // beyond the 3 trained steps
+  o.perturb = "block:1-2,gaussian_noise:5";
+  o.reference = dir / "ff";
+  o.exit_thresholds = {0.5, 0.9};
+  o.features = {"V1", "IT"};
+  o.features_n = 10;
+  std::string out = run_eval(o);
+  std::string results = read(out + "/results.csv");
+  EXPECT_EQ(results.substr(0, results.find('\n')), "family,severity,step,accuracy,n,ci_low,ci_high,mean_confidence");
+  EXPECT_EQ(std::count(results.begin(), results.end(), '\n'), 1 + 4 * 5);  // 4 conditions × 5 steps
+  EXPECT_NE(results.find("\nblock,2,5,"), std::string::npos);
+  std::string per_image = read(out + "/per_image.csv");
+  EXPECT_EQ(per_image.substr(0, per_image.find('\n')),
+            "index,label,family,severity,pred_step1,pred_step2,pred_step3,pred_step4,pred_step5");
+  EXPECT_EQ(std::count(per_image.begin(), per_image.end(), '\n'), 1 + 4 * 75);
+  auto summary = nlohmann::json::parse(read(out + "/summary.json"));
+  EXPECT_EQ(summary["clean_accuracy"].size(), 5u);
+  EXPECT_TRUE(summary["ca"].contains("block"));
+  EXPECT_TRUE(summary["mca"].contains("occlusion"));
+  EXPECT_TRUE(summary["mca"].contains("noise"));
+  EXPECT_TRUE(summary["delta_rec"]["block"].contains("2"));
+  EXPECT_TRUE(summary["reference"]["ce"].contains("gaussian_noise"));
+  EXPECT_TRUE(summary["reference"]["mcnemar"]["block"]["1"].contains("p"));
+  EXPECT_EQ(summary["reference"]["challenge_accuracy"].size(), 5u);
+  EXPECT_EQ(summary["early_exit"].size(), 2u);
+  // Accuracy in results.csv matches per_image.csv for one condition (block 2, step 5).
+  std::stringstream rows(per_image);
+  std::string line;
+  std::getline(rows, line);
+  int correct = 0, n = 0;
+  while (std::getline(rows, line)) {
+    std::vector<std::string> c;
+    std::stringstream cells(line);
+    for (std::string cell; std::getline(cells, cell, ',');) c.push_back(cell);
+    if (c[2] == "block" && c[3] == "2") n++, correct += c[1] == c[8];
+  }
+  auto pos = results.find("\nblock,2,5,") + 11;
+  EXPECT_NEAR(std::stod(results.substr(pos, results.find(',', pos) - pos)), double(correct) / n, 1e-6);
+  for (const char* f : {"accuracy_vs_steps.png", "accuracy_vs_severity.png", "early_exit.csv", "features/index.json",
+                        "features/V1_step1.npy", "features/IT_step5.npy", "features/labels.npy"})
+    EXPECT_TRUE(std::filesystem::exists(out + "/" + f)) << f;
+  std::string npy = read(out + "/features/V1_step1.npy");
+  EXPECT_EQ(npy.substr(1, 5), "NUMPY");
+  EXPECT_NE(npy.find("'shape': (10,4)"), std::string::npos) << npy.substr(0, 80);
+  EXPECT_EQ((npy.size() - 128) / 4, 40u);  // 10 images × 4 channels after a 128-byte header
+
+  // A folder of PNGs written by `ventral perturb` evaluates like a built-in dataset.
+  auto w = ventral::test::run_ventral("perturb --data synthetic:100 --family block:2 --write " + (dir / "folder") +
+                                       " --out " + (dir / "sheet.png"));
+  ASSERT_EQ(w.status, 0) << w.output;
+  EvalOptions f;
+  f.run_dir = dir / "blt";
+  f.data = "folder:" + (dir / "folder/block/2");
+  f.out = dir / "folder_eval";
+  run_eval(f);
+  auto s2 = nlohmann::json::parse(read(dir / "folder_eval/summary.json"));
+  EXPECT_EQ(s2["n"], 25);
+  EXPECT_EQ(s2["clean_accuracy"].size(), 3u);
+  EXPECT_TRUE(std::filesystem::exists(dir / "sheet.png"));
+  auto bad = ventral::test::run_ventral("eval " + (dir / "blt") + " --perturb fog");
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.output.find("unknown perturbation 'fog'"), std::string::npos) << bad.output;
+}

@@ -10,5 +10,6 @@ void add_models_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_perturb_command(CLI::App& app);
+void add_compare_command(CLI::App& app);
 
 }  // namespace ventral::cli

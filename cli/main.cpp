@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   ventral::cli::add_train_command(app);
   ventral::cli::add_eval_command(app);
   ventral::cli::add_perturb_command(app);
+  ventral::cli::add_compare_command(app);
 
   try {
     std::string names;

@@ -13,13 +13,12 @@ namespace ventral::cli {
 
 namespace {
 
-cv::Mat to_bgr(const Dataset& d, const uint8_t* px, int scale) {
+cv::Mat to_bgr(const Dataset& d, const uint8_t* px) {
   cv::Mat img(static_cast<int>(d.height), static_cast<int>(d.width), CV_8UC(static_cast<int>(d.channels)),
               const_cast<uint8_t*>(px));
   cv::Mat bgr;
   if (d.channels == 1) cv::cvtColor(img, bgr, cv::COLOR_GRAY2BGR);
   else cv::cvtColor(img, bgr, cv::COLOR_RGB2BGR);
-  cv::resize(bgr, bgr, cv::Size(), scale, scale, cv::INTER_NEAREST);
   return bgr;
 }
 
@@ -46,38 +45,9 @@ void add_perturb_command(CLI::App& app) {
     Dataset data = load_dataset(a->data, parse_split(a->split));
     auto specs = parse_perturbations(a->family);
     if (!a->out.empty()) {
-      const int scale = data.height <= 32 ? 3 : 1, label_w = 190;
-      const int cell = static_cast<int>(data.height) * scale + 4;
-      int n = static_cast<int>(std::min<int64_t>(a->n, static_cast<int64_t>(data.size())));
-      int rows = 0;
-      for (const auto& s : specs) rows += 1 + static_cast<int>(s.severities.size());
-      cv::Mat sheet(40 + rows * cell, label_w + n * cell, CV_8UC3, cv::Scalar(255, 255, 255));
-      cv::putText(sheet, "perturbations of " + data.name + " (rows: family, severity; seed " + std::to_string(a->seed) + ")",
-                  {8, 26}, cv::FONT_HERSHEY_SIMPLEX, 0.6, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
-      int row = 0;
-      std::vector<uint8_t> buf(data.image_bytes());
-      for (const auto& s : specs) {
-        std::vector<int> sevs = {0};
-        sevs.insert(sevs.end(), s.severities.begin(), s.severities.end());
-        for (int sev : sevs) {
-          int y = 40 + row * cell;
-          std::string label = s.family + " " + std::to_string(sev);
-          if (sev > 0) {
-            char p[32];
-            std::snprintf(p, sizeof p, " (%g)", perturbation_parameter(s.family, sev, data.channels >= 3));
-            label += p;
-          }
-          cv::putText(sheet, label, {6, y + cell / 2 + 5}, cv::FONT_HERSHEY_SIMPLEX, 0.45, cv::Scalar(0, 0, 0), 1,
-                      cv::LINE_AA);
-          for (int i = 0; i < n; ++i) {
-            perturb_image(data, i, s.family, sev, a->seed, buf.data());
-            to_bgr(data, buf.data(), scale).copyTo(sheet(cv::Rect(label_w + i * cell + 2, y + 2, cell - 4, cell - 4)));
-          }
-          ++row;
-        }
-      }
+      cv::Mat sheet = render_contact_sheet(data, specs, static_cast<int>(a->n), a->seed);
       write_png(a->out, sheet);
-      std::printf("wrote %s (%d rows x %d images)\n", a->out.c_str(), rows, n);
+      std::printf("wrote %s (%dx%d px)\n", a->out.c_str(), sheet.cols, sheet.rows);
     }
     if (!a->write.empty()) {
       namespace fs = std::filesystem;
@@ -99,7 +69,7 @@ void add_perturb_command(CLI::App& app) {
               if (ch == '/') ch = '-';
             char file[32];
             std::snprintf(file, sizeof file, "%06zu.png", i);
-            write_png((base / name / file).string(), to_bgr(data, buf.data(), 1));
+            write_png((base / name / file).string(), to_bgr(data, buf.data()));
             ++files;
           }
         }

@@ -8,6 +8,8 @@
 
 #include "core/error.hpp"
 #include "core/io.hpp"
+#include "datasets/dataset.hpp"
+#include "eval/perturb.hpp"
 
 namespace ventral {
 
@@ -109,6 +111,39 @@ cv::Mat render_grid(const std::vector<Chart>& panels, const std::string& title, 
     p.copyTo(grid(cv::Rect(static_cast<int>(i % cols) * pw, header + static_cast<int>(i / cols) * ph, pw, ph)));
   }
   return grid;
+}
+
+cv::Mat render_contact_sheet(const Dataset& data, const std::vector<PerturbationSpec>& specs, int n, uint64_t seed) {
+  const int scale = data.height <= 32 ? 3 : 1, label_w = 190;
+  const int cell = static_cast<int>(data.height) * scale + 4;
+  n = std::min<int>(n, static_cast<int>(data.size()));
+  int rows = 0;
+  for (const auto& s : specs) rows += 1 + static_cast<int>(s.severities.size());
+  cv::Mat sheet(40 + rows * cell, label_w + n * cell, CV_8UC3, cv::Scalar(255, 255, 255));
+  text(sheet, "perturbations of " + data.name + " (rows: family, severity (parameter); seed " + std::to_string(seed) + ")",
+       {8, 26}, 0.6);
+  std::vector<uint8_t> buf(data.image_bytes());
+  int row = 0;
+  for (const auto& s : specs) {
+    std::vector<int> sevs = {0};
+    sevs.insert(sevs.end(), s.severities.begin(), s.severities.end());
+    for (int sev : sevs) {
+      int y = 40 + row++ * cell;
+      std::string label = s.family + " " + std::to_string(sev);
+      if (sev > 0) label += " (" + tick(perturbation_parameter(s.family, sev, data.channels >= 3)) + ")";
+      text(sheet, label, {6, y + cell / 2 + 5}, 0.45);
+      for (int i = 0; i < n; ++i) {
+        perturb_image(data, i, s.family, sev, seed, buf.data());
+        cv::Mat img(static_cast<int>(data.height), static_cast<int>(data.width), CV_8UC(static_cast<int>(data.channels)),
+                    buf.data());
+        cv::Mat bgr;
+        cv::cvtColor(img, bgr, data.channels == 1 ? cv::COLOR_GRAY2BGR : cv::COLOR_RGB2BGR);
+        cv::resize(bgr, bgr, cv::Size(cell - 4, cell - 4), 0, 0, cv::INTER_NEAREST);
+        bgr.copyTo(sheet(cv::Rect(label_w + i * cell + 2, y + 2, cell - 4, cell - 4)));
+      }
+    }
+  }
+  return sheet;
 }
 
 void write_png(const std::string& path, const cv::Mat& image) {

@@ -22,6 +22,11 @@ cv::Mat render_chart(const Chart& chart, int width = 640, int height = 420);
 /// Renders charts as a grid of panels (small multiples) under a common title.
 cv::Mat render_grid(const std::vector<Chart>& panels, const std::string& title, int columns = 4,
                     int panel_width = 420, int panel_height = 300);
+struct Dataset;
+struct PerturbationSpec;
+/// A contact sheet: rows family × severity (0 first), columns the first `n` images of `data`.
+cv::Mat render_contact_sheet(const Dataset& data, const std::vector<PerturbationSpec>& specs, int n, uint64_t seed);
+
 /// Writes a PNG atomically; InputError naming the path on failure.
 void write_png(const std::string& path, const cv::Mat& image);
 

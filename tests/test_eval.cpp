@@ -270,3 +270,52 @@ TEST(EvalEndToEnd, WritesEveryFileWithTheDocumentedColumns) {
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.output.find("unknown perturbation 'fog'"), std::string::npos) << bad.output;
 }
+
+TEST(CompareEndToEnd, ReportTableMatchesTheEvaluation) {
+  TempDir dir;
+  ventral::test::write_text(dir / "base.yaml",
+                            "data:\n  dataset: synthetic:300\nmodel:\n  width: 4\ntrain:\n  epochs: 1\n  batch_size: 32\n"
+                            "threads: 2\n");
+  ventral::test::write_text(dir / "x.yaml",
+                            "base: base.yaml\nmodels:\n  - name: cortical_b\n  - name: cortical_blt\n    config:\n"
+                            "      model.steps: 3\nreference: cortical_b\neval:\n  steps: \"1:4\"\n"
+                            "  perturb: block:1-2,gaussian_noise:3\n  limit: 60\n");
+  auto r = ventral::test::run_ventral("compare " + (dir / "x.yaml") + " --out " + (dir / "out"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::string report = read(dir / "out/REPORT.md");
+  for (const char* fig : {"figures/accuracy_vs_steps.png", "figures/accuracy_vs_severity.png",
+                          "figures/training_curves.png", "figures/perturbations.png"}) {
+    EXPECT_NE(report.find(fig), std::string::npos) << fig;
+    EXPECT_TRUE(std::filesystem::exists(dir / ("out/" + std::string(fig)))) << fig;
+  }
+  // The table's clean accuracy at the final step equals results.csv for each model.
+  for (const char* m : {"cortical_b", "cortical_blt"}) {
+    std::string results = read(dir / ("out/eval/" + std::string(m) + "/results.csv"));
+    std::string last_clean;
+    std::stringstream rows(results);
+    for (std::string line; std::getline(rows, line);)
+      if (line.rfind("clean,0,", 0) == 0) last_clean = line;
+    std::vector<std::string> c;
+    std::stringstream cells(last_clean);
+    for (std::string cell; std::getline(cells, cell, ',');) c.push_back(cell);
+    char expected[32];
+    std::snprintf(expected, sizeof expected, "%.2f (", 100 * std::stod(c[3]));
+    std::string row = report.substr(report.find("| " + std::string(m) + " | " + m));
+    row = row.substr(0, row.find('\n'));
+    EXPECT_NE(row.find(expected), std::string::npos) << row << " vs " << last_clean;
+  }
+  EXPECT_NE(report.find("## Reading"), std::string::npos);
+  EXPECT_NE(report.find("cortical_blt: clean accuracy"), std::string::npos);
+  // A second run reuses the trained models instead of retraining.
+  auto again = ventral::test::run_ventral("compare " + (dir / "x.yaml") + " --out " + (dir / "out"));
+  ASSERT_EQ(again.status, 0) << again.output;
+  EXPECT_NE(again.output.find("already trained, reusing"), std::string::npos);
+  // Bad experiment files are one-line errors.
+  ventral::test::write_text(dir / "bad.yaml", "base: base.yaml\nmodels:\n  - name: resnet21\n");
+  auto bad = ventral::test::run_ventral("compare " + (dir / "bad.yaml"));
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.output.find("unknown model 'resnet21'"), std::string::npos) << bad.output;
+  ventral::test::write_text(dir / "typo.yaml", "base: base.yaml\nmodel:\n  - name: resnet20\n");
+  auto typo = ventral::test::run_ventral("compare " + (dir / "typo.yaml"));
+  EXPECT_NE(typo.output.find("did you mean 'models'"), std::string::npos) << typo.output;
+}

@@ -120,8 +120,7 @@ cv::Mat render_contact_sheet(const Dataset& data, const std::vector<Perturbation
   int rows = 0;
   for (const auto& s : specs) rows += 1 + static_cast<int>(s.severities.size());
   cv::Mat sheet(40 + rows * cell, label_w + n * cell, CV_8UC3, cv::Scalar(255, 255, 255));
-  text(sheet, "perturbations of " + data.name + " (rows: family, severity (parameter); seed " + std::to_string(seed) + ")",
-       {8, 26}, 0.6);
+  text(sheet, data.name + ": family, severity (parameter)", {8, 26}, 0.5);
   std::vector<uint8_t> buf(data.image_bytes());
   int row = 0;
   for (const auto& s : specs) {

@@ -20,7 +20,7 @@ namespace {
 Config tiny_config(std::vector<std::string> extra = {}) {
   std::vector<std::string> o = {"data.dataset=synthetic:400", "model.name=cortical_blt", "model.width=4",
                                 "model.steps=3", "train.epochs=2", "train.batch_size=32", "train.lr=0.05",
-                                "data.augment.crop_padding=2", "data.augment.hflip=true", "threads=2",
+                                "data.augment.crop_padding=2", "data.augment.hflip=true", "threads=1",
                                 "data.loader_threads=2", "train.log_every=5"};
   o.insert(o.end(), extra.begin(), extra.end());
   return Config::load("", o);
@@ -137,7 +137,7 @@ TEST(Train, LossFallsAndTheRunDirectoryIsComplete) {
 TEST(Train, TinyModelOverfitsATinySet) {
   TempDir dir;
   Config cfg = tiny_config({"data.dataset=synthetic:40", "data.val_fraction=0", "model.name=resnet20",
-                            "model.width=8", "train.epochs=40", "train.batch_size=8", "train.optimizer=adam",
+                            "model.width=8", "train.epochs=60", "train.batch_size=8", "train.optimizer=adam",
                             "train.lr=0.003", "train.weight_decay=0", "train.schedule=constant",
                             "data.augment.crop_padding=0", "data.augment.hflip=false"});
   TrainReport r = train(cfg, dir / "run", false);

@@ -3,8 +3,9 @@
 //   h_k(t) = ReLU(BN_k,t(bottom-up + lateral + top-down)),
 // bottom-up: 3×3 conv of the 2×2-max-pooled area below (the image for V1);
 // lateral:   3×3 conv of h_k(t−1);
-// top-down:  4×4 stride-2 transposed conv of h_{k+1}(t−1), sized exactly to area k
-//            (28→14→7→3 and 32→16→8→4 both work);
+// top-down:  3×3 conv of h_{k+1}(t−1) upsampled (nearest) to exactly area k's size
+//            (28→14→7→3 and 32→16→8→4 both work). CPU transposed convolutions are ~2×
+//            slower per step than upsampling + a regular conv here (`ventral bench`);
 // BLT+ adds long-range feedback IT → V1 (bilinear upsampling + 1×1 conv).
 // A global-average-pool + linear readout, shared across steps, reads IT at every step.
 #include "models/registry.hpp"
@@ -33,13 +34,10 @@ class AreaImpl : public torch::nn::Module {
   AreaImpl(int64_t in, int64_t width, int64_t kernel, int64_t above, const CorticalSpec& s) {
     bottom_up = register_module("bottom_up", nn::conv(in, width, kernel));
     if (s.lateral) lateral = register_module("lateral", nn::conv(width, width, 3));
-    if (s.topdown && above > 0)
-      top_down = register_module("top_down", nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(above, width, 4)
-                                                                     .stride(2).padding(1).bias(false)));
+    if (s.topdown && above > 0) top_down = register_module("top_down", nn::conv(above, width, 3));
     norm = register_module("norm", TimeBatchNorm(width, s.steps));
   }
-  nn::Conv2d bottom_up{nullptr}, lateral{nullptr};
-  nn::ConvTranspose2d top_down{nullptr};
+  nn::Conv2d bottom_up{nullptr}, lateral{nullptr}, top_down{nullptr};
   TimeBatchNorm norm{nullptr};
 };
 TORCH_MODULE(Area);
@@ -83,7 +81,8 @@ class CorticalNetImpl : public VisionModelImpl {
           if (below.defined()) add(area->bottom_up(torch::max_pool2d(below, 2)));
         }
         if (t > 0 && area->lateral) add(area->lateral(prev[k]));
-        if (t > 0 && area->top_down) add(area->top_down(prev[k + 1], sizes[k]));
+        if (t > 0 && area->top_down)
+          add(area->top_down(torch::upsample_nearest2d(prev[k + 1], sizes[k])));
         if (t > 0 && k == 0 && long_range)
           add(long_range(torch::upsample_bilinear2d(prev.back(), sizes[0], /*align_corners=*/false)));
         if (!drive.defined())  // nothing has reached this area yet

@@ -37,7 +37,7 @@ void text(cv::Mat& img, const std::string& s, cv::Point at, double scale, int th
 
 cv::Mat render_chart(const Chart& chart, int width, int height) {
   cv::Mat img(height, width, CV_8UC3, cv::Scalar(255, 255, 255));
-  const int left = 62, right = 12, top = 34, bottom = 46;
+  const int left = 74, right = 12, top = 34, bottom = 46;
   int legend_rows = static_cast<int>(chart.series.size());
   int plot_w = width - left - right - 120, plot_h = height - top - bottom;
   double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
@@ -62,7 +62,7 @@ cv::Mat render_chart(const Chart& chart, int width, int height) {
   for (int i = 0; i <= 4; ++i) {  // y ticks and grid
     double y = ymin + (ymax - ymin) * i / 4;
     cv::line(img, {left, py(y)}, {left + plot_w, py(y)}, cv::Scalar(225, 225, 225), 1);
-    text(img, tick(y), {4, py(y) + 4}, 0.4);
+    text(img, tick(y), {24, py(y) + 4}, 0.4);
   }
   std::vector<double> xs;
   for (const auto& s : chart.series) xs.insert(xs.end(), s.x.begin(), s.x.end());
@@ -75,7 +75,7 @@ cv::Mat render_chart(const Chart& chart, int width, int height) {
   cv::Mat label(18, plot_h, CV_8UC3, cv::Scalar(255, 255, 255));
   text(label, chart.ylabel, {plot_h / 2, 13}, 0.45, 1, true);
   cv::rotate(label, label, cv::ROTATE_90_COUNTERCLOCKWISE);
-  label.copyTo(img(cv::Rect(left - 58 + 0, top, 18, plot_h)));
+  label.copyTo(img(cv::Rect(2, top, 18, plot_h)));  // left of the tick labels
 
   for (size_t k = 0; k < chart.series.size(); ++k) {
     const auto& s = chart.series[k];

@@ -75,6 +75,15 @@ const std::vector<KeySpec>& config_schema() {
   return schema;
 }
 
+YAML::Node load_yaml_file(const std::string& path) {
+  auto bytes = read_file(path);
+  try {
+    return YAML::Load(std::string(bytes.begin(), bytes.end()));
+  } catch (const YAML::Exception& e) {
+    throw InputError(path + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+}
+
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> row(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -250,13 +259,7 @@ void Config::merge(const YAML::Node& node, const std::string& prefix, const std:
 Config Config::load(const std::string& path, const std::vector<std::string>& overrides) {
   Config cfg;
   if (!path.empty()) {
-    auto bytes = read_file(path);
-    YAML::Node root;
-    try {
-      root = YAML::Load(std::string(bytes.begin(), bytes.end()));
-    } catch (const YAML::Exception& e) {
-      throw InputError(path + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
-    }
+    YAML::Node root = load_yaml_file(path);
     if (!root.IsNull()) {
       if (!root.IsMap()) throw InputError(path + ": expected a mapping of keys at the top level");
       cfg.merge(root, "", path);

@@ -26,6 +26,10 @@ struct KeySpec {
 /// The schema of experiment configs (all sections: data, model, train, eval).
 const std::vector<KeySpec>& config_schema();
 
+/// Reads and parses a YAML file; InputError naming the file (and line) when it is missing or
+/// not valid YAML.
+YAML::Node load_yaml_file(const std::string& path);
+
 /// Edit distance, used to suggest the closest valid key or name.
 size_t edit_distance(const std::string& a, const std::string& b);
 /// The candidate closest to `word` by edit distance ("" when there are none).

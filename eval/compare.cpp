@@ -113,13 +113,7 @@ struct ModelResult {
 }  // namespace
 
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides) {
-  auto bytes = read_file(path);
-  YAML::Node root;
-  try {
-    root = YAML::Load(std::string(bytes.begin(), bytes.end()));
-  } catch (const YAML::Exception& e) {
-    throw InputError(path + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
-  }
+  YAML::Node root = load_yaml_file(path);
   if (!root.IsMap()) throw InputError(path + ": expected a mapping with base, models, reference, eval");
   check_keys(root, {"base", "overrides", "models", "reference", "eval"}, "", path);
   Experiment x;

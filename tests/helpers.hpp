@@ -41,6 +41,17 @@ inline void write_text(const std::string& path, const std::string& text) {
   write_bytes(path, std::vector<unsigned char>(text.begin(), text.end()));
 }
 
+/// The message of the InputError `f` throws, or "<no error>".
+template <class Error, class F>
+std::string error_text(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
 struct RunResult {
   int status;
   std::string output;  // stdout and stderr together

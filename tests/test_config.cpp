@@ -8,14 +8,7 @@ using ventral::test::write_text;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+std::string error_of(const std::function<void()>& f) { return ventral::test::error_text<InputError>(f); }
 
 }  // namespace
 

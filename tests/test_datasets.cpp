@@ -15,14 +15,7 @@ using ventral::test::write_text;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
+std::string error_of(const std::function<void()>& f) { return ventral::test::error_text<InputError>(f); }
 
 // Writes a valid IDX pair of n images (h×w, pixel = index + row) with labels i % 10.
 void write_idx_pair(const std::string& dir, const std::string& prefix, uint32_t n, uint32_t h, uint32_t w) {

@@ -52,24 +52,21 @@ void add_perturb_command(CLI::App& app) {
     if (!a->write.empty()) {
       namespace fs = std::filesystem;
       std::vector<uint8_t> buf(data.image_bytes());
+      // Folder names cannot hold '/' ("T-shirt/top"); eval matches the names back the same way.
+      std::vector<std::string> folders = data.classes;
+      for (auto& name : folders)
+        for (char& ch : name)
+          if (ch == '/') ch = '-';
       size_t files = 0;
       for (const auto& s : specs)
         for (int sev : s.severities) {
           fs::path base = fs::path(a->write) / s.family / std::to_string(sev);
-          for (const auto& c : data.classes) {
-            std::string name = c;
-            for (char& ch : name)
-              if (ch == '/') ch = '-';
-            fs::create_directories(base / name);
-          }
+          for (const auto& name : folders) fs::create_directories(base / name);
           for (size_t i = 0; i < data.size(); ++i) {
             perturb_image(data, static_cast<int64_t>(i), s.family, sev, a->seed, buf.data());
-            std::string name = data.classes[data.labels[i]];
-            for (char& ch : name)
-              if (ch == '/') ch = '-';
             char file[32];
             std::snprintf(file, sizeof file, "%06zu.png", i);
-            write_png((base / name / file).string(), to_bgr(data, buf.data()));
+            write_png((base / folders[data.labels[i]] / file).string(), to_bgr(data, buf.data()));
             ++files;
           }
         }

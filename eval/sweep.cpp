@@ -56,6 +56,17 @@ std::string fmt(const char* f, double v) {
   return buf;
 }
 
+// Evaluation batches: unshuffled, unaugmented, normalised as the run was trained.
+LoaderOptions eval_loader_options(const LoadedRun& run) {
+  LoaderOptions lo;
+  lo.batch_size = run.cfg.get_int("train.eval_batch_size");
+  lo.shuffle = false;
+  lo.mean = run.mean;
+  lo.std = run.std;
+  lo.threads = std::max<int64_t>(1, available_cores() / 2);
+  return lo;
+}
+
 Predictions predict(LoadedRun& run, const Dataset& images, const std::vector<int64_t>& wanted,
                     const std::string& label) {
   VisionModelImpl& model = *run.model;
@@ -65,13 +76,7 @@ Predictions predict(LoadedRun& run, const Dataset& images, const std::vector<int
   const size_t S = p.steps.size(), N = images.size();
   p.pred.assign(N * S, -1);
   p.conf.assign(N * S, 0.f);
-  LoaderOptions lo;
-  lo.batch_size = run.cfg.get_int("train.eval_batch_size");
-  lo.shuffle = false;
-  lo.mean = run.mean;
-  lo.std = run.std;
-  lo.threads = std::max<int64_t>(1, available_cores() / 2);
-  BatchLoader loader(images, {}, lo);
+  BatchLoader loader(images, {}, eval_loader_options(run));
   torch::Device device = run.model->parameters().front().device();
   Progress progress(label, static_cast<int64_t>(N), "img", 20);
   c10::InferenceMode guard;
@@ -505,12 +510,7 @@ std::string run_eval(const EvalOptions& o) {
       sh[0] = 0;
       shapes[{area, step + 1}] = sh;
     });
-    LoaderOptions lo;
-    lo.batch_size = run.cfg.get_int("train.eval_batch_size");
-    lo.shuffle = false;
-    lo.mean = run.mean;
-    lo.std = run.std;
-    BatchLoader loader(subset, {}, lo);
+    BatchLoader loader(subset, {}, eval_loader_options(run));
     {
       c10::InferenceMode guard;
       loader.start_epoch(0);

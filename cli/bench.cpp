@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "cli/commands.hpp"
 #include "core/threads.hpp"
@@ -14,6 +15,7 @@ void add_bench_command(CLI::App& app) {
   struct Args {
     std::string model = "resnet20";
     int64_t batch = 128, iters = 20, warmup = 3, steps = 0, threads = 0, channels = 1, size = 28, classes = 10;
+    std::string memory_format = "auto", profile;
     bool json = false;
   };
   auto a = std::make_shared<Args>();
@@ -27,6 +29,10 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--in-channels", a->channels, "input channels")->check(CLI::Range(1, 64))->capture_default_str();
   cmd->add_option("--image-size", a->size, "input side")->check(CLI::Range(8, 1024))->capture_default_str();
   cmd->add_option("--classes", a->classes, "classes")->check(CLI::Range(1, 100000))->capture_default_str();
+  cmd->add_option("--memory-format", a->memory_format, "auto | channels_last | contiguous")
+      ->check(CLI::IsMember({"auto", "channels_last", "contiguous"}))
+      ->capture_default_str();
+  cmd->add_option("--profile", a->profile, "write a chrome://tracing profile of the timed inference iterations to FILE");
   cmd->add_flag("--json", a->json,
                 "print {model, params, batch, threads, train_images_per_s, eval_images_per_s}");
   cmd->callback([a] {
@@ -38,8 +44,9 @@ void add_bench_command(CLI::App& app) {
     o.image_size = a->size;
     o.steps = a->steps;
     ModelPtr m = create_model(a->model, o);
+    apply_memory_format(*m, a->memory_format);
     int64_t steps = m->default_steps();
-    torch::Tensor x = torch::randn({a->batch, a->channels, a->size, a->size});
+    torch::Tensor x = m->inputs(torch::randn({a->batch, a->channels, a->size, a->size}));
     torch::Tensor y = torch::randint(a->classes, {a->batch}, torch::kInt64);
     torch::optim::SGD opt(m->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
     auto time = [&](auto&& body) {
@@ -63,9 +70,16 @@ void add_bench_command(CLI::App& app) {
       c10::InferenceMode guard;
       m->forward(x, steps);
     });
+    if (!a->profile.empty()) {
+      torch::autograd::profiler::RecordProfile trace(a->profile);
+      c10::InferenceMode guard;
+      for (int64_t i = 0; i < a->iters; ++i) m->forward(x, steps);
+    }
     if (a->json) {
       std::cout << nlohmann::json{{"model", a->model}, {"params", count_parameters(*m)}, {"batch", a->batch},
-                                  {"threads", threads}, {"steps", steps}, {"train_images_per_s", train},
+                                  {"threads", threads}, {"steps", steps},
+                                  {"memory_format", m->memory_format() == c10::MemoryFormat::ChannelsLast
+                                                        ? "channels_last" : "contiguous"}, {"train_images_per_s", train},
                                   {"eval_images_per_s", eval}}
                        .dump()
                 << "\n";

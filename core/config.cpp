@@ -19,6 +19,8 @@ const std::vector<KeySpec>& config_schema() {
       {"seed", T::Int, "0", "seed for initialisation, splits, shuffling and augmentation", 0, 9.2e18},
       {"threads", T::IntOrAuto, "auto", "compute threads (auto = all cores)", 1, 1024},
       {"device", T::Choice, "auto", "where to run", -kBig, kBig, {"auto", "cpu", "cuda"}},
+      {"memory_format", T::Choice, "auto", "tensor layout (auto: channels_last unless the model runs faster contiguous)",
+       -kBig, kBig, {"auto", "channels_last", "contiguous"}},
 
       {"data.dataset", T::String, "fashion-mnist",
        "dataset SPEC: fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR, synthetic"},

@@ -26,7 +26,7 @@ StepMetrics evaluate(VisionModelImpl& model, BatchLoader& loader, int64_t steps,
     c10::InferenceMode guard;
     loader.start_epoch(0);
     while (auto batch = loader.next()) {
-      torch::Tensor images = batch->images.to(device), labels = batch->labels.to(device);
+      torch::Tensor images = model.inputs(batch->images.to(device)), labels = batch->labels.to(device);
       auto logits = model.forward(images, steps);
       for (size_t t = 0; t < logits.size() && t < m.steps.size(); ++t) {
         correct[t] += logits[t].argmax(1).eq(labels).sum().item<int64_t>();

@@ -82,7 +82,7 @@ Predictions predict(LoadedRun& run, const Dataset& images, const std::vector<int
   c10::InferenceMode guard;
   loader.start_epoch(0);
   while (auto batch = loader.next()) {
-    torch::Tensor x = batch->images.to(device);
+    torch::Tensor x = model.inputs(batch->images.to(device));
     std::vector<torch::Tensor> per_step(S);
     if (every) {
       auto logits = model.forward(x, p.steps.back());
@@ -207,6 +207,7 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint) {
   std::string ckpt = checkpoint.empty() ? (fs::path(run_dir) / "checkpoints" / "last.pt").string() : checkpoint;
   load_checkpoint(ckpt, *r.model, nullptr);
   r.model->to(device);
+  apply_memory_format(*r.model, r.cfg.get_string("memory_format"));
   r.model->eval();
   return r;
 }
@@ -515,7 +516,7 @@ std::string run_eval(const EvalOptions& o) {
       c10::InferenceMode guard;
       loader.start_epoch(0);
       torch::Device device = run.model->parameters().front().device();
-      while (auto batch = loader.next()) run.model->forward(batch->images.to(device), used.back());
+      while (auto batch = loader.next()) run.model->forward(run.model->inputs(batch->images.to(device)), used.back());
     }
     run.model->set_probe(nullptr);
     json index;

@@ -51,6 +51,7 @@ class CORnetZImpl : public VisionModelImpl {
     return {decoder(x)};
   }
   std::vector<std::string> areas() const override { return kAreas; }
+  bool prefers_channels_last() const override { return false; }  // wide: NHWC measured slower
 
  private:
   std::vector<ZBlock> blocks_;
@@ -132,6 +133,7 @@ class CORnetRImpl : public VisionModelImpl {
   bool recurrent() const override { return true; }
   int64_t default_steps() const override { return times_; }
   std::vector<std::string> areas() const override { return kAreas; }
+  bool prefers_channels_last() const override { return false; }  // wide: NHWC measured slower
 
  private:
   bool synchronous_;
@@ -229,6 +231,7 @@ class CORnetSImpl : public VisionModelImpl {
   bool recurrent() const override { return true; }
   bool reads_out_every_step() const override { return false; }
   std::vector<std::string> areas() const override { return kAreas; }
+  bool prefers_channels_last() const override { return false; }  // wide: NHWC measured slower
 
  private:
   V1S v1{nullptr};

@@ -29,6 +29,18 @@ class VisionModelImpl : public torch::nn::Module {
   /// Names of the areas reported to the probe, bottom-up.
   virtual std::vector<std::string> areas() const = 0;
 
+  /// Whether channels-last (NHWC) runs faster than contiguous NCHW for this model on CPU:
+  /// oneDNN's NHWC convolutions win for narrow nets (resnet20 train 1.9x, cortical BLT
+  /// 1.3x, `ventral bench --memory-format`) and lose for wide ones (CORnet).
+  virtual bool prefers_channels_last() const { return true; }
+
+  /// Puts every 4-D parameter and buffer in `format`; inputs() converts batches to match.
+  /// Call again after loading weights (a load adopts the saved layout).
+  void use_memory_format(c10::MemoryFormat format);
+  c10::MemoryFormat memory_format() const { return format_; }
+  /// `images` (already on the model's device) in the model's memory format.
+  torch::Tensor inputs(const torch::Tensor& images) const { return images.contiguous(format_); }
+
   /// Installs (or, with nullptr, removes) a probe that sees every area's activation.
   void set_probe(ActivationProbe probe) { probe_ = std::move(probe); }
 
@@ -39,6 +51,7 @@ class VisionModelImpl : public torch::nn::Module {
 
  private:
   ActivationProbe probe_;
+  c10::MemoryFormat format_ = c10::MemoryFormat::Contiguous;
 };
 
 using ModelPtr = std::shared_ptr<VisionModelImpl>;

@@ -48,6 +48,29 @@ int64_t macs_per_step(VisionModelImpl& model, int64_t channels, int64_t size) {
   return total / model.default_steps();
 }
 
+void VisionModelImpl::use_memory_format(c10::MemoryFormat format) {
+  torch::NoGradGuard no_grad;
+  // A fresh tensor with the format's strides, not contiguous(format): that returns a tensor
+  // with one input channel (V1's weights) unchanged, whose NCHW strides would then make
+  // oneDNN run the whole first area, and everything after it, in NCHW.
+  auto convert = [format](torch::Tensor& t) {
+    if (t.dim() != 4) return;
+    torch::Tensor c = torch::empty(t.sizes(), t.options().memory_format(format));
+    c.copy_(t.data());
+    t.set_data(c);
+  };
+  for (auto& p : parameters()) convert(p);
+  for (auto& b : buffers()) convert(b);
+  format_ = format;
+}
+
+void apply_memory_format(VisionModelImpl& model, const std::string& setting) {
+  require(setting == "auto" || setting == "channels_last" || setting == "contiguous",
+          "memory_format must be auto, channels_last or contiguous, got '" + setting + "'");
+  bool nhwc = setting == "channels_last" || (setting == "auto" && model.prefers_channels_last());
+  model.use_memory_format(nhwc ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous);
+}
+
 ModelOptions model_options(const Config& cfg, int64_t in_channels, int64_t num_classes, int64_t image_size) {
   ModelOptions o;
   o.in_channels = in_channels;

@@ -42,6 +42,10 @@ class Config;
 /// The model.* keys of a config, for data of `in_channels` × `image_size`² and `num_classes`.
 ModelOptions model_options(const Config& cfg, int64_t in_channels, int64_t num_classes, int64_t image_size);
 
+/// Applies `setting` (auto | channels_last | contiguous; auto follows the model's
+/// prefers_channels_last()) to `model`'s parameters and inputs.
+void apply_memory_format(VisionModelImpl& model, const std::string& setting);
+
 /// The registry with every family registered.
 const ModelRegistry& model_registry();
 /// Registered names, in registration order.

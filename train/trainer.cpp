@@ -154,6 +154,7 @@ TrainReport train(const Config& cfg_in, const std::string& run_dir, bool resume)
                                   data.train.height);
   ModelPtr model = create_model(cfg.get_string("model.name"), mo);
   model->to(device);
+  apply_memory_format(*model, cfg.get_string("memory_format"));
   auto optimizer = make_optimizer(cfg, *model);
   const int64_t steps = model->default_steps();
 
@@ -171,6 +172,7 @@ TrainReport train(const Config& cfg_in, const std::string& run_dir, bool resume)
   fs::create_directories(ckpt_dir);
   if (resume) {
     state = load_checkpoint(last_path, *model, optimizer.get());
+    apply_memory_format(*model, cfg.get_string("memory_format"));  // the load adopted the saved layout
     append_jsonl(log_path, {{"event", "resume"}, {"epoch", state.epoch}, {"global_step", state.global_step}});
   } else {
     state.metrics_csv = csv_header(val_steps);
@@ -216,7 +218,7 @@ TrainReport train(const Config& cfg_in, const std::string& run_dir, bool resume)
     while (auto batch = train_loader.next()) {
       lr = schedule.at(state.global_step);
       for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
-      torch::Tensor images = batch->images.to(device), labels = batch->labels.to(device);
+      torch::Tensor images = model->inputs(batch->images.to(device)), labels = batch->labels.to(device);
       auto logits = model->forward(images, steps);
       torch::Tensor loss = step_loss(logits, labels, loss_mode, loss_weights, smoothing);
       double loss_value = loss.item<double>();

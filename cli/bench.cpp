@@ -1,4 +1,7 @@
-// `ventral bench --model NAME`: training and inference throughput on random data.
+// `ventral bench`: throughput of a model (training step and inference on random data of its
+// input shape), of the batch loader with augmentation, and of the perturbation library.
+#include <sys/resource.h>
+
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -7,19 +10,152 @@
 
 #include "cli/commands.hpp"
 #include "core/threads.hpp"
+#include "datasets/loader.hpp"
+#include "eval/perturb.hpp"
 #include "models/registry.hpp"
 
 namespace ventral::cli {
 
-void add_bench_command(CLI::App& app) {
-  struct Args {
-    std::string model = "resnet20";
-    int64_t batch = 128, iters = 20, warmup = 3, steps = 0, threads = 0, channels = 1, size = 28, classes = 10;
-    std::string memory_format = "auto", profile;
-    bool json = false;
+namespace {
+
+struct Args {
+  std::string model = "resnet20", memory_format = "auto", profile, data = "fashion-mnist", perturb;
+  int64_t batch = 128, iters = 20, warmup = 3, steps = 0, threads = 0, channels = 1, size = 28, classes = 10;
+  int64_t loader_threads = 0, images = 2000;
+  bool loader = false, json = false;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+/// Peak resident memory of this process so far, MiB.
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+
+void print(const Args& a, const nlohmann::json& result, const std::string& text) {
+  if (a.json) {
+    std::cout << result.dump() << "\n";
+  } else {
+    std::cout << text << "\n";
+  }
+}
+
+void bench_model(const Args& a, int64_t threads) {
+  torch::manual_seed(0);
+  ModelOptions o;
+  o.in_channels = a.channels;
+  o.num_classes = a.classes;
+  o.image_size = a.size;
+  o.steps = a.steps;
+  ModelPtr m = create_model(a.model, o);
+  apply_memory_format(*m, a.memory_format);
+  int64_t steps = m->default_steps();
+  torch::Tensor x = m->inputs(torch::randn({a.batch, a.channels, a.size, a.size}));
+  torch::Tensor y = torch::randint(a.classes, {a.batch}, torch::kInt64);
+  torch::optim::SGD opt(m->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+  auto time = [&](auto&& body) {
+    for (int64_t i = 0; i < a.warmup; ++i) body();
+    auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < a.iters; ++i) body();
+    return a.batch * a.iters / seconds_since(t0);
   };
+  m->train();
+  double train = time([&] {
+    opt.zero_grad();
+    auto logits = m->forward(x, steps);
+    torch::Tensor loss = torch::cross_entropy_loss(logits[0], y);
+    for (size_t t = 1; t < logits.size(); ++t) loss = loss + torch::cross_entropy_loss(logits[t], y);
+    loss.backward();
+    opt.step();
+  });
+  double train_peak = peak_rss_mib();
+  m->eval();
+  double eval = time([&] {
+    c10::InferenceMode guard;
+    m->forward(x, steps);
+  });
+  if (!a.profile.empty()) {
+    torch::autograd::profiler::RecordProfile trace(a.profile);
+    c10::InferenceMode guard;
+    for (int64_t i = 0; i < a.iters; ++i) m->forward(x, steps);
+  }
+  bool nhwc = m->memory_format() == c10::MemoryFormat::ChannelsLast;
+  char text[512];
+  std::snprintf(text, sizeof text,
+                "%s: %lld parameters, batch %lld, %lld step(s), %lld threads, %s: train %.1f images/s "
+                "(%.1f ms/batch), eval %.1f images/s, peak memory %.0f MiB",
+                a.model.c_str(), (long long)count_parameters(*m), (long long)a.batch, (long long)steps,
+                (long long)threads, nhwc ? "channels_last" : "contiguous", train, 1000.0 * a.batch / train, eval,
+                train_peak);
+  print(a,
+        {{"model", a.model}, {"params", count_parameters(*m)}, {"batch", a.batch}, {"threads", threads},
+         {"steps", steps}, {"memory_format", nhwc ? "channels_last" : "contiguous"},
+         {"train_images_per_s", train}, {"eval_images_per_s", eval}, {"train_ms_per_batch", 1000.0 * a.batch / train},
+         {"peak_rss_mib", train_peak}},
+        text);
+}
+
+// The training loader of the recipes: crop after 2-pixel padding, flip, random erasing,
+// normalisation, drop_last, on `loader_threads` threads (default: what training uses).
+void bench_loader(const Args& a) {
+  Dataset data = load_dataset(a.data, Split::Train);
+  LoaderOptions o;
+  o.batch_size = a.batch;
+  o.drop_last = true;
+  o.augment = true;
+  o.augmentation = {2, true, 0.5};
+  o.mean.assign(data.channels, 0.286);
+  o.std.assign(data.channels, 0.353);
+  o.threads = a.loader_threads ? a.loader_threads : std::max<int64_t>(1, available_cores() / 2);
+  BatchLoader loader(data, {}, o);
+  int64_t n = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  loader.start_epoch(0);
+  while (auto batch = loader.next()) n += batch->labels.size(0);
+  double rate = n / seconds_since(t0);
+  char text[256];
+  std::snprintf(text, sizeof text, "loader: %s, %lld images, batch %lld, %lld loader thread(s), crop+flip+erasing: %.0f images/s",
+                data.name.c_str(), (long long)n, (long long)a.batch, (long long)o.threads, rate);
+  print(a, {{"loader", data.name}, {"images", n}, {"batch", a.batch}, {"loader_threads", o.threads},
+            {"images_per_s", rate}}, text);
+}
+
+// Every listed family (or all) at every severity on the first `images` test images.
+void bench_perturb(const Args& a) {
+  Dataset full = load_dataset(a.data, Split::Test);
+  std::vector<int64_t> first;
+  for (int64_t i = 0; i < std::min<int64_t>(a.images, full.size()); ++i) first.push_back(i);
+  Dataset data = full.subset(first);
+  nlohmann::json families = nlohmann::json::object();
+  int64_t total = 0;
+  double total_s = 0;
+  for (const auto& spec : parse_perturbations(a.perturb)) {
+    auto t0 = std::chrono::steady_clock::now();
+    for (int severity : spec.severities) perturb_dataset(data, spec.family, severity, 0);
+    double s = seconds_since(t0);
+    int64_t n = static_cast<int64_t>(data.size() * spec.severities.size());
+    families[spec.family] = n / s;
+    total += n;
+    total_s += s;
+    if (!a.json) std::printf("perturb %-12s %8.0f images/s\n", spec.family.c_str(), n / s);
+  }
+  char text[256];
+  std::snprintf(text, sizeof text, "perturb: %lld images of %s (all cores): %.0f images/s overall",
+                (long long)total, data.name.c_str(), total / total_s);
+  print(a, {{"perturb", data.name}, {"images", total}, {"images_per_s", total / total_s}, {"families", families}},
+        text);
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
   auto a = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("bench", "Time training steps (forward + backward + SGD) and inference of a model");
+  auto* cmd = app.add_subcommand(
+      "bench", "Time a model's training step (forward + backward + SGD) and inference, the loader, or perturbations");
   cmd->add_option("--model", a->model, "registered model name")->capture_default_str();
   cmd->add_option("--batch", a->batch, "images per batch")->check(CLI::Range(1, 65536))->capture_default_str();
   cmd->add_option("--iters", a->iters, "timed iterations (after warm-up)")->check(CLI::Range(1, 100000))->capture_default_str();
@@ -33,61 +169,22 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"auto", "channels_last", "contiguous"}))
       ->capture_default_str();
   cmd->add_option("--profile", a->profile, "write a chrome://tracing profile of the timed inference iterations to FILE");
-  cmd->add_flag("--json", a->json,
-                "print {model, params, batch, threads, train_images_per_s, eval_images_per_s}");
+  cmd->add_flag("--loader", a->loader, "time the training loader (crop, flip, erasing) over one epoch of --data");
+  cmd->add_option("--loader-threads", a->loader_threads, "loader threads (0 = cores/2, as training)")
+      ->check(CLI::Range(0, 256));
+  cmd->add_option("--perturb", a->perturb, "time these perturbations (e.g. all, occluder,noise:3) on --images test images");
+  cmd->add_option("--data", a->data, "dataset SPEC for --loader / --perturb")->capture_default_str();
+  cmd->add_option("--images", a->images, "test images for --perturb")->check(CLI::Range(1, 10000000))->capture_default_str();
+  cmd->add_flag("--json", a->json, "print one JSON object (model: model, params, batch, threads, train_images_per_s, "
+                                   "eval_images_per_s, ...)");
   cmd->callback([a] {
     int64_t threads = configure_threads(a->threads ? std::optional<int64_t>(a->threads) : std::nullopt);
-    torch::manual_seed(0);
-    ModelOptions o;
-    o.in_channels = a->channels;
-    o.num_classes = a->classes;
-    o.image_size = a->size;
-    o.steps = a->steps;
-    ModelPtr m = create_model(a->model, o);
-    apply_memory_format(*m, a->memory_format);
-    int64_t steps = m->default_steps();
-    torch::Tensor x = m->inputs(torch::randn({a->batch, a->channels, a->size, a->size}));
-    torch::Tensor y = torch::randint(a->classes, {a->batch}, torch::kInt64);
-    torch::optim::SGD opt(m->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-    auto time = [&](auto&& body) {
-      for (int64_t i = 0; i < a->warmup; ++i) body();
-      auto t0 = std::chrono::steady_clock::now();
-      for (int64_t i = 0; i < a->iters; ++i) body();
-      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      return a->batch * a->iters / s;
-    };
-    m->train();
-    double train = time([&] {
-      opt.zero_grad();
-      auto logits = m->forward(x, steps);
-      torch::Tensor loss = torch::cross_entropy_loss(logits[0], y);
-      for (size_t t = 1; t < logits.size(); ++t) loss = loss + torch::cross_entropy_loss(logits[t], y);
-      loss.backward();
-      opt.step();
-    });
-    m->eval();
-    double eval = time([&] {
-      c10::InferenceMode guard;
-      m->forward(x, steps);
-    });
-    if (!a->profile.empty()) {
-      torch::autograd::profiler::RecordProfile trace(a->profile);
-      c10::InferenceMode guard;
-      for (int64_t i = 0; i < a->iters; ++i) m->forward(x, steps);
-    }
-    if (a->json) {
-      std::cout << nlohmann::json{{"model", a->model}, {"params", count_parameters(*m)}, {"batch", a->batch},
-                                  {"threads", threads}, {"steps", steps},
-                                  {"memory_format", m->memory_format() == c10::MemoryFormat::ChannelsLast
-                                                        ? "channels_last" : "contiguous"}, {"train_images_per_s", train},
-                                  {"eval_images_per_s", eval}}
-                       .dump()
-                << "\n";
-    } else {
-      std::printf("%s: %lld parameters, batch %lld, %lld step(s), %lld threads: train %.1f images/s, eval %.1f images/s\n",
-                  a->model.c_str(), (long long)count_parameters(*m), (long long)a->batch, (long long)steps,
-                  (long long)threads, train, eval);
-    }
+    if (a->loader)
+      bench_loader(*a);
+    else if (!a->perturb.empty())
+      bench_perturb(*a);
+    else
+      bench_model(*a, threads);
   });
 }
 

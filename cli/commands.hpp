@@ -4,6 +4,12 @@
 
 namespace ventral::cli {
 
+/// Thrown by a command that has already reported its outcome and must leave with `code`
+/// (e.g. 130 after SIGINT); main returns it after the stack (and every file handle) unwinds.
+struct ExitStatus {
+  int code;
+};
+
 void add_config_command(CLI::App& app);
 void add_data_command(CLI::App& app);
 void add_models_command(CLI::App& app);

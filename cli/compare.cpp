@@ -12,18 +12,20 @@ void add_compare_command(CLI::App& app) {
   struct Args {
     std::vector<std::string> positional;
     std::string out;
+    std::vector<std::string> models;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("compare", "Train, evaluate and compare models; writes REPORT.md with tables and figures");
   cmd->add_option("experiment", a->positional, "EXPERIMENT.yaml followed by key=value overrides for every model")
       ->required();
   cmd->add_option("--out", a->out, "experiment folder (default runs/<experiment name>)");
+  cmd->add_option("--models", a->models, "run only these of the experiment's models (comma-separated)")->delimiter(',');
   cmd->callback([a] {
     std::string path;
     std::vector<std::string> overrides;
     for (const auto& p : a->positional) (p.find('=') != std::string::npos ? overrides.push_back(p) : void(path = p));
     if (path.empty()) throw InputError("compare needs an EXPERIMENT.yaml (see configs/compare_quick.yaml)");
-    Experiment x = load_experiment(path, overrides);
+    Experiment x = load_experiment(path, overrides, a->models);
     std::string out = a->out.empty() ? (std::filesystem::path("runs") / std::filesystem::path(path).stem()).string() : a->out;
     std::string report = run_compare(x, out);
     std::printf("report: %s\n", report.c_str());

@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
       throw ventral::InputError(std::string("unknown command '") + argv[1] + "' (commands: " + names + ")");
     }
     app.parse(argc, argv);
+  } catch (const ventral::cli::ExitStatus& e) {
+    return e.code;
   } catch (const CLI::Success& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {

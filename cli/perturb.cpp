@@ -6,6 +6,7 @@
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "eval/perturb.hpp"
 #include "eval/plot.hpp"
 
@@ -53,10 +54,8 @@ void add_perturb_command(CLI::App& app) {
       namespace fs = std::filesystem;
       std::vector<uint8_t> buf(data.image_bytes());
       // Folder names cannot hold '/' ("T-shirt/top"); eval matches the names back the same way.
-      std::vector<std::string> folders = data.classes;
-      for (auto& name : folders)
-        for (char& ch : name)
-          if (ch == '/') ch = '-';
+      std::vector<std::string> folders;
+      for (const auto& name : data.classes) folders.push_back(folder_name(name));
       size_t files = 0;
       for (const auto& s : specs)
         for (int sev : s.severities) {

@@ -45,7 +45,7 @@ void add_train_command(CLI::App& app) {
     TrainReport r = train(cfg, run_dir, args->resume);
     if (!r.finished) {
       std::fprintf(stderr, "%s%s\n", r.exit_status == kExitDiverged ? "error: " : "", r.message.c_str());
-      std::exit(r.exit_status);
+      throw ExitStatus{r.exit_status};
     }
     std::printf("test accuracy (%lld images) by step:", (long long)r.test.n);
     for (size_t t = 0; t < r.test.steps.size(); ++t)

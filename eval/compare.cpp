@@ -14,6 +14,7 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/io.hpp"
+#include "core/text.hpp"
 #include "eval/perturb.hpp"
 #include "eval/plot.hpp"
 #include "eval/sweep.hpp"
@@ -53,23 +54,12 @@ void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std:
 }
 
 std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
+  std::vector<unsigned char> bytes = read_file(path);
+  return std::string(bytes.begin(), bytes.end());
 }
 
-std::string pct(double v) {
-  if (!std::isfinite(v)) return "–";
-  char b[32];
-  std::snprintf(b, sizeof b, "%.2f", 100 * v);
-  return b;
-}
-
-std::string num(double v, const char* f = "%.1f") {
-  if (!std::isfinite(v)) return "–";
-  char b[32];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
-}
+std::string num(double v, const char* f = "%.1f") { return std::isfinite(v) ? format_number(f, v) : "–"; }
+std::string pct(double v) { return num(100 * v, "%.2f"); }
 
 double get(const json& j, std::initializer_list<const char*> path) {
   const json* cur = &j;
@@ -112,7 +102,8 @@ struct ModelResult {
 
 }  // namespace
 
-Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides) {
+Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides,
+                           const std::vector<std::string>& only) {
   YAML::Node root = load_yaml_file(path);
   if (!root.IsMap()) throw InputError(path + ": expected a mapping with base, models, reference, eval");
   check_keys(root, {"base", "overrides", "models", "reference", "eval"}, "", path);
@@ -122,20 +113,33 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     if (!root["base"]) throw InputError(path + ": missing key 'base' (the training config every model starts from)");
     x.base = (fs::path(path).parent_path() / root["base"].as<std::string>()).string();
     if (root["overrides"]) flatten(root["overrides"], "", x.overrides);
-    x.overrides.insert(x.overrides.end(), overrides.begin(), overrides.end());
+    std::vector<std::string> eval_overrides;
+    for (const auto& o : overrides) (o.rfind("eval.", 0) == 0 ? eval_overrides : x.overrides).push_back(o);
     if (!root["models"] || !root["models"].IsSequence() || root["models"].size() == 0)
       throw InputError(path + ": key 'models' must list the models to compare");
     for (const auto& m : root["models"]) {
       if (!m.IsMap()) throw InputError(path + ": each entry of 'models' needs a name (and optional config)");
-      check_keys(m, {"name", "config"}, "models[].", path);
+      check_keys(m, {"name", "base", "config"}, "models[].", path);
       if (!m["name"]) throw InputError(path + ": a model entry has no 'name'");
-      CompareModel cm{m["name"].as<std::string>(), {"model.name=" + m["name"].as<std::string>()}};
+      CompareModel cm{m["name"].as<std::string>(), "", {"model.name=" + m["name"].as<std::string>()}};
+      if (m["base"]) cm.base = (fs::path(path).parent_path() / m["base"].as<std::string>()).string();
+      if (std::any_of(x.models.begin(), x.models.end(), [&](const CompareModel& o) { return o.name == cm.name; }))
+        throw InputError(path + ": model '" + cm.name + "' is listed twice (names label the runs: give each entry its own)");
       if (m["config"]) {
         if (!m["config"].IsMap()) throw InputError(path + ": models[" + cm.name + "].config must be a mapping of keys");
         flatten(m["config"], "", cm.overrides);
       }
       x.models.push_back(cm);
     }
+    for (const auto& name : only)
+      if (std::none_of(x.models.begin(), x.models.end(), [&](const CompareModel& m) { return m.name == name; }))
+        throw InputError(path + ": --models names '" + name + "', which the experiment does not list");
+    if (!only.empty())
+      x.models.erase(std::remove_if(x.models.begin(), x.models.end(),
+                                    [&](const CompareModel& m) {
+                                      return std::find(only.begin(), only.end(), m.name) == only.end();
+                                    }),
+                     x.models.end());
     x.reference = root["reference"] ? root["reference"].as<std::string>() : x.models.front().name;
     if (std::none_of(x.models.begin(), x.models.end(), [&](const CompareModel& m) { return m.name == x.reference; }))
       throw InputError(path + ": reference '" + x.reference + "' is not one of the models");
@@ -146,6 +150,19 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
       if (root["eval"]["limit"]) x.limit = root["eval"]["limit"].as<int64_t>();
       if (root["eval"]["seed"]) x.seed = root["eval"]["seed"].as<uint64_t>();
     }
+    for (const auto& o : eval_overrides) {
+      std::string key = o.substr(0, o.find('=')), value = o.substr(o.find('=') + 1);
+      if (key == "eval.steps") x.steps = value;
+      else if (key == "eval.perturb") x.perturb = value;
+      else if (key == "eval.limit" || key == "eval.seed") {
+        char* end = nullptr;
+        long long v = std::strtoll(value.c_str(), &end, 10);
+        if (value.empty() || *end || v < 0) throw InputError("compare: " + key + " must be a non-negative integer, got '" + value + "'");
+        if (key == "eval.limit") x.limit = v;
+        else x.seed = static_cast<uint64_t>(v);
+      }
+      else throw InputError("compare: unknown override '" + key + "' (eval keys: eval.steps, eval.perturb, eval.limit, eval.seed)");
+    }
   } catch (const YAML::Exception& e) {
     throw InputError(path + ": " + e.msg);
   }
@@ -153,7 +170,7 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   for (const auto& m : x.models) {
     std::vector<std::string> all = x.overrides;
     all.insert(all.end(), m.overrides.begin(), m.overrides.end());
-    Config cfg = Config::load(x.base, all);
+    Config cfg = Config::load(m.base.empty() ? x.base : m.base, all);
     find_model(cfg.get_string("model.name"));
   }
   if (!x.steps.empty()) parse_steps(x.steps);
@@ -176,7 +193,8 @@ std::string run_compare(const Experiment& x, const std::string& out) {
       std::fprintf(stderr, "compare: %s already trained, reusing %s\n", m.name.c_str(), run.c_str());
     } else {
       bool resume = fs::exists(fs::path(run) / "checkpoints" / "last.pt");
-      Config cfg = resume ? Config::load((fs::path(run) / "config.yaml").string()) : Config::load(x.base, all);
+      Config cfg = resume ? Config::load((fs::path(run) / "config.yaml").string())
+                          : Config::load(m.base.empty() ? x.base : m.base, all);
       std::fprintf(stderr, "compare: %s %s\n", resume ? "resuming" : "training", m.name.c_str());
       TrainReport r = train(cfg, run, resume);
       if (!r.finished) throw InputError("compare: training " + m.name + " stopped: " + r.message);

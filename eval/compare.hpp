@@ -9,6 +9,7 @@ namespace ventral {
 
 struct CompareModel {
   std::string name;                    ///< label and run-directory name
+  std::string base;                    ///< its own training config (resolved path); empty = the experiment's
   std::vector<std::string> overrides;  ///< key=value on top of the base config
 };
 
@@ -25,7 +26,11 @@ struct Experiment {
 };
 
 /// Reads and checks an experiment file; InputError naming the file and key otherwise.
-Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides = {});
+/// `overrides` are key=value: eval.steps / eval.perturb / eval.limit / eval.seed replace the
+/// experiment's eval section, every other key applies to every model's training config.
+/// `only`, when not empty, keeps just those models (the reference must be among them).
+Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides = {},
+                           const std::vector<std::string>& only = {});
 
 /// Runs the experiment into `out` and returns the path of REPORT.md.
 std::string run_compare(const Experiment& experiment, const std::string& out);

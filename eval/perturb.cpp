@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <thread>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "core/threads.hpp"
 
 namespace ventral {
 
@@ -269,7 +271,31 @@ std::vector<double> bubble_visibility(const Dataset& data, int64_t index, int se
 
 Dataset perturb_dataset(const Dataset& data, const std::string& family, int severity, uint64_t seed) {
   Dataset out = data;
-  for (size_t i = 0; i < data.size(); ++i) perturb_image(data, static_cast<int64_t>(i), family, severity, seed, out.image(i));
+  // Images are independent (draws depend on (seed, family, index) only): one contiguous range
+  // per core gives the same pixels as a serial loop.
+  const size_t n = data.size();
+  const size_t workers = std::min<size_t>(static_cast<size_t>(available_cores()), std::max<size_t>(1, n / 256));
+  auto run = [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) perturb_image(data, static_cast<int64_t>(i), family, severity, seed, out.image(i));
+  };
+  std::vector<std::thread> threads;
+  std::vector<std::exception_ptr> errors(workers);
+  for (size_t w = 1; w < workers; ++w)
+    threads.emplace_back([&, w] {
+      try {
+        run(n * w / workers, n * (w + 1) / workers);
+      } catch (...) {
+        errors[w] = std::current_exception();
+      }
+    });
+  try {
+    run(0, n / workers);
+  } catch (...) {
+    errors[0] = std::current_exception();
+  }
+  for (auto& t : threads) t.join();
+  for (auto& e : errors)
+    if (e) std::rethrow_exception(e);
   return out;
 }
 

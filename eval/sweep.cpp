@@ -12,6 +12,7 @@
 #include "core/error.hpp"
 #include "core/io.hpp"
 #include "core/progress.hpp"
+#include "core/text.hpp"
 #include "core/threads.hpp"
 #include "datasets/experiment.hpp"
 #include "eval/evaluate.hpp"
@@ -44,17 +45,6 @@ struct Predictions {
   }
 };
 
-std::string sanitize(std::string name) {
-  for (char& c : name)
-    if (c == '/' || c == '\\') c = '-';
-  return name;
-}
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
 
 // Evaluation batches: unshuffled, unaugmented, normalised as the run was trained.
 LoaderOptions eval_loader_options(const LoadedRun& run) {
@@ -110,10 +100,10 @@ Predictions predict(LoadedRun& run, const Dataset& images, const std::vector<int
 void align_classes(Dataset& data, const std::vector<std::string>& model_classes, const std::string& spec) {
   if (data.classes == model_classes) return;
   std::map<std::string, int64_t> index;
-  for (size_t c = 0; c < model_classes.size(); ++c) index[sanitize(model_classes[c])] = static_cast<int64_t>(c);
+  for (size_t c = 0; c < model_classes.size(); ++c) index[folder_name(model_classes[c])] = static_cast<int64_t>(c);
   std::vector<int64_t> remap;
   for (const auto& c : data.classes) {
-    auto it = index.find(sanitize(c));
+    auto it = index.find(folder_name(c));
     if (it == index.end()) break;
     remap.push_back(it->second);
   }
@@ -277,8 +267,8 @@ std::string run_eval(const EvalOptions& o) {
       double a = N ? double(correct) / N : 0;
       acc[conditions[ci].family][conditions[ci].severity].push_back(a);
       results += conditions[ci].family + "," + std::to_string(conditions[ci].severity) + "," + std::to_string(used[k]) +
-                 "," + fmt("%.6f", a) + "," + std::to_string(N) + "," + fmt("%.6f", lo) + "," + fmt("%.6f", hi) + "," +
-                 fmt("%.6f", N ? conf / N : 0) + "\n";
+                 "," + format_number("%.6f", a) + "," + std::to_string(N) + "," + format_number("%.6f", lo) + "," + format_number("%.6f", hi) + "," +
+                 format_number("%.6f", N ? conf / N : 0) + "\n";
     }
   }
   write_file_atomic((fs::path(out) / "results.csv").string(), results);
@@ -437,7 +427,7 @@ std::string run_eval(const EvalOptions& o) {
       }
       double a = N ? double(correct) / N : 0, m = N ? step_sum / N : 0;
       table.push_back({{"threshold", th}, {"accuracy", a}, {"mean_steps", m}});
-      csv += fmt("%g", th) + "," + fmt("%.6f", a) + "," + fmt("%.4f", m) + "\n";
+      csv += format_number("%g", th) + "," + format_number("%.6f", a) + "," + format_number("%.4f", m) + "\n";
     }
     summary["early_exit"] = table;
     write_file_atomic((fs::path(out) / "early_exit.csv").string(), csv);

@@ -4,6 +4,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "eval/compare.hpp"
 #include "eval/metrics.hpp"
 #include "eval/perturb.hpp"
 #include "eval/sweep.hpp"
@@ -106,6 +107,19 @@ TEST(Perturb, DeterministicPerSeedFamilyAndIndex) {
   perturb_image(twice, 0, "gaussian_noise", 2, 0, a.data());
   perturb_image(twice, 1, "gaussian_noise", 2, 0, b.data());
   EXPECT_NE(a, b);
+}
+
+TEST(Perturb, DatasetOnAllCoresEqualsImageByImage) {
+  Dataset d = load_dataset("synthetic:3000", Split::Test);
+  for (const char* f : {"debris", "gaussian_noise", "jpeg"}) {
+    Dataset all = perturb_dataset(d, f, 4, 11);
+    std::vector<uint8_t> one(d.image_bytes());
+    ASSERT_GE(d.size(), 600u);
+    for (size_t i : {size_t(0), d.size() / 2, d.size() - 1}) {
+      perturb_image(d, static_cast<int64_t>(i), f, 4, 11, one.data());
+      EXPECT_TRUE(std::equal(one.begin(), one.end(), all.image(i))) << f << " image " << i;
+    }
+  }
 }
 
 TEST(Perturb, OcclusionIsNestedAcrossSeverities) {
@@ -283,6 +297,33 @@ TEST(EvalEndToEnd, WritesEveryFileWithTheDocumentedColumns) {
   auto bad = ventral::test::run_ventral("eval " + (dir / "blt") + " --perturb fog");
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.output.find("unknown perturbation 'fog'"), std::string::npos) << bad.output;
+}
+
+TEST(CompareExperiment, PerModelBaseSubsetAndEvalOverrides) {
+  TempDir dir;
+  ventral::test::write_text(dir / "a.yaml", "model:\n  name: resnet20\n");
+  ventral::test::write_text(dir / "b.yaml", "train:\n  epochs: 3\n");
+  ventral::test::write_text(dir / "x.yaml",
+                            "base: a.yaml\nmodels:\n  - name: resnet20\n  - name: cortical_blt\n    base: b.yaml\n"
+                            "  - name: blt_sync\n    base: b.yaml\n    config:\n      model.name: cortical_blt\n"
+                            "      model.unroll: synchronous\nreference: resnet20\neval:\n  steps: \"1:8\"\n  limit: 100\n");
+  Experiment x = load_experiment(dir / "x.yaml", {"eval.limit=7", "eval.steps=1:2", "train.epochs=2"});
+  ASSERT_EQ(x.models.size(), 3u);
+  EXPECT_EQ(x.models[0].base, "");
+  EXPECT_EQ(std::filesystem::path(x.models[1].base).filename(), "b.yaml");
+  EXPECT_EQ(x.limit, 7);
+  EXPECT_EQ(x.steps, "1:2");
+  EXPECT_EQ(x.overrides, std::vector<std::string>{"train.epochs=2"});
+  Experiment only = load_experiment(dir / "x.yaml", {}, {"resnet20", "blt_sync"});
+  ASSERT_EQ(only.models.size(), 2u);
+  EXPECT_EQ(only.models[1].name, "blt_sync");
+  EXPECT_EQ(only.limit, 100);
+  EXPECT_THROW(load_experiment(dir / "x.yaml", {}, {"cortical_blt"}), InputError);  // drops the reference
+  EXPECT_THROW(load_experiment(dir / "x.yaml", {}, {"resnet20", "cornet"}), InputError);
+  EXPECT_THROW(load_experiment(dir / "x.yaml", {"eval.limit=ten"}), InputError);
+  EXPECT_THROW(load_experiment(dir / "x.yaml", {"eval.stepz=3"}), InputError);
+  ventral::test::write_text(dir / "twice.yaml", "base: a.yaml\nmodels:\n  - name: resnet20\n  - name: resnet20\n");
+  EXPECT_THROW(load_experiment(dir / "twice.yaml"), InputError);
 }
 
 TEST(CompareEndToEnd, ReportTableMatchesTheEvaluation) {

@@ -60,6 +60,25 @@ TEST_P(EveryModel, ShapesFiniteAndEveryParameterGetsAGradient) {
   }
 }
 
+TEST_P(EveryModel, ChannelsLastGivesTheSameOutputs) {
+  ModelPtr m = create_model(GetParam(), tiny());
+  m->eval();
+  torch::Tensor x = torch::randn({3, 1, 16, 16});
+  int64_t steps = steps_for(*m);
+  auto reference = m->forward(x, steps);
+  m->use_memory_format(c10::MemoryFormat::ChannelsLast);
+  for (const auto& p : m->parameters())
+    if (p.dim() == 4) {
+      // Real NHWC strides, also for one input channel (where contiguous(ChannelsLast) is a no-op).
+      ASSERT_TRUE(p.is_contiguous(c10::MemoryFormat::ChannelsLast));
+      ASSERT_EQ(p.stride(1), 1) << GetParam() << " " << p.sizes();
+    }
+  auto nhwc = m->forward(m->inputs(x), steps);
+  ASSERT_EQ(nhwc.size(), reference.size());
+  for (size_t t = 0; t < nhwc.size(); ++t)
+    EXPECT_TRUE(torch::allclose(nhwc[t], reference[t], 1e-4, 1e-4)) << GetParam() << " step " << t + 1;
+}
+
 TEST_P(EveryModel, EveryTensorRegisteredOnceAndCountsReported) {
   ModelPtr m = create_model(GetParam(), tiny());
   auto [unique, listed] = unique_parameter_tensors(*m);

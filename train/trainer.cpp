@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/io.hpp"
 #include "core/progress.hpp"
+#include "core/text.hpp"
 #include "core/threads.hpp"
 #include "datasets/experiment.hpp"
 #include "models/registry.hpp"
@@ -88,12 +89,6 @@ void append_jsonl(const std::string& path, const nlohmann::json& j) {
   out << j.dump() << "\n";
 }
 
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
 }  // namespace
 
 torch::Device resolve_device(const std::string& name) {
@@ -142,7 +137,7 @@ TrainReport train(const Config& cfg_in, const std::string& run_dir, bool resume)
   // Record the normalisation actually used, so evaluation reproduces it exactly.
   auto list = [](const std::vector<double>& v) {
     std::string s = "[";
-    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + fmt("%.17g", v[i]);
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + format_number("%.17g", v[i]);
     return s + "]";
   };
   if (!data.mean.empty()) {
@@ -241,7 +236,7 @@ TrainReport train(const Config& cfg_in, const std::string& run_dir, bool resume)
       loss_sum += loss_value * n;
       correct += logits.back().argmax(1).eq(labels).sum().item<int64_t>();
       seen += n;
-      progress.update(n, "loss " + fmt("%.4f", loss_sum / seen) + " acc " + fmt("%.2f%%", 100.0 * correct / seen));
+      progress.update(n, "loss " + format_number("%.4f", loss_sum / seen) + " acc " + format_number("%.2f%%", 100.0 * correct / seen));
       if (state.global_step % log_every == 0)
         append_jsonl(log_path, {{"event", "step"}, {"epoch", state.epoch + 1}, {"step", state.step_in_epoch},
                                 {"global_step", state.global_step}, {"lr", lr}, {"loss", loss_sum / seen},
@@ -254,19 +249,19 @@ TrainReport train(const Config& cfg_in, const std::string& run_dir, bool resume)
     }
     double epoch_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     state.train_seconds += epoch_seconds;
-    progress.finish("loss " + fmt("%.4f", seen ? loss_sum / seen : 0) + " acc " +
-                    fmt("%.2f%%", seen ? 100.0 * correct / seen : 0));
+    progress.finish("loss " + format_number("%.4f", seen ? loss_sum / seen : 0) + " acc " +
+                    format_number("%.2f%%", seen ? 100.0 * correct / seen : 0));
 
     StepMetrics val = val_loader.size() ? evaluate(*model, val_loader, steps, device) : StepMetrics{};
     double val_acc = val.accuracy.empty() ? double(correct) / std::max<int64_t>(1, seen) : val.accuracy.back();
-    std::string row = std::to_string(state.epoch + 1) + "," + fmt("%.6g", lr) + "," +
-                      fmt("%.6f", seen ? loss_sum / seen : 0) + "," + fmt("%.6f", seen ? double(correct) / seen : 0) +
-                      "," + fmt("%.6f", val.loss.empty() ? NAN : val.loss.back());
-    for (size_t t = 0; t < val_steps.size(); ++t) row += "," + fmt("%.6f", t < val.accuracy.size() ? val.accuracy[t] : NAN);
-    row += "," + fmt("%.2f", epoch_seconds) + "\n";
+    std::string row = std::to_string(state.epoch + 1) + "," + format_number("%.6g", lr) + "," +
+                      format_number("%.6f", seen ? loss_sum / seen : 0) + "," + format_number("%.6f", seen ? double(correct) / seen : 0) +
+                      "," + format_number("%.6f", val.loss.empty() ? NAN : val.loss.back());
+    for (size_t t = 0; t < val_steps.size(); ++t) row += "," + format_number("%.6f", t < val.accuracy.size() ? val.accuracy[t] : NAN);
+    row += "," + format_number("%.2f", epoch_seconds) + "\n";
     state.metrics_csv += row;
     std::string accs;
-    for (double a : val.accuracy) accs += fmt(" %.2f", 100 * a);
+    for (double a : val.accuracy) accs += format_number(" %.2f", 100 * a);
     std::fprintf(stderr, "epoch %lld/%lld: val acc (%%) by step:%s\n", (long long)state.epoch + 1, (long long)epochs,
                  accs.c_str());
     append_jsonl(log_path, {{"event", "epoch"}, {"epoch", state.epoch + 1}, {"lr", lr},

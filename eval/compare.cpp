@@ -248,9 +248,15 @@ std::string run_compare(const Experiment& x, const std::string& out) {
       if (s.family == family) return *std::max_element(s.severities.begin(), s.severities.end());
     return 0;
   };
-  auto final_step = [](const ModelResult& r, const std::string& f, int s) -> Row {
-    const auto& steps = r.results.at(f).at(s);
-    return steps.rbegin()->second;
+  // A model's final step is the step count it was trained with (eval's readout_step); steps
+  // evaluated beyond it are extrapolation, shown in the figures.
+  auto readout = [](const ModelResult& r) {
+    const auto& clean = r.results.at("clean").at(0);
+    int64_t s = r.summary.value("readout_step", clean.rbegin()->first);
+    return clean.count(s) ? s : clean.rbegin()->first;
+  };
+  auto final_step = [&](const ModelResult& r, const std::string& f, int s) -> Row {
+    return r.results.at(f).at(s).at(readout(r));
   };
 
   // Figures.
@@ -317,7 +323,7 @@ std::string run_compare(const Experiment& x, const std::string& out) {
   md << "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|\n";
   for (const auto& r : models) {
     const auto& clean = r.results.at("clean").at(0);
-    Row first_row = clean.begin()->second, last_row = clean.rbegin()->second;
+    Row first_row = clean.begin()->second, last_row = clean.at(readout(r));
     double mce = NAN;
     if (r.summary.contains("reference")) {
       double sum = 0;
@@ -326,7 +332,7 @@ std::string run_compare(const Experiment& x, const std::string& out) {
         if (v.is_number()) sum += v.get<double>(), ++n;
       mce = n ? sum / n : NAN;
     }
-    md << "| " << r.name << " | " << r.model << " | " << r.params << " | " << r.macs << " | " << clean.rbegin()->first
+    md << "| " << r.name << " | " << r.model << " | " << r.params << " | " << r.macs << " | " << readout(r)
        << " | " << pct(first_row.accuracy) << " (" << pct(first_row.lo) << "–" << pct(first_row.hi) << ") | "
        << pct(last_row.accuracy) << " (" << pct(last_row.lo) << "–" << pct(last_row.hi) << ") | "
        << pct(get(r.summary, {"mca", "occlusion"})) << " | " << pct(get(r.summary, {"mca", "noise"})) << " | "
@@ -336,7 +342,8 @@ std::string run_compare(const Experiment& x, const std::string& out) {
   }
   md << "\nAccuracies in %; mCA: mean accuracy over severities 1–5 and families of the group; mCE: mean corruption "
         "error over families relative to the reference (100 = as good as the reference, lower is better); Δrec: "
-        "final step minus step 1 in points.\n\n";
+        "final step minus step 1 in points. Final step: the number of steps the model was trained with (steps; the "
+        "figures show every evaluated step, including those beyond it).\n\n";
   md << "## Paired tests against " << x.reference << " (McNemar, same images, final steps)\n\n";
   md << "| model | clean p |";
   for (const auto& f : occlusion) md << " " << f << " " << hardest(f) << " p |";
@@ -376,10 +383,14 @@ std::string run_compare(const Experiment& x, const std::string& out) {
   for (const auto& r : models) {
     const auto& clean = r.results.at("clean").at(0);
     if (clean.size() < 2) continue;
-    double d = clean.rbegin()->second.accuracy - clean.begin()->second.accuracy;
+    const int64_t fin = readout(r);
+    double d = clean.at(fin).accuracy - clean.begin()->second.accuracy;
     md << "- " << r.name << ": clean accuracy " << (d > 0.001 ? "rises" : d < -0.001 ? "falls" : "stays level") << " from step 1 ("
-       << pct(clean.begin()->second.accuracy) << "%) to step " << clean.rbegin()->first << " ("
-       << pct(clean.rbegin()->second.accuracy) << "%)";
+       << pct(clean.begin()->second.accuracy) << "%) to step " << fin << " (" << pct(clean.at(fin).accuracy)
+       << "%, the trained step count)";
+    if (clean.rbegin()->first > fin)
+      md << ", and is " << pct(clean.rbegin()->second.accuracy) << "% at step " << clean.rbegin()->first
+         << " beyond training";
     std::vector<double> rhos;
     for (const auto& f : occlusion) {
       double rho = get(r.summary, {"delta_rec_trend", f.c_str()});

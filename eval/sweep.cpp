@@ -295,22 +295,30 @@ std::string run_eval(const EvalOptions& o) {
   summary["params"] = count_parameters(*run.model);
   summary["recurrent"] = run.model->recurrent();
   summary["steps"] = used;
+  // Headline numbers (CA, mCA, CE, McNemar, Δrec) are read at the step count the model was
+  // trained with when it is among the evaluated steps (else at the last one): steps beyond
+  // it are extrapolation, which the per-step results and plots show.
+  const size_t R = static_cast<size_t>(
+      std::find(used.begin(), used.end(), run.model->default_steps()) != used.end()
+          ? std::find(used.begin(), used.end(), run.model->default_steps()) - used.begin()
+          : static_cast<std::ptrdiff_t>(S - 1));
+  summary["readout_step"] = used[R];
   summary["perturbation_seed"] = o.seed;
   const std::vector<double>& clean = acc["clean"][0];
   summary["clean_accuracy"] = clean;
   json ca, drop, delta, trend, its;
   std::map<std::string, std::vector<double>> group_ca;
-  auto final_acc = [&](const std::string& f, int s) { return acc[f][s].back(); };
+  auto final_acc = [&](const std::string& f, int s) { return acc[f][s][R]; };
   for (const auto& s : specs) {
     if (s.family == "clean") continue;
     std::vector<double> per_sev;
     json d;
-    std::vector<double> sev_x = {0}, delta_y = {clean.back() - clean.front()};
+    std::vector<double> sev_x = {0}, delta_y = {clean[R] - clean.front()};
     d["0"] = delta_y[0];
     for (int sev : s.severities) {
       if (sev == 0) continue;
       per_sev.push_back(final_acc(s.family, sev));
-      double dr = acc[s.family][sev].back() - acc[s.family][sev].front();
+      double dr = acc[s.family][sev][R] - acc[s.family][sev].front();
       d[std::to_string(sev)] = dr;
       sev_x.push_back(sev);
       delta_y.push_back(dr);
@@ -319,7 +327,7 @@ std::string run_eval(const EvalOptions& o) {
     for (double v : per_sev) mean += v;
     mean /= std::max<size_t>(1, per_sev.size());
     ca[s.family] = mean;
-    drop[s.family] = clean.back() > 0 ? (clean.back() - mean) / clean.back() : NAN;
+    drop[s.family] = clean[R] > 0 ? (clean[R] - mean) / clean[R] : NAN;
     group_ca[perturbation_group(s.family)].push_back(mean);
     delta[s.family] = d;
     double rho = spearman(sev_x, delta_y);
@@ -365,21 +373,21 @@ std::string run_eval(const EvalOptions& o) {
     for (size_t ci = 0; ci < conditions.size(); ++ci) {
       int64_t b = 0, c = 0;
       for (size_t i = 0; i < N; ++i) {
-        bool m = preds[ci].correct(i, S - 1, data.labels), r = ref_preds[ci].correct(i, 0, data.labels);
+        bool m = preds[ci].correct(i, R, data.labels), r = ref_preds[ci].correct(i, 0, data.labels);
         b += m && !r;
         c += !m && r;
       }
       mcnemar[conditions[ci].family][std::to_string(conditions[ci].severity)] = {
           {"p", mcnemar_p(b, c)}, {"model_only_correct", b}, {"reference_only_correct", c}};
       if (conditions[ci].severity > 0) {
-        by_family[conditions[ci].family].first.push_back(acc[conditions[ci].family][conditions[ci].severity].back());
+        by_family[conditions[ci].family].first.push_back(acc[conditions[ci].family][conditions[ci].severity][R]);
         by_family[conditions[ci].family].second.push_back(ref_acc(ci));
       }
     }
     std::map<std::string, std::vector<double>> group_ce;
     for (const auto& [f, v] : by_family) {
       ce[f] = corruption_error(v.first, v.second);
-      rce[f] = relative_corruption_error(v.first, clean.back(), v.second, ref_clean);
+      rce[f] = relative_corruption_error(v.first, clean[R], v.second, ref_clean);
       group_ce[perturbation_group(f)].push_back(ce[f].get<double>());
     }
     json mce;
@@ -460,12 +468,12 @@ std::string run_eval(const EvalOptions& o) {
   if (!specs.empty()) {
     std::vector<Chart> group_charts;
     for (const std::string group : {"occlusion", "noise"}) {
-      Chart c{group, "severity", "accuracy (final step)", {}, NAN, NAN};
+      Chart c{group, "severity", "accuracy (step " + std::to_string(used[R]) + ")", {}, NAN, NAN};
       for (const auto& f : families) {
         if (f == "clean" || perturbation_group(f) != group) continue;
-        Series s{f, {0}, {clean.back()}};
+        Series s{f, {0}, {clean[R]}};
         for (const auto& [sev, by_step] : acc[f])
-          if (sev > 0) s.x.push_back(sev), s.y.push_back(by_step.back());
+          if (sev > 0) s.x.push_back(sev), s.y.push_back(by_step[R]);
         c.series.push_back(s);
       }
       if (!c.series.empty()) group_charts.push_back(c);

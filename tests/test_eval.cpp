@@ -343,13 +343,18 @@ TEST(CompareEndToEnd, ReportTableMatchesTheEvaluation) {
     EXPECT_NE(report.find(fig), std::string::npos) << fig;
     EXPECT_TRUE(std::filesystem::exists(dir / ("out/" + std::string(fig)))) << fig;
   }
-  // The table's clean accuracy at the final step equals results.csv for each model.
+  // The table's clean accuracy at the final step (the trained step count: 3 for cortical_blt,
+  // evaluated at 1-4) equals results.csv for each model.
   for (const char* m : {"cortical_b", "cortical_blt"}) {
     std::string results = read(dir / ("out/eval/" + std::string(m) + "/results.csv"));
+    auto summary = nlohmann::json::parse(read(dir / ("out/eval/" + std::string(m) + "/summary.json")));
+    int64_t readout = summary["readout_step"];
+    EXPECT_EQ(readout, std::string(m) == "cortical_blt" ? 3 : 1);
     std::string last_clean;
     std::stringstream rows(results);
     for (std::string line; std::getline(rows, line);)
-      if (line.rfind("clean,0,", 0) == 0) last_clean = line;
+      if (line.rfind("clean,0," + std::to_string(readout) + ",", 0) == 0) last_clean = line;
+    ASSERT_FALSE(last_clean.empty()) << m;
     std::vector<std::string> c;
     std::stringstream cells(last_clean);
     for (std::string cell; std::getline(cells, cell, ',');) c.push_back(cell);

@@ -59,10 +59,16 @@ cv::Mat render_chart(const Chart& chart, int width, int height) {
 
   text(img, chart.title, {left + plot_w / 2, 22}, 0.55, 1, true);
   cv::rectangle(img, {left, top}, {left + plot_w, top + plot_h}, cv::Scalar(0, 0, 0), 1);
-  for (int i = 0; i <= 4; ++i) {  // y ticks and grid
-    double y = ymin + (ymax - ymin) * i / 4;
+  // y ticks and grid at round values: a step of 1, 2 or 5 × 10^k giving 3–6 ticks, labelled
+  // with just the decimals that step needs (no two labels alike).
+  const double raw = (ymax - ymin) / 4, mag = std::pow(10.0, std::floor(std::log10(raw)));
+  const double step = (raw / mag < 1.5 ? 1 : raw / mag < 3 ? 2 : raw / mag < 7 ? 5 : 10) * mag;
+  const int decimals = std::max(0, -static_cast<int>(std::floor(std::log10(step) + 1e-9)));
+  for (double y = std::ceil(ymin / step - 1e-9) * step; y <= ymax + 1e-12; y += step) {
+    char label[32];
+    std::snprintf(label, sizeof label, "%.*f", decimals, std::abs(y) < step / 2 ? 0.0 : y);
     cv::line(img, {left, py(y)}, {left + plot_w, py(y)}, cv::Scalar(225, 225, 225), 1);
-    text(img, tick(y), {24, py(y) + 4}, 0.4);
+    text(img, label, {24, py(y) + 4}, 0.4);
   }
   std::vector<double> xs;
   for (const auto& s : chart.series) xs.insert(xs.end(), s.x.begin(), s.x.end());

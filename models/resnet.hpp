@@ -13,6 +13,8 @@ class TimeBatchNormImpl : public torch::nn::Module {
   TimeBatchNormImpl(int64_t channels, int64_t copies);
   torch::Tensor forward(const torch::Tensor& x, int64_t step);
   int64_t copies() const { return static_cast<int64_t>(norms_->size()); }
+  /// The norm used at `step`.
+  torch::nn::BatchNorm2dImpl& at(int64_t step);
 
  private:
   torch::nn::ModuleList norms_;
@@ -40,6 +42,7 @@ class BasicBlockImpl : public torch::nn::Module {
   TimeBatchNorm tbn1{nullptr}, tbn2{nullptr};
   torch::nn::Sequential downsample{nullptr};
   int64_t pad_channels_ = 0, stride_ = 1;
+  nn::ConvBnFold fold1_, fold2_;
 };
 TORCH_MODULE(BasicBlock);
 

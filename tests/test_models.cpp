@@ -79,6 +79,45 @@ TEST_P(EveryModel, ChannelsLastGivesTheSameOutputs) {
     EXPECT_TRUE(torch::allclose(nhwc[t], reference[t], 1e-4, 1e-4)) << GetParam() << " step " << t + 1;
 }
 
+// Inference (no gradient) folds eval-mode batch norms into the convolutions before them;
+// with gradients recorded the model runs unfolded. Both must agree, also after the weights
+// change in place (the folded cache must notice) and with non-trivial running statistics.
+TEST_P(EveryModel, FoldedInferenceMatchesUnfoldedEval) {
+  ModelPtr m = create_model(GetParam(), tiny());
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& b : m->named_buffers())
+      if (b.key().find("running_var") != std::string::npos) b.value().uniform_(0.5, 2.0);
+      else if (b.key().find("running_mean") != std::string::npos) b.value().normal_(0.0, 0.5);
+    for (auto& p : m->parameters())
+      if (p.dim() == 1) p.normal_(0.0, 0.5);
+  }
+  m->eval();
+  torch::Tensor x = torch::randn({3, 1, 16, 16});
+  int64_t steps = steps_for(*m);
+  auto check = [&](const char* when) {
+    auto unfolded = m->forward(x, steps);
+    std::vector<torch::Tensor> folded;
+    {
+      c10::InferenceMode guard;
+      folded = m->forward(x, steps);
+    }
+    ASSERT_EQ(folded.size(), unfolded.size());
+    for (size_t t = 0; t < folded.size(); ++t)
+      EXPECT_TRUE(torch::allclose(folded[t], unfolded[t].detach(), 1e-4, 1e-4))
+          << GetParam() << " " << when << " step " << t + 1 << " max diff "
+          << (folded[t] - unfolded[t].detach()).abs().max().item<float>();
+  };
+  check("first call");
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& b : m->named_buffers())
+      if (b.key().find("running_var") != std::string::npos) b.value().mul_(3.0);
+    for (auto& p : m->parameters()) p.mul_(0.9);
+  }
+  check("after an in-place change");
+}
+
 TEST_P(EveryModel, EveryTensorRegisteredOnceAndCountsReported) {
   ModelPtr m = create_model(GetParam(), tiny());
   auto [unique, listed] = unique_parameter_tensors(*m);

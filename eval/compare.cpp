@@ -182,6 +182,7 @@ std::string run_compare(const Experiment& x, const std::string& out) {
   fs::create_directories(out);
   std::vector<ModelResult> models;
   const std::string ref_dir = (fs::path(out) / "runs" / x.reference).string();
+  auto reference_cache = std::make_shared<ReferenceCache>();
   // Train (or reuse, or resume) every model; the reference first so others can compare to it.
   std::vector<CompareModel> order = x.models;
   std::stable_partition(order.begin(), order.end(), [&](const CompareModel& m) { return m.name == x.reference; });
@@ -207,6 +208,7 @@ std::string run_compare(const Experiment& x, const std::string& out) {
     eo.seed = x.seed;
     eo.out = (fs::path(out) / "eval" / m.name).string();
     if (m.name != x.reference) eo.reference = ref_dir;
+    eo.reference_cache = reference_cache;
     run_eval(eo);
 
     ModelResult r;

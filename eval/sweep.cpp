@@ -33,18 +33,8 @@ namespace {
 struct Condition {
   std::string family;  // "clean" for severity 0
   int severity = 0;
+  std::string label() const { return family + (severity ? ":" + std::to_string(severity) : ""); }
 };
-
-/// Predictions of one model on one condition: pred/conf[i * steps.size() + k].
-struct Predictions {
-  std::vector<int64_t> steps;
-  std::vector<int64_t> pred;
-  std::vector<float> conf;
-  bool correct(size_t i, size_t k, const std::vector<int64_t>& labels) const {
-    return pred[i * steps.size() + k] == labels[i];
-  }
-};
-
 
 // Evaluation batches: unshuffled, unaugmented, normalised as the run was trained.
 LoaderOptions eval_loader_options(const LoadedRun& run) {
@@ -81,13 +71,15 @@ Predictions predict(LoadedRun& run, const Dataset& images, const std::vector<int
       for (size_t k = 0; k < S; ++k) per_step[k] = model.forward(x, p.steps[k]).back();
     }
     for (size_t k = 0; k < S; ++k) {
-      auto [conf, pred] = torch::softmax(per_step[k].to(torch::kFloat32), 1).max(1);
-      conf = conf.cpu();
-      pred = pred.cpu();
-      for (int64_t b = 0; b < pred.size(0); ++b) {
+      auto [conf_t, pred_t] = torch::softmax(per_step[k].to(torch::kFloat32), 1).max(1);
+      auto conf = conf_t.cpu().contiguous();
+      auto pred = pred_t.cpu().contiguous();
+      auto c = conf.accessor<float, 1>();
+      auto q = pred.accessor<int64_t, 1>();
+      for (int64_t b = 0; b < q.size(0); ++b) {
         size_t i = static_cast<size_t>(batch->indices[b]);
-        p.pred[i * S + k] = pred[b].item<int64_t>();
-        p.conf[i * S + k] = conf[b].item<float>();
+        p.pred[i * S + k] = q[b];
+        p.conf[i * S + k] = c[b];
       }
     }
     progress.update(x.size(0));
@@ -239,14 +231,37 @@ std::string run_eval(const EvalOptions& o) {
       unique.push_back(c);
   conditions = unique;
 
+  // Cached reference predictions are keyed by everything that decides them.
+  auto cache_key = [&](const std::string& ref_dir, const std::string& label) {
+    return fs::absolute(ref_dir).lexically_normal().string() + "|" + spec + "/" + o.split + "|" +
+           std::to_string(N) + "|" + std::to_string(o.seed) + "|" + label;
+  };
   std::vector<Predictions> preds, ref_preds;
   for (const auto& c : conditions) {
+    std::string label = c.label();
     Dataset images = c.severity == 0 ? data : perturb_dataset(data, c.family, c.severity, o.seed);
-    std::string label = c.family + (c.severity ? ":" + std::to_string(c.severity) : "");
     preds.push_back(predict(run, images, steps, label));
-    if (reference) {
-      int64_t ref_steps = reference->model->default_steps();
-      ref_preds.push_back(predict(*reference, images, {ref_steps}, "reference " + label));
+    if (!reference) continue;
+    const Predictions* hit = nullptr;
+    if (o.reference_cache) {
+      auto it = o.reference_cache->find(cache_key(o.reference, label));
+      if (it != o.reference_cache->end()) hit = &it->second;
+    }
+    ref_preds.push_back(hit ? *hit : predict(*reference, images, {reference->model->default_steps()}, "reference " + label));
+    if (o.reference_cache) (*o.reference_cache)[cache_key(o.reference, label)] = ref_preds.back();
+  }
+  // Evaluating a model without a reference may be evaluating the reference itself: its
+  // predictions at its trained step count are what the models compared with it need.
+  auto own = std::find(preds.front().steps.begin(), preds.front().steps.end(), run.model->default_steps());
+  if (!reference && o.reference_cache && own != preds.front().steps.end()) {
+    const size_t k = static_cast<size_t>(own - preds.front().steps.begin()), S = preds.front().steps.size();
+    for (size_t ci = 0; ci < conditions.size(); ++ci) {
+      Predictions one{{run.model->default_steps()}, std::vector<int64_t>(N), std::vector<float>(N)};
+      for (size_t i = 0; i < N; ++i) {
+        one.pred[i] = preds[ci].pred[i * S + k];
+        one.conf[i] = preds[ci].conf[i * S + k];
+      }
+      (*o.reference_cache)[cache_key(o.run_dir, conditions[ci].label())] = std::move(one);
     }
   }
   const std::vector<int64_t>& used = preds.front().steps;
@@ -298,10 +313,8 @@ std::string run_eval(const EvalOptions& o) {
   // Headline numbers (CA, mCA, CE, McNemar, Δrec) are read at the step count the model was
   // trained with when it is among the evaluated steps (else at the last one): steps beyond
   // it are extrapolation, which the per-step results and plots show.
-  const size_t R = static_cast<size_t>(
-      std::find(used.begin(), used.end(), run.model->default_steps()) != used.end()
-          ? std::find(used.begin(), used.end(), run.model->default_steps()) - used.begin()
-          : static_cast<std::ptrdiff_t>(S - 1));
+  auto trained = std::find(used.begin(), used.end(), run.model->default_steps());
+  const size_t R = trained != used.end() ? static_cast<size_t>(trained - used.begin()) : S - 1;
   summary["readout_step"] = used[R];
   summary["perturbation_seed"] = o.seed;
   const std::vector<double>& clean = acc["clean"][0];

@@ -1,6 +1,8 @@
 #pragma once
 /// `ventral eval`: accuracy at every step, on clean images and under every perturbation and
 /// severity, with the metrics of REFERENCE.md, plots, early-exit analysis and feature export.
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -8,6 +10,22 @@
 #include "models/model.hpp"
 
 namespace ventral {
+
+/// A model's predicted class and its softmax confidence for every image (row) and evaluated
+/// step (column).
+struct Predictions {
+  std::vector<int64_t> steps;
+  std::vector<int64_t> pred;
+  std::vector<float> conf;
+  bool correct(size_t i, size_t k, const std::vector<int64_t>& labels) const {
+    return pred[i * steps.size() + k] == labels[i];
+  }
+};
+
+/// The reference model's predictions per condition, shared by the evaluations of one
+/// comparison (same images, perturbations and seed): the reference runs once per condition
+/// instead of once per compared model.
+using ReferenceCache = std::map<std::string, Predictions>;
 
 struct EvalOptions {
   std::string run_dir;
@@ -25,6 +43,8 @@ struct EvalOptions {
   bool features_full = false;   ///< full maps instead of global-average-pooled vectors
   int64_t limit = 0;            ///< evaluate the first N images only (0 = all)
   uint64_t seed = 0;            ///< perturbation seed (shared by every model evaluated)
+  /// Optional: reference predictions to reuse and to add to (see ReferenceCache).
+  std::shared_ptr<ReferenceCache> reference_cache;
 };
 
 /// A trained run ready to evaluate: its resolved config, model (eval mode) and class names.

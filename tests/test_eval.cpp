@@ -133,7 +133,9 @@ TEST(Perturb, OcclusionIsNestedAcrossSeverities) {
       for (size_t k = 0; k < lo.size(); ++k) {
         bool occluded = lo[k] == 128 && d.image(i)[k] != 128;
         in_lo += occluded;
-        if (occluded) EXPECT_EQ(hi[k], 128);
+        if (occluded) {
+          EXPECT_EQ(hi[k], 128);
+        }
       }
       EXPECT_GT(in_lo, 0);
       // debris: the fragments of s are the first fragments of s + 1.
@@ -185,7 +187,9 @@ TEST(Perturb, NoiseGrowsMonotonicallyPerPixel) {
       for (size_t k = 0; k < lo.size(); ++k) {
         int src = d.image(1)[k];
         // Same draws: |x_{s+1} − x| ≥ |x_s − x| up to clipping and rounding.
-        if (hi[k] != 0 && hi[k] != 255) EXPECT_GE(std::abs(hi[k] - src) + 1, std::abs(lo[k] - src)) << f;
+        if (hi[k] != 0 && hi[k] != 255) {
+          EXPECT_GE(std::abs(hi[k] - src) + 1, std::abs(lo[k] - src)) << f;
+        }
       }
     }
 }
@@ -294,6 +298,27 @@ TEST(EvalEndToEnd, WritesEveryFileWithTheDocumentedColumns) {
   EXPECT_EQ(s2["n"], 25);
   EXPECT_EQ(s2["clean_accuracy"].size(), 3u);
   EXPECT_TRUE(std::filesystem::exists(dir / "sheet.png"));
+
+  // `ventral compare` shares the reference's predictions: its own evaluation fills the cache
+  // (one entry per condition) and the compared model's evaluation reads the same numbers.
+  auto cache = std::make_shared<ReferenceCache>();
+  EvalOptions r;
+  r.run_dir = dir / "ff";
+  r.steps = o.steps;
+  r.perturb = o.perturb;
+  r.out = dir / "ff_eval";
+  r.reference_cache = cache;
+  run_eval(r);
+  EXPECT_EQ(cache->size(), 4u);
+  EvalOptions c = o;
+  c.exit_thresholds = {};
+  c.features = {};
+  c.out = dir / "cached_eval";
+  c.reference_cache = cache;
+  run_eval(c);
+  auto s3 = nlohmann::json::parse(read(dir / "cached_eval/summary.json"));
+  EXPECT_EQ(s3["reference"], summary["reference"]);
+
   auto bad = ventral::test::run_ventral("eval " + (dir / "blt") + " --perturb fog");
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.output.find("unknown perturbation 'fog'"), std::string::npos) << bad.output;

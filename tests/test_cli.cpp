@@ -87,6 +87,11 @@ TEST(Cli, MalformedInputsExitTwoWithOneLine) {
   expect_input_error("config " + (dir / "type.yaml"), "key 'train.epochs' expects an integer");
   expect_input_error("config " + (dir / "missing.yaml"), "missing.yaml: no such file");
   expect_input_error("config seed=-1", "out of range");
+  // compare: --models takes one comma-separated list, so the overrides after it stay overrides.
+  write_text(dir / "base.yaml", "data:\n  dataset: synthetic:64\nmodel:\n  name: resnet20\n");
+  write_text(dir / "exp.yaml", "base: base.yaml\nmodels:\n  - name: a\n  - name: b\n    config:\n      model.name: cortical_b\n");
+  expect_input_error("compare " + (dir / "exp.yaml") + " --models a,nosuch", "--models names 'nosuch'");
+  expect_input_error("compare " + (dir / "exp.yaml") + " --models a,b eval.nosuch=1", "unknown override 'eval.nosuch'");
 }
 
 TEST(Cli, ConfigPrintsAndWritesTheResolvedConfig) {

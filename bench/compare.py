@@ -109,6 +109,7 @@ def main():
     checks.append(("parameter counts equal on both sides", 1.0 if params_ok else 0.0, params_ok))
 
     mach = machine()
+    bf16_hw = any(f in mach["isa"] for f in ("avx512_bf16", "amx_bf16"))
     lines = ["# ventral performance: ventral vs PyTorch-Python, measured in one run", "",
              f"Machine: {mach['cpu']}, {mach['cores']} cores, ISA {' '.join(mach['isa'])}; PyTorch {mach['torch']} "
              f"(Debian python3-torch, the libtorch ventral links); Linux {mach['kernel']}.",
@@ -137,8 +138,11 @@ def main():
         lines.append(f"| {r['model']} | {t['ventral']:.0f} | {t['ventral_nchw']:.0f} | {t['ventral'] / t['ventral_nchw']:.2f}x | "
                      f"{e['ventral']:.0f} | {e['ventral_nchw']:.0f} | {e['ventral'] / e['ventral_nchw']:.2f}x |")
     lines += ["",
-              "Not kept: `precision: bf16` (autocast) needs AVX512-BF16 or AMX for a speed-up; this CPU's ISA list above "
-              "has neither, so bf16 would run emulated and slower. BN folding for inference is not implemented.", "",
+              ("Not kept: `precision: bf16` (autocast) needs AVX512-BF16 or AMX for a speed-up; this CPU's ISA list above "
+               "has neither, so bf16 would run emulated and slower." if not bf16_hw else
+               "This CPU has bf16 hardware (see the ISA list), but `precision: bf16` is not implemented yet.") +
+              " Inference folds eval-mode batch norms into the convolutions before them (ResNets; cached until a weight "
+              "changes) and runs the residual sum and its ReLU as one in-place pass.", "",
               "## Data and perturbations", "",
               f"- Loader (Fashion-MNIST train, crop after 2-px padding + flip + random erasing + normalisation, "
               f"{loader['loader_threads']} loader thread(s), batch {loader['batch']}): **{loader['images_per_s']:.0f} images/s**, "

@@ -242,13 +242,17 @@ std::string run_eval(const EvalOptions& o) {
     Dataset images = c.severity == 0 ? data : perturb_dataset(data, c.family, c.severity, o.seed);
     preds.push_back(predict(run, images, steps, label));
     if (!reference) continue;
-    const Predictions* hit = nullptr;
-    if (o.reference_cache) {
-      auto it = o.reference_cache->find(cache_key(o.reference, label));
-      if (it != o.reference_cache->end()) hit = &it->second;
+    auto run_reference = [&] {
+      return predict(*reference, images, {reference->model->default_steps()}, "reference " + label);
+    };
+    if (!o.reference_cache) {
+      ref_preds.push_back(run_reference());
+      continue;
     }
-    ref_preds.push_back(hit ? *hit : predict(*reference, images, {reference->model->default_steps()}, "reference " + label));
-    if (o.reference_cache) (*o.reference_cache)[cache_key(o.reference, label)] = ref_preds.back();
+    std::string key = cache_key(o.reference, label);
+    auto it = o.reference_cache->find(key);
+    if (it == o.reference_cache->end()) it = o.reference_cache->emplace(key, run_reference()).first;
+    ref_preds.push_back(it->second);
   }
   // Evaluating a model without a reference may be evaluating the reference itself: its
   // predictions at its trained step count are what the models compared with it need.

@@ -7,12 +7,17 @@
 
 namespace ventral::nn {
 
+/// MACs of a convolution per image: every output element reduces Cin/groups × kh × kw inputs.
+inline void count_conv_macs(const torch::Tensor& y, const torch::Tensor& weight) {
+  MacCounter::add(y.numel() / y.size(0) * (weight.numel() / weight.size(0)));
+}
+
 class Conv2dImpl : public torch::nn::Conv2dImpl {
  public:
   using torch::nn::Conv2dImpl::Conv2dImpl;
   torch::Tensor forward(const torch::Tensor& x) {
     torch::Tensor y = torch::nn::Conv2dImpl::forward(x);
-    MacCounter::add(y.numel() / y.size(0) * (weight.numel() / weight.size(0)));
+    count_conv_macs(y, weight);
     return y;
   }
 };
@@ -54,7 +59,7 @@ class ConvBnFold {
     const auto& o = conv.options;
     torch::Tensor y = torch::conv2d(x, f.weight, f.bias, *o.stride(),
                                     *c10::get<torch::ExpandingArray<2>>(o.padding()), *o.dilation(), o.groups());
-    MacCounter::add(y.numel() / y.size(0) * (f.weight.numel() / f.weight.size(0)));
+    count_conv_macs(y, f.weight);
     return y;
   }
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -329,6 +330,36 @@ std::string Config::dump() const {
   for (; !open.empty(); open.pop_back()) e << YAML::EndMap;
   e << YAML::EndMap;
   return std::string(e.c_str()) + "\n";
+}
+
+std::vector<std::string> Config::differences(const Config& other, const std::vector<std::string>& ignore) const {
+  auto text = [](const YAML::Node& n) {
+    YAML::Emitter e;
+    e.SetSeqFormat(YAML::Flow);
+    e << n;
+    return std::string(e.c_str());
+  };
+  // Numbers compare by value (5e-4 equals 0.0005), everything else by its text.
+  std::function<bool(const YAML::Node&, const YAML::Node&)> same = [&](const YAML::Node& a, const YAML::Node& b) {
+    if (a.IsSequence() && b.IsSequence()) {
+      if (a.size() != b.size()) return false;
+      for (size_t j = 0; j < a.size(); ++j)
+        if (!same(a[j], b[j])) return false;
+      return true;
+    }
+    double x, y;
+    if (a.IsScalar() && b.IsScalar() && YAML::convert<double>::decode(a, x) && YAML::convert<double>::decode(b, y))
+      return x == y;
+    return text(a) == text(b);
+  };
+  std::vector<std::string> out;
+  for (size_t i = 0; i < values_.size(); ++i) {
+    const std::string& key = values_[i].first;
+    if (std::find(ignore.begin(), ignore.end(), key) != ignore.end()) continue;
+    const YAML::Node &a = values_[i].second, &b = other.values_[i].second;
+    if (!same(a, b)) out.push_back(key + ": " + text(a) + " -> " + text(b));
+  }
+  return out;
 }
 
 void Config::save(const std::string& path) const { write_file_atomic(path, dump()); }

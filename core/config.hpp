@@ -55,6 +55,9 @@ class Config {
 
   /// The fully resolved config as YAML text (every key, defaults included).
   std::string dump() const;
+  /// Keys whose values differ from `other`'s, as "key: mine -> other's", in schema order;
+  /// keys in `ignore` are skipped.
+  std::vector<std::string> differences(const Config& other, const std::vector<std::string>& ignore = {}) const;
   /// Writes dump() atomically.
   void save(const std::string& path) const;
   /// Where the config came from ("defaults" or the file path).

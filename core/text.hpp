@@ -2,6 +2,7 @@
 /// Small string helpers shared by the writers of logs, tables and folders.
 #include <cstdio>
 #include <string>
+#include <vector>
 
 namespace ventral {
 
@@ -18,6 +19,21 @@ inline std::string folder_name(std::string name) {
   for (char& c : name)
     if (c == '/' || c == '\\') c = '-';
   return name;
+}
+
+/// One CSV record's fields (RFC 4180: a quoted field may hold commas and doubled quotes).
+/// Reads back the results.csv, per_image.csv and metrics.csv that ventral writes.
+inline std::vector<std::string> split_csv_row(const std::string& line) {
+  std::vector<std::string> fields(1);
+  bool quoted = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (quoted && c == '"' && i + 1 < line.size() && line[i + 1] == '"') fields.back() += '"', ++i;
+    else if (c == '"') quoted = !quoted;
+    else if (c == ',' && !quoted) fields.emplace_back();
+    else if (c != '\r' || i + 1 != line.size()) fields.back() += c;
+  }
+  return fields;
 }
 
 }  // namespace ventral

@@ -81,9 +81,7 @@ Results read_results(const std::string& path) {
   std::string line;
   std::getline(in, line);
   while (std::getline(in, line)) {
-    std::stringstream ss(line);
-    std::vector<std::string> c;
-    for (std::string cell; std::getline(ss, cell, ',');) c.push_back(cell);
+    std::vector<std::string> c = split_csv_row(line);
     if (c.size() < 7) continue;
     r[c[0]][std::stoi(c[1])][std::stoll(c[2])] = {std::stod(c[3]), std::stod(c[5]), std::stod(c[6])};
   }
@@ -92,7 +90,7 @@ Results read_results(const std::string& path) {
 
 struct ModelResult {
   std::string name, model;
-  int64_t params = 0, macs = 0, trained_steps = 1;
+  int64_t params = 0, macs = 0, trained_steps = 1, epochs = 0;
   bool recurrent = false;
   double train_seconds = NAN;
   json summary;
@@ -183,6 +181,29 @@ std::string run_compare(const Experiment& x, const std::string& out) {
   std::vector<ModelResult> models;
   const std::string ref_dir = (fs::path(out) / "runs" / x.reference).string();
   auto reference_cache = std::make_shared<ReferenceCache>();
+  // A run already in the experiment directory is reused (or resumed) only if it was trained with
+  // the config the experiment asks for; checked for every model before any training starts.
+  // Keys that change how fast a run goes but not what it learns may differ.
+  static const std::vector<std::string> execution_keys = {"threads", "device", "memory_format", "data.loader_threads",
+                                                          "data.prefetch", "train.eval_batch_size", "train.log_every",
+                                                          "train.stop_after_steps"};
+  for (const auto& m : x.models) {
+    fs::path saved = fs::path(out) / "runs" / m.name / "config.yaml";
+    if (!fs::exists(saved)) continue;
+    std::vector<std::string> all = x.overrides;
+    all.insert(all.end(), m.overrides.begin(), m.overrides.end());
+    Config wanted = Config::load(m.base.empty() ? x.base : m.base, all);
+    std::vector<std::string> ignore = execution_keys;
+    for (const char* key : {"data.mean", "data.std"})  // empty: measured on the training split and saved
+      if (wanted.get_floats(key).empty()) ignore.push_back(key);
+    auto diff = Config::load(saved.string()).differences(wanted, ignore);
+    if (!diff.empty()) {
+      std::string keys;
+      for (const auto& d : diff) keys += (keys.empty() ? "" : ", ") + d;
+      throw InputError(saved.string() + ": this run of " + m.name + " was trained with a different config than the experiment asks for (" +
+                       keys + "); move the run away to retrain it, or give the model another name");
+    }
+  }
   // Train (or reuse, or resume) every model; the reference first so others can compare to it.
   std::vector<CompareModel> order = x.models;
   std::stable_partition(order.begin(), order.end(), [&](const CompareModel& m) { return m.name == x.reference; });
@@ -218,6 +239,7 @@ std::string run_compare(const Experiment& x, const std::string& out) {
     r.params = count_parameters(*loaded.model);
     r.macs = macs_per_step(*loaded.model, loaded.channels, loaded.image_size);
     r.trained_steps = loaded.model->default_steps();
+    r.epochs = loaded.cfg.get_int("train.epochs");
     r.recurrent = loaded.model->recurrent();
     json test = json::parse(read_text((fs::path(run) / "test.json").string()));
     r.train_seconds = test.value("train_seconds", NAN);
@@ -227,9 +249,7 @@ std::string run_compare(const Experiment& x, const std::string& out) {
     std::string line;
     std::getline(metrics, line);
     while (std::getline(metrics, line)) {
-      std::vector<std::string> c;
-      std::stringstream ss(line);
-      for (std::string cell; std::getline(ss, cell, ',');) c.push_back(cell);
+      std::vector<std::string> c = split_csv_row(line);
       if (c.size() >= 3) r.curve.emplace_back(std::stoll(c[0]), std::stod(c[c.size() - 2]));
     }
     models.push_back(std::move(r));
@@ -321,8 +341,8 @@ std::string run_compare(const Experiment& x, const std::string& out) {
      << "` (seed " << x.seed << ").\n\n";
   md << "## Models\n\n";
   md << "| model | architecture | parameters | MACs/step | steps | clean acc. step 1 (95% CI) | clean acc. final step (95% CI) | "
-        "mCA occlusion | mCA noise | mCE vs reference | Δrec (clean) | training time |\n";
-  md << "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|\n";
+        "mCA occlusion | mCA noise | mCE vs reference | Δrec (clean) | epochs | training time |\n";
+  md << "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n";
   for (const auto& r : models) {
     const auto& clean = r.results.at("clean").at(0);
     Row first_row = clean.begin()->second, last_row = clean.at(readout(r));
@@ -339,7 +359,8 @@ std::string run_compare(const Experiment& x, const std::string& out) {
        << pct(last_row.accuracy) << " (" << pct(last_row.lo) << "–" << pct(last_row.hi) << ") | "
        << pct(get(r.summary, {"mca", "occlusion"})) << " | " << pct(get(r.summary, {"mca", "noise"})) << " | "
        << (r.name == x.reference ? std::string("100 (reference)") : num(mce)) << " | "
-       << num(100 * (last_row.accuracy - first_row.accuracy), "%+.2f") << " | " << num(r.train_seconds / 60, "%.1f min")
+       << num(100 * (last_row.accuracy - first_row.accuracy), "%+.2f") << " | " << r.epochs << " | "
+       << num(r.train_seconds / 60, "%.1f min")
        << " |\n";
   }
   md << "\nAccuracies in %; mCA: mean accuracy over severities 1–5 and families of the group; mCE: mean corruption "

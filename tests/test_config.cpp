@@ -1,5 +1,6 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "helpers.hpp"
 
 using namespace ventral;
@@ -80,6 +81,24 @@ TEST(Config, DumpRoundTripsEveryValue) {
   EXPECT_EQ(back.get_string("model.name"), "cortical_blt");
   EXPECT_EQ(back.get_floats("data.std"), (std::vector<double>{0.25, 0.5}));
   EXPECT_EQ(back.get_int_or_auto("threads"), 3);
+}
+
+TEST(Config, DifferencesCompareNumbersByValueAndSkipIgnoredKeys) {
+  Config a = Config::load("", {"train.weight_decay=5e-4", "data.std=[0.25]", "threads=2"});
+  Config b = Config::load("", {"train.weight_decay=0.0005", "data.std=[0.250]", "threads=2"});
+  EXPECT_TRUE(a.differences(b).empty());
+  Config c = Config::load("", {"train.weight_decay=5e-4", "data.std=[0.25]", "threads=1", "train.epochs=12",
+                               "model.unroll=synchronous"});
+  EXPECT_EQ(a.differences(c), (std::vector<std::string>{"threads: 2 -> 1", "model.unroll: default -> synchronous",
+                                                        "train.epochs: 10 -> 12"}));
+  EXPECT_EQ(a.differences(c, {"threads"}).size(), 2u);
+}
+
+TEST(Text, SplitCsvRowHandlesQuotesAndEmptyFields) {
+  EXPECT_EQ(split_csv_row("clean,0,4,0.93"), (std::vector<std::string>{"clean", "0", "4", "0.93"}));
+  EXPECT_EQ(split_csv_row("a,,\"T-shirt, \"\"top\"\"\",z\r"),
+            (std::vector<std::string>{"a", "", "T-shirt, \"top\"", "z"}));
+  EXPECT_EQ(split_csv_row(""), std::vector<std::string>{""});
 }
 
 TEST(Config, EditDistance) {

@@ -4,6 +4,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "eval/compare.hpp"
 #include "eval/metrics.hpp"
 #include "eval/perturb.hpp"
@@ -270,9 +271,7 @@ TEST(EvalEndToEnd, WritesEveryFileWithTheDocumentedColumns) {
   std::getline(rows, line);
   int correct = 0, n = 0;
   while (std::getline(rows, line)) {
-    std::vector<std::string> c;
-    std::stringstream cells(line);
-    for (std::string cell; std::getline(cells, cell, ',');) c.push_back(cell);
+    std::vector<std::string> c = split_csv_row(line);
     if (c[2] == "block" && c[3] == "2") n++, correct += c[1] == c[8];
   }
   auto pos = results.find("\nblock,2,5,") + 11;
@@ -380,9 +379,7 @@ TEST(CompareEndToEnd, ReportTableMatchesTheEvaluation) {
     for (std::string line; std::getline(rows, line);)
       if (line.rfind("clean,0," + std::to_string(readout) + ",", 0) == 0) last_clean = line;
     ASSERT_FALSE(last_clean.empty()) << m;
-    std::vector<std::string> c;
-    std::stringstream cells(last_clean);
-    for (std::string cell; std::getline(cells, cell, ',');) c.push_back(cell);
+    std::vector<std::string> c = split_csv_row(last_clean);
     char expected[32];
     std::snprintf(expected, sizeof expected, "%.2f (", 100 * std::stod(c[3]));
     std::string row = report.substr(report.find("| " + std::string(m) + " | " + m));
@@ -395,6 +392,16 @@ TEST(CompareEndToEnd, ReportTableMatchesTheEvaluation) {
   auto again = ventral::test::run_ventral("compare " + (dir / "x.yaml") + " --out " + (dir / "out"));
   ASSERT_EQ(again.status, 0) << again.output;
   EXPECT_NE(again.output.find("already trained, reusing"), std::string::npos);
+  // ...but not one trained with another recipe: that is an error before anything runs.
+  auto changed = ventral::test::run_ventral("compare " + (dir / "x.yaml") + " train.epochs=2 --out " + (dir / "out"));
+  EXPECT_EQ(changed.status, 2);
+  EXPECT_NE(changed.output.find("runs/cortical_b/config.yaml: this run of cortical_b was trained with a different "
+                                "config than the experiment asks for (train.epochs: 1 -> 2)"),
+            std::string::npos)
+      << changed.output;
+  // Execution-only keys (threads) may differ.
+  auto threads = ventral::test::run_ventral("compare " + (dir / "x.yaml") + " threads=2 eval.limit=20 --out " + (dir / "out"));
+  EXPECT_EQ(threads.status, 0) << threads.output;
   // Bad experiment files are one-line errors.
   ventral::test::write_text(dir / "bad.yaml", "base: base.yaml\nmodels:\n  - name: resnet21\n");
   auto bad = ventral::test::run_ventral("compare " + (dir / "bad.yaml"));

@@ -4,6 +4,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "datasets/experiment.hpp"
 #include "helpers.hpp"
 #include "models/registry.hpp"
@@ -114,12 +115,7 @@ TEST(Train, LossFallsAndTheRunDirectoryIsComplete) {
   std::string line;
   std::getline(rows, line);
   while (std::getline(rows, line)) {
-    std::stringstream cells(line);
-    std::string cell;
-    std::getline(cells, cell, ',');
-    std::getline(cells, cell, ',');
-    std::getline(cells, cell, ',');
-    losses.push_back(std::stod(cell));
+    losses.push_back(std::stod(split_csv_row(line).at(2)));
   }
   ASSERT_EQ(losses.size(), 4u);
   EXPECT_LT(losses[3], losses[0] * 0.8);
@@ -144,10 +140,7 @@ TEST(Train, TinyModelOverfitsATinySet) {
   ASSERT_TRUE(r.finished) << r.message;
   std::string csv = read(dir / "run/metrics.csv");
   std::string last = csv.substr(csv.rfind('\n', csv.size() - 2) + 1);
-  std::stringstream cells(last);
-  std::string cell;
-  for (int i = 0; i < 4; ++i) std::getline(cells, cell, ',');
-  EXPECT_DOUBLE_EQ(std::stod(cell), 1.0) << last;  // train accuracy in the final epoch
+  EXPECT_DOUBLE_EQ(std::stod(split_csv_row(last).at(3)), 1.0) << last;  // train accuracy in the final epoch
 }
 
 TEST(Train, ResumeIsBitIdenticalToAnUninterruptedRun) {

@@ -19,6 +19,44 @@ namespace {
 const std::vector<cv::Scalar> kPalette = {{0, 0, 0},     {0, 159, 230}, {233, 180, 86}, {115, 158, 0},
                                           {66, 228, 240}, {178, 114, 0}, {0, 94, 213},   {167, 121, 204}};
 
+// Series k: a palette colour; past the palette the colours repeat dashed with hollow markers.
+struct Style {
+  cv::Scalar colour;
+  bool dashed;
+};
+Style style(size_t k) { return {kPalette[k % kPalette.size()], (k / kPalette.size()) % 2 == 1}; }
+
+void segment(cv::Mat& img, cv::Point a, cv::Point b, const Style& st) {
+  if (!st.dashed) {
+    cv::line(img, a, b, st.colour, 2, cv::LINE_AA);
+    return;
+  }
+  const double len = std::hypot(b.x - a.x, b.y - a.y), on = 7, period = 11;
+  for (double t = 0; t < len; t += period) {
+    double t1 = std::min(len, t + on);
+    cv::Point p(a.x + static_cast<int>((b.x - a.x) * t / len), a.y + static_cast<int>((b.y - a.y) * t / len));
+    cv::Point q(a.x + static_cast<int>((b.x - a.x) * t1 / len), a.y + static_cast<int>((b.y - a.y) * t1 / len));
+    cv::line(img, p, q, st.colour, 2, cv::LINE_AA);
+  }
+}
+
+void marker(cv::Mat& img, cv::Point p, const Style& st) {
+  if (st.dashed) {
+    cv::circle(img, p, 3, cv::Scalar(255, 255, 255), cv::FILLED, cv::LINE_AA);
+    cv::circle(img, p, 3, st.colour, 1, cv::LINE_AA);
+  } else {
+    cv::circle(img, p, 3, st.colour, cv::FILLED, cv::LINE_AA);
+  }
+}
+
+int text_width(const std::string& s, double scale) {
+  int base = 0;
+  return cv::getTextSize(s, cv::FONT_HERSHEY_SIMPLEX, scale, 1, &base).width;
+}
+
+// One legend entry: a line sample (with its marker) and the name.
+void legend_entry(cv::Mat& img, cv::Point at, const std::string& name, const Style& st);
+
 std::string tick(double v) {
   char buf[32];
   if (std::abs(v) >= 100 || v == std::round(v)) std::snprintf(buf, sizeof buf, "%.0f", v);
@@ -33,13 +71,22 @@ void text(cv::Mat& img, const std::string& s, cv::Point at, double scale, int th
   cv::putText(img, s, at, cv::FONT_HERSHEY_SIMPLEX, scale, cv::Scalar(0, 0, 0), thickness, cv::LINE_AA);
 }
 
+void legend_entry(cv::Mat& img, cv::Point at, const std::string& name, const Style& st) {
+  segment(img, {at.x, at.y - 4}, {at.x + 22, at.y - 4}, st);
+  marker(img, {at.x + 11, at.y - 4}, st);
+  text(img, name, {at.x + 26, at.y}, 0.4);
+}
+
 }  // namespace
 
 cv::Mat render_chart(const Chart& chart, int width, int height) {
   cv::Mat img(height, width, CV_8UC3, cv::Scalar(255, 255, 255));
   const int left = 74, right = 12, top = 34, bottom = 46;
-  int legend_rows = static_cast<int>(chart.series.size());
-  int plot_w = width - left - right - 120, plot_h = height - top - bottom;
+  // The legend column fits the longest name, up to a third of the width (longer names are cut).
+  int name_w = 0;
+  for (const auto& s : chart.series) name_w = std::max(name_w, text_width(s.name, 0.4));
+  const int legend_w = chart.legend && !chart.series.empty() ? std::clamp(name_w + 44, 80, width / 3) : 0;
+  int plot_w = width - left - right - legend_w, plot_h = height - top - bottom;
   double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
   for (const auto& s : chart.series)
     for (size_t i = 0; i < s.x.size(); ++i) {
@@ -85,7 +132,7 @@ cv::Mat render_chart(const Chart& chart, int width, int height) {
 
   for (size_t k = 0; k < chart.series.size(); ++k) {
     const auto& s = chart.series[k];
-    cv::Scalar colour = kPalette[k % kPalette.size()];
+    const Style st = style(k);
     cv::Point prev(-1, -1);
     for (size_t i = 0; i < s.x.size(); ++i) {
       if (!std::isfinite(s.y[i])) {
@@ -93,14 +140,14 @@ cv::Mat render_chart(const Chart& chart, int width, int height) {
         continue;
       }
       cv::Point p(px(s.x[i]), py(s.y[i]));
-      if (prev.x >= 0) cv::line(img, prev, p, colour, 2, cv::LINE_AA);
-      cv::circle(img, p, 3, colour, cv::FILLED, cv::LINE_AA);
+      if (prev.x >= 0) segment(img, prev, p, st);
+      marker(img, p, st);
       prev = p;
     }
-    int ly = top + 12 + 18 * static_cast<int>(k);
-    if (k < static_cast<size_t>(legend_rows)) {
-      cv::line(img, {left + plot_w + 10, ly - 4}, {left + plot_w + 30, ly - 4}, colour, 2, cv::LINE_AA);
-      text(img, s.name.substr(0, 14), {left + plot_w + 34, ly}, 0.4);
+    if (legend_w > 0) {
+      std::string name = s.name;
+      while (name.size() > 1 && text_width(name, 0.4) > legend_w - 44) name.pop_back();
+      legend_entry(img, {left + plot_w + 10, top + 12 + 18 * static_cast<int>(k)}, name, st);
     }
   }
   return img;
@@ -110,10 +157,34 @@ cv::Mat render_grid(const std::vector<Chart>& panels, const std::string& title, 
   int cols = std::max(1, std::min<int>(columns, static_cast<int>(panels.size())));
   int rows = (static_cast<int>(panels.size()) + cols - 1) / cols;
   const int header = 36;
-  cv::Mat grid(header + rows * ph, cols * pw, CV_8UC3, cv::Scalar(255, 255, 255));
+  // One shared legend when every panel plots the same series (in the same order).
+  auto names = [](const Chart& c) {
+    std::vector<std::string> n;
+    for (const auto& s : c.series) n.push_back(s.name);
+    return n;
+  };
+  bool shared = panels.size() > 1 && !panels.front().series.empty();
+  for (const auto& p : panels) shared = shared && names(p) == names(panels.front());
+  const int width = cols * pw;
+  int entry_w = 0, per_row = 1, legend_h = 0;
+  if (shared) {
+    for (const auto& n : names(panels.front())) entry_w = std::max(entry_w, text_width(n, 0.4) + 44);
+    entry_w = std::min(entry_w, width);
+    per_row = std::max(1, width / entry_w);
+    legend_h = 12 + 20 * ((static_cast<int>(panels.front().series.size()) + per_row - 1) / per_row);
+  }
+  cv::Mat grid(header + rows * ph + legend_h, width, CV_8UC3, cv::Scalar(255, 255, 255));
   text(grid, title, {grid.cols / 2, 24}, 0.7, 2, true);
+  if (shared) {
+    const int x0 = (width - per_row * entry_w) / 2, y0 = header + rows * ph + 20;
+    for (size_t k = 0; k < panels.front().series.size(); ++k)
+      legend_entry(grid, {x0 + static_cast<int>(k % per_row) * entry_w + 10, y0 + 20 * static_cast<int>(k / per_row)},
+                   panels.front().series[k].name, style(k));
+  }
   for (size_t i = 0; i < panels.size(); ++i) {
-    cv::Mat p = render_chart(panels[i], pw, ph);
+    Chart panel = panels[i];
+    panel.legend = panel.legend && !shared;
+    cv::Mat p = render_chart(panel, pw, ph);
     p.copyTo(grid(cv::Rect(static_cast<int>(i % cols) * pw, header + static_cast<int>(i / cols) * ph, pw, ph)));
   }
   return grid;

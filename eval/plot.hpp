@@ -15,11 +15,14 @@ struct Chart {
   std::string title, xlabel, ylabel;
   std::vector<Series> series;
   double ymin = NAN, ymax = NAN;  ///< NaN: from the data
+  bool legend = true;             ///< false: no legend column (render_grid draws one shared legend)
 };
 
 /// Renders one chart into a width × height image (white background).
 cv::Mat render_chart(const Chart& chart, int width = 640, int height = 420);
-/// Renders charts as a grid of panels (small multiples) under a common title.
+/// Renders charts as a grid of panels (small multiples) under a common title. When every panel
+/// has the same series, one legend strip below the grid names them (full names, not per panel).
+/// Series past the 8 palette colours repeat them dashed with hollow markers.
 cv::Mat render_grid(const std::vector<Chart>& panels, const std::string& title, int columns = 4,
                     int panel_width = 420, int panel_height = 300);
 struct Dataset;

@@ -1,6 +1,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "core/config.hpp"
 #include "core/error.hpp"
@@ -8,6 +9,7 @@
 #include "eval/compare.hpp"
 #include "eval/metrics.hpp"
 #include "eval/perturb.hpp"
+#include "eval/plot.hpp"
 #include "eval/sweep.hpp"
 #include "helpers.hpp"
 #include "train/trainer.hpp"
@@ -410,4 +412,43 @@ TEST(CompareEndToEnd, ReportTableMatchesTheEvaluation) {
   ventral::test::write_text(dir / "typo.yaml", "base: base.yaml\nmodel:\n  - name: resnet20\n");
   auto typo = ventral::test::run_ventral("compare " + (dir / "typo.yaml"));
   EXPECT_NE(typo.output.find("did you mean 'models'"), std::string::npos) << typo.output;
+}
+
+TEST(Plot, GridSharesOneLegendAndDashesSeriesPastThePalette) {
+  auto chart = [](int n, const std::string& prefix) {
+    Chart c{"panel", "step", "accuracy", {}, NAN, NAN};
+    for (int k = 0; k < n; ++k) c.series.push_back({prefix + "model_with_a_long_name_" + std::to_string(k), {1, 2, 3}, {0.1 * k, 0.1 * k, 0.1 * k}});
+    return c;
+  };
+  // Same ten series in both panels: one legend strip under the grid, no legend column in the panels.
+  cv::Mat shared = render_grid({chart(10, ""), chart(10, "")}, "t", 2, 420, 300);
+  ASSERT_GT(shared.rows, 36 + 300);
+  cv::Mat strip = shared.rowRange(36 + 300, shared.rows);
+  cv::Mat gray;
+  cv::cvtColor(strip, gray, cv::COLOR_BGR2GRAY);
+  EXPECT_GT(cv::countNonZero(gray < 128), 200);  // names and line samples are drawn
+  // Different series per panel: each keeps its own legend, no strip.
+  cv::Mat separate = render_grid({chart(3, "a"), chart(3, "b")}, "t", 2, 420, 300);
+  EXPECT_EQ(separate.rows, 36 + 300);
+  // Series 0 and 8 share a colour; 8 is dashed, so its line sample has gaps.
+  Chart two{"", "x", "y", {{"solid", {0, 1}, {0, 0}}}, NAN, NAN};
+  for (int k = 1; k <= 8; ++k) two.series.push_back({"s" + std::to_string(k), {0, 1}, {double(k), double(k)}});
+  cv::Mat img = render_chart(two, 640, 420);
+  auto dark_in_row = [&](int y, int x0, int x1) {
+    int n = 0;
+    for (int x = x0; x < x1; ++x) {
+      cv::Vec3b p = img.at<cv::Vec3b>(y, x);
+      n += p[0] < 60 && p[1] < 60 && p[2] < 60;
+    }
+    return n;
+  };
+  // The y of series 0 (value 0) and series 8 (value 8) on the plot: bottom and top of the range.
+  int solid = 0, dashed = 0;
+  for (int y = 30; y < 420 - 46; ++y) {
+    int n = dark_in_row(y, 120, 300);
+    if (n > 150) solid++;
+    else if (n > 60) dashed++;
+  }
+  EXPECT_GT(solid, 0);
+  EXPECT_GT(dashed, 0);
 }

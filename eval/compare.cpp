@@ -98,6 +98,14 @@ struct ModelResult {
   std::vector<std::pair<int64_t, double>> curve;  // epoch → validation accuracy at the final step
 };
 
+// A model's training config: its base (or the experiment's), then the experiment's overrides,
+// then the model's own.
+Config model_config(const Experiment& x, const CompareModel& m) {
+  std::vector<std::string> all = x.overrides;
+  all.insert(all.end(), m.overrides.begin(), m.overrides.end());
+  return Config::load(m.base.empty() ? x.base : m.base, all);
+}
+
 }  // namespace
 
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides,
@@ -166,10 +174,7 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   }
   // Check everything before hours of training: configs, model names, steps, perturbations.
   for (const auto& m : x.models) {
-    std::vector<std::string> all = x.overrides;
-    all.insert(all.end(), m.overrides.begin(), m.overrides.end());
-    Config cfg = Config::load(m.base.empty() ? x.base : m.base, all);
-    find_model(cfg.get_string("model.name"));
+    find_model(model_config(x, m).get_string("model.name"));
   }
   if (!x.steps.empty()) parse_steps(x.steps);
   parse_perturbations(x.perturb);
@@ -190,9 +195,7 @@ std::string run_compare(const Experiment& x, const std::string& out) {
   for (const auto& m : x.models) {
     fs::path saved = fs::path(out) / "runs" / m.name / "config.yaml";
     if (!fs::exists(saved)) continue;
-    std::vector<std::string> all = x.overrides;
-    all.insert(all.end(), m.overrides.begin(), m.overrides.end());
-    Config wanted = Config::load(m.base.empty() ? x.base : m.base, all);
+    Config wanted = model_config(x, m);
     std::vector<std::string> ignore = execution_keys;
     for (const char* key : {"data.mean", "data.std"})  // empty: measured on the training split and saved
       if (wanted.get_floats(key).empty()) ignore.push_back(key);
@@ -209,14 +212,11 @@ std::string run_compare(const Experiment& x, const std::string& out) {
   std::stable_partition(order.begin(), order.end(), [&](const CompareModel& m) { return m.name == x.reference; });
   for (const auto& m : order) {
     std::string run = (fs::path(out) / "runs" / m.name).string();
-    std::vector<std::string> all = x.overrides;
-    all.insert(all.end(), m.overrides.begin(), m.overrides.end());
     if (fs::exists(fs::path(run) / "test.json")) {
       std::fprintf(stderr, "compare: %s already trained, reusing %s\n", m.name.c_str(), run.c_str());
     } else {
       bool resume = fs::exists(fs::path(run) / "checkpoints" / "last.pt");
-      Config cfg = resume ? Config::load((fs::path(run) / "config.yaml").string())
-                          : Config::load(m.base.empty() ? x.base : m.base, all);
+      Config cfg = resume ? Config::load((fs::path(run) / "config.yaml").string()) : model_config(x, m);
       std::fprintf(stderr, "compare: %s %s\n", resume ? "resuming" : "training", m.name.c_str());
       TrainReport r = train(cfg, run, resume);
       if (!r.finished) throw InputError("compare: training " + m.name + " stopped: " + r.message);

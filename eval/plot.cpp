@@ -19,6 +19,20 @@ namespace {
 const std::vector<cv::Scalar> kPalette = {{0, 0, 0},     {0, 159, 230}, {233, 180, 86}, {115, 158, 0},
                                           {66, 228, 240}, {178, 114, 0}, {0, 94, 213},   {167, 121, 204}};
 
+std::string tick(double v) {
+  char buf[32];
+  if (std::abs(v) >= 100 || v == std::round(v)) std::snprintf(buf, sizeof buf, "%.0f", v);
+  else std::snprintf(buf, sizeof buf, "%.2f", v);
+  return buf;
+}
+
+void text(cv::Mat& img, const std::string& s, cv::Point at, double scale, int thickness = 1, bool centre = false) {
+  int base = 0;
+  cv::Size sz = cv::getTextSize(s, cv::FONT_HERSHEY_SIMPLEX, scale, thickness, &base);
+  if (centre) at.x -= sz.width / 2;
+  cv::putText(img, s, at, cv::FONT_HERSHEY_SIMPLEX, scale, cv::Scalar(0, 0, 0), thickness, cv::LINE_AA);
+}
+
 // Series k: a palette colour; past the palette the colours repeat dashed with hollow markers.
 struct Style {
   cv::Scalar colour;
@@ -55,22 +69,6 @@ int text_width(const std::string& s, double scale) {
 }
 
 // One legend entry: a line sample (with its marker) and the name.
-void legend_entry(cv::Mat& img, cv::Point at, const std::string& name, const Style& st);
-
-std::string tick(double v) {
-  char buf[32];
-  if (std::abs(v) >= 100 || v == std::round(v)) std::snprintf(buf, sizeof buf, "%.0f", v);
-  else std::snprintf(buf, sizeof buf, "%.2f", v);
-  return buf;
-}
-
-void text(cv::Mat& img, const std::string& s, cv::Point at, double scale, int thickness = 1, bool centre = false) {
-  int base = 0;
-  cv::Size sz = cv::getTextSize(s, cv::FONT_HERSHEY_SIMPLEX, scale, thickness, &base);
-  if (centre) at.x -= sz.width / 2;
-  cv::putText(img, s, at, cv::FONT_HERSHEY_SIMPLEX, scale, cv::Scalar(0, 0, 0), thickness, cv::LINE_AA);
-}
-
 void legend_entry(cv::Mat& img, cv::Point at, const std::string& name, const Style& st) {
   segment(img, {at.x, at.y - 4}, {at.x + 22, at.y - 4}, st);
   marker(img, {at.x + 11, at.y - 4}, st);
@@ -163,23 +161,24 @@ cv::Mat render_grid(const std::vector<Chart>& panels, const std::string& title, 
     for (const auto& s : c.series) n.push_back(s.name);
     return n;
   };
-  bool shared = panels.size() > 1 && !panels.front().series.empty();
-  for (const auto& p : panels) shared = shared && names(p) == names(panels.front());
+  const std::vector<std::string> first = panels.empty() ? std::vector<std::string>{} : names(panels.front());
+  bool shared = panels.size() > 1 && !first.empty();
+  for (const auto& p : panels) shared = shared && names(p) == first;
   const int width = cols * pw;
   int entry_w = 0, per_row = 1, legend_h = 0;
   if (shared) {
-    for (const auto& n : names(panels.front())) entry_w = std::max(entry_w, text_width(n, 0.4) + 44);
+    for (const auto& n : first) entry_w = std::max(entry_w, text_width(n, 0.4) + 44);
     entry_w = std::min(entry_w, width);
     per_row = std::max(1, width / entry_w);
-    legend_h = 12 + 20 * ((static_cast<int>(panels.front().series.size()) + per_row - 1) / per_row);
+    legend_h = 12 + 20 * ((static_cast<int>(first.size()) + per_row - 1) / per_row);
   }
   cv::Mat grid(header + rows * ph + legend_h, width, CV_8UC3, cv::Scalar(255, 255, 255));
   text(grid, title, {grid.cols / 2, 24}, 0.7, 2, true);
   if (shared) {
     const int x0 = (width - per_row * entry_w) / 2, y0 = header + rows * ph + 20;
-    for (size_t k = 0; k < panels.front().series.size(); ++k)
+    for (size_t k = 0; k < first.size(); ++k)
       legend_entry(grid, {x0 + static_cast<int>(k % per_row) * entry_w + 10, y0 + 20 * static_cast<int>(k / per_row)},
-                   panels.front().series[k].name, style(k));
+                   first[k], style(k));
   }
   for (size_t i = 0; i < panels.size(); ++i) {
     Chart panel = panels[i];

@@ -141,8 +141,8 @@ def main():
               ("Not kept: `precision: bf16` (autocast) needs AVX512-BF16 or AMX for a speed-up; this CPU's ISA list above "
                "has neither, so bf16 would run emulated and slower." if not bf16_hw else
                "This CPU has bf16 hardware (see the ISA list), but `precision: bf16` is not implemented yet.") +
-              " Inference folds eval-mode batch norms into the convolutions before them (ResNets; cached until a weight "
-              "changes) and runs the residual sum and its ReLU as one in-place pass.", "",
+              " Inference folds eval-mode batch norms into the convolutions before them (ResNets; folded afresh on "
+              "every call, since LibTorch 1.13 gives a cache no reliable signal that the weights changed) and runs the residual sum and its ReLU as one in-place pass.", "",
               "## Data and perturbations", "",
               f"- Loader (Fashion-MNIST train, crop after 2-px padding + flip + random erasing + normalisation, "
               f"{loader['loader_threads']} loader thread(s), batch {loader['batch']}): **{loader['images_per_s']:.0f} images/s**, "

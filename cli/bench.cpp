@@ -12,6 +12,7 @@
 #include "core/threads.hpp"
 #include "datasets/loader.hpp"
 #include "eval/perturb.hpp"
+#include "inference/infer.hpp"
 #include "models/registry.hpp"
 
 namespace ventral::cli {
@@ -74,14 +75,10 @@ void bench_model(const Args& a, int64_t threads) {
   });
   double train_peak = peak_rss_mib();
   m->eval();
-  double eval = time([&] {
-    c10::InferenceMode guard;
-    m->forward(x, steps);
-  });
+  double eval = time([&] { infer(*m, x, steps); });
   if (!a.profile.empty()) {
     torch::autograd::profiler::RecordProfile trace(a.profile);
-    c10::InferenceMode guard;
-    for (int64_t i = 0; i < a.iters; ++i) m->forward(x, steps);
+    for (int64_t i = 0; i < a.iters; ++i) infer(*m, x, steps);
   }
   bool nhwc = m->memory_format() == c10::MemoryFormat::ChannelsLast;
   char text[512];

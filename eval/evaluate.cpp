@@ -1,6 +1,7 @@
 #include "eval/evaluate.hpp"
 
 #include "core/progress.hpp"
+#include "inference/infer.hpp"
 
 namespace ventral {
 
@@ -27,7 +28,7 @@ StepMetrics evaluate(VisionModelImpl& model, BatchLoader& loader, int64_t steps,
     loader.start_epoch(0);
     while (auto batch = loader.next()) {
       torch::Tensor images = model.inputs(batch->images.to(device)), labels = batch->labels.to(device);
-      auto logits = model.forward(images, steps);
+      auto logits = infer(model, images, steps);
       for (size_t t = 0; t < logits.size() && t < m.steps.size(); ++t) {
         correct[t] += logits[t].argmax(1).eq(labels).sum().item<int64_t>();
         loss_sum[t] += torch::cross_entropy_loss(logits[t], labels, {}, at::Reduction::Sum).item<double>();

@@ -19,6 +19,7 @@
 #include "eval/metrics.hpp"
 #include "eval/perturb.hpp"
 #include "eval/plot.hpp"
+#include "inference/infer.hpp"
 #include "models/registry.hpp"
 #include "train/checkpoint.hpp"
 #include "train/trainer.hpp"
@@ -65,10 +66,10 @@ Predictions predict(LoadedRun& run, const Dataset& images, const std::vector<int
     torch::Tensor x = model.inputs(batch->images.to(device));
     std::vector<torch::Tensor> per_step(S);
     if (every) {
-      auto logits = model.forward(x, p.steps.back());
+      auto logits = infer(model, x, p.steps.back());
       for (size_t k = 0; k < S; ++k) per_step[k] = logits[p.steps[k] - 1];
     } else {
-      for (size_t k = 0; k < S; ++k) per_step[k] = model.forward(x, p.steps[k]).back();
+      for (size_t k = 0; k < S; ++k) per_step[k] = infer(model, x, p.steps[k]).back();
     }
     for (size_t k = 0; k < S; ++k) {
       auto [conf_t, pred_t] = torch::softmax(per_step[k].to(torch::kFloat32), 1).max(1);
@@ -527,12 +528,9 @@ std::string run_eval(const EvalOptions& o) {
       shapes[{area, step + 1}] = sh;
     });
     BatchLoader loader(subset, {}, eval_loader_options(run));
-    {
-      c10::InferenceMode guard;
-      loader.start_epoch(0);
-      torch::Device device = run.model->parameters().front().device();
-      while (auto batch = loader.next()) run.model->forward(run.model->inputs(batch->images.to(device)), used.back());
-    }
+    loader.start_epoch(0);
+    torch::Device device = run.model->parameters().front().device();
+    while (auto batch = loader.next()) infer(*run.model, run.model->inputs(batch->images.to(device)), used.back());
     run.model->set_probe(nullptr);
     json index;
     index["n"] = n;

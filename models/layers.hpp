@@ -3,8 +3,6 @@
 /// Parameter names and behaviour are those of the torch modules they extend.
 #include "models/model.hpp"
 
-#include <map>
-
 namespace ventral::nn {
 
 /// MACs of a convolution per image: every output element reduces Cin/groups × kh × kw inputs.
@@ -49,52 +47,33 @@ TORCH_MODULE(Linear);
 /// A convolution followed by a batch norm. In eval mode with no gradient recorded the norm is
 /// folded into the convolution (w·γ/σ, (b − μ)·γ/σ + β): one oneDNN pass instead of a
 /// convolution plus a normalisation pass over the activations (resnet20 inference 1.2x,
-/// `ventral bench`). The folded weights are cached and rebuilt whenever a source tensor is
-/// replaced or changed in place (optimizer step, load), which its version counter records.
-class ConvBnFold {
- public:
-  torch::Tensor operator()(Conv2dImpl& conv, torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x) {
-    if (bn.is_training() || torch::GradMode::is_enabled() || !foldable(conv, bn)) return bn.forward(conv.forward(x));
-    const Folded& f = folded(conv, bn);
-    const auto& o = conv.options;
-    torch::Tensor y = torch::conv2d(x, f.weight, f.bias, *o.stride(),
-                                    *c10::get<torch::ExpandingArray<2>>(o.padding()), *o.dilation(), o.groups());
-    count_conv_macs(y, f.weight);
-    return y;
-  }
-
- private:
-  using Stamp = std::vector<std::pair<const void*, int64_t>>;
-  struct Folded {
-    torch::Tensor weight, bias;
-    Stamp stamp;
-  };
-
-  static bool foldable(const Conv2dImpl& conv, const torch::nn::BatchNorm2dImpl& bn) {
+/// `ventral bench`).
+///
+/// The folded weights are computed afresh on every call, never cached. A cache needs to know
+/// when its sources change, and LibTorch 1.13 does not say: `optim::SGD::step()` updates
+/// parameters through `.data()` and a train-mode batch norm updates its running statistics
+/// inside the kernel, and neither bumps the tensors' version counters. A version-keyed cache
+/// therefore served stale folds to every validation after the first (issue 20). Folding costs
+/// one pass over the convolution's weights, small against a batch's activations (measured
+/// in bench/RESULTS.md).
+inline torch::Tensor conv_bn(Conv2dImpl& conv, torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x) {
+  auto foldable = [&] {
     return bn.options.affine() && bn.options.track_running_stats() &&
            c10::get_if<torch::ExpandingArray<2>>(&conv.options.padding()) &&
            c10::get_if<torch::enumtype::kZeros>(&conv.options.padding_mode());
-  }
-
-  // One entry per norm: a weight-shared block pairs one convolution with a norm per step.
-  const Folded& folded(Conv2dImpl& conv, torch::nn::BatchNorm2dImpl& bn) {
-    Stamp stamp;
-    for (const torch::Tensor* t : {&conv.weight, &conv.bias, &bn.weight, &bn.bias, &bn.running_mean, &bn.running_var})
-      if (t->defined()) stamp.emplace_back(t->unsafeGetTensorImpl(), t->_version());
-    Folded& f = cache_[&bn];
-    if (f.stamp == stamp) return f;
-    torch::NoGradGuard no_grad;
-    torch::Tensor scale = bn.weight * torch::rsqrt(bn.running_var + bn.options.eps());
-    f.weight = torch::empty_like(conv.weight);  // keeps the weight's strides (channels-last)
-    torch::mul_out(f.weight, conv.weight, scale.view({-1, 1, 1, 1}));
-    torch::Tensor shift = conv.bias.defined() ? conv.bias - bn.running_mean : -bn.running_mean;
-    f.bias = shift * scale + bn.bias;
-    f.stamp = std::move(stamp);
-    return f;
-  }
-
-  std::map<const void*, Folded> cache_;
-};
+  };
+  if (bn.is_training() || torch::GradMode::is_enabled() || !foldable()) return bn.forward(conv.forward(x));
+  torch::Tensor scale = bn.weight * torch::rsqrt(bn.running_var + bn.options.eps());
+  torch::Tensor weight = torch::empty_like(conv.weight);  // keeps the weight's strides (channels-last)
+  torch::mul_out(weight, conv.weight, scale.view({-1, 1, 1, 1}));
+  torch::Tensor shift = conv.bias.defined() ? conv.bias - bn.running_mean : -bn.running_mean;
+  torch::Tensor bias = shift * scale + bn.bias;
+  const auto& o = conv.options;
+  torch::Tensor y = torch::conv2d(x, weight, bias, *o.stride(), *c10::get<torch::ExpandingArray<2>>(o.padding()),
+                                  *o.dilation(), o.groups());
+  count_conv_macs(y, weight);
+  return y;
+}
 
 /// A k×k convolution with "same" padding and no bias (a batch norm follows).
 inline Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1, bool bias = false) {

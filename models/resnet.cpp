@@ -43,9 +43,9 @@ torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x, int64_t step) {
   // Without autograd, the ReLUs run in place and the residual sum and its ReLU in one pass
   // (ATen's fused _add_relu, which has no backward). Measured faster for inference only.
   bool inference = !torch::GradMode::is_enabled();
-  torch::Tensor out = fold1_(*conv1, bn1 ? *bn1 : tbn1->at(step), x);
+  torch::Tensor out = nn::conv_bn(*conv1, bn1 ? *bn1 : tbn1->at(step), x);
   out = inference ? out.relu_() : torch::relu(out);
-  out = fold2_(*conv2, bn2 ? *bn2 : tbn2->at(step), out);
+  out = nn::conv_bn(*conv2, bn2 ? *bn2 : tbn2->at(step), out);
   torch::Tensor identity = x;
   if (downsample) {
     identity = downsample->forward(x);
@@ -132,7 +132,7 @@ class ResNetImpl : public VisionModelImpl {
   }
 
   std::vector<torch::Tensor> forward(const torch::Tensor& images, int64_t) override {
-    torch::Tensor x = torch::relu(stem_fold_(*conv1, *bn1, images));
+    torch::Tensor x = torch::relu(nn::conv_bn(*conv1, *bn1, images));
     if (!small_stem_) x = torch::max_pool2d(x, 3, 2, 1);
     record("stem", 0, x);
     for (size_t s = 0; s < layers_.size(); ++s) {
@@ -152,7 +152,6 @@ class ResNetImpl : public VisionModelImpl {
   bool small_stem_ = false;
   nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr};
-  nn::ConvBnFold stem_fold_;
   std::vector<torch::nn::Sequential> layers_;
   nn::Linear fc{nullptr};
 };

@@ -42,7 +42,6 @@ class BasicBlockImpl : public torch::nn::Module {
   TimeBatchNorm tbn1{nullptr}, tbn2{nullptr};
   torch::nn::Sequential downsample{nullptr};
   int64_t pad_channels_ = 0, stride_ = 1;
-  nn::ConvBnFold fold1_, fold2_;
 };
 TORCH_MODULE(BasicBlock);
 

@@ -39,7 +39,7 @@ class SharedResNetImpl : public VisionModelImpl {
 
   std::vector<torch::Tensor> forward(const torch::Tensor& images, int64_t steps) override {
     TORCH_CHECK(steps >= 1, "shared_resnet: steps must be >= 1, got ", steps);
-    torch::Tensor x = torch::relu(stem_fold_(*conv1, *bn1, images));
+    torch::Tensor x = torch::relu(nn::conv_bn(*conv1, *bn1, images));
     for (size_t s = 0; s < widths_.size(); ++s) {
       if (s > 0) x = torch::relu(transitions_[s - 1]->forward(x));
       BasicBlock& block = blocks_[share_all_ ? 0 : s];
@@ -63,7 +63,6 @@ class SharedResNetImpl : public VisionModelImpl {
   std::vector<int64_t> widths_;
   nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr};
-  nn::ConvBnFold stem_fold_;
   std::vector<torch::nn::Sequential> transitions_;
   std::vector<BasicBlock> blocks_;
   nn::Linear fc{nullptr};

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -73,6 +74,14 @@ inline RunResult run_shell(const std::string& command) {
 
 /// Runs the ventral binary with `args` (a shell-quoted string) and captures its output.
 inline RunResult run_ventral(const std::string& args) { return run_shell(std::string(VENTRAL_BINARY) + " " + args); }
+
+/// A parametrized test's name for a registry entry: GoogleTest allows only [A-Za-z0-9_].
+inline std::string model_param_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string n = info.param;
+  for (char& c : n)
+    if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+  return n;
+}
 
 /// Big-endian IDX header for `dims` (ubyte data).
 inline std::vector<unsigned char> idx_header(const std::vector<uint32_t>& dims) {

@@ -1,8 +1,10 @@
 // Model tests, parametrized over the registry: a model is tested the moment it is registered.
 #include <set>
+#include <sstream>
 
 #include "core/error.hpp"
 #include "helpers.hpp"
+#include "inference/infer.hpp"
 #include "models/registry.hpp"
 
 using namespace ventral;
@@ -81,7 +83,7 @@ TEST_P(EveryModel, ChannelsLastGivesTheSameOutputs) {
 
 // Inference (no gradient) folds eval-mode batch norms into the convolutions before them;
 // with gradients recorded the model runs unfolded. Both must agree, also after the weights
-// change in place (the folded cache must notice) and with non-trivial running statistics.
+// change in place (folds are computed afresh on every call) and with non-trivial running statistics.
 TEST_P(EveryModel, FoldedInferenceMatchesUnfoldedEval) {
   ModelPtr m = create_model(GetParam(), tiny());
   {
@@ -116,6 +118,57 @@ TEST_P(EveryModel, FoldedInferenceMatchesUnfoldedEval) {
     for (auto& p : m->parameters()) p.mul_(0.9);
   }
   check("after an in-place change");
+}
+
+// The state the program really reaches (issue 20): weights moved by an optimizer (SGD updates
+// through .data(), invisible to version counters) and running statistics moved by train-mode
+// forwards, with inference run between training steps as validation does. The inference path
+// (infer: folded ResNet batch norms) must equal the plain eval-mode forward every time, in both
+// memory formats, and after a checkpoint is loaded into a model that has already run inference.
+TEST_P(EveryModel, InferenceMatchesThePlainEvalForwardBetweenRealTrainingSteps) {
+  for (auto format : {c10::MemoryFormat::Contiguous, c10::MemoryFormat::ChannelsLast}) {
+    const std::string where = GetParam() + (format == c10::MemoryFormat::ChannelsLast ? " channels_last" : " contiguous");
+    torch::manual_seed(0);
+    ModelPtr m = create_model(GetParam(), tiny());
+    m->use_memory_format(format);
+    torch::optim::SGD opt(m->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+    torch::Tensor x = m->inputs(torch::randn({8, 1, 16, 16}));
+    torch::Tensor y = torch::randint(5, {8}, torch::kInt64);
+    const int64_t steps = steps_for(*m);
+    auto check = [&](const std::string& when) {
+      m->eval();
+      auto fast = infer(*m, x, steps);
+      auto plain = m->forward(x, steps);  // autograd on: no folding
+      ASSERT_EQ(fast.size(), plain.size());
+      for (size_t t = 0; t < fast.size(); ++t) {
+        torch::Tensor p = plain[t].detach();
+        ASSERT_TRUE(torch::isfinite(p).all().item<bool>()) << where << " " << when;
+        double tol = 1e-4 * std::max(1.0, p.abs().max().item<double>());
+        EXPECT_TRUE(torch::allclose(fast[t], p, 0, tol))
+            << where << " " << when << " step " << t + 1 << ": max diff " << (fast[t] - p).abs().max().item<double>();
+      }
+    };
+    torch::serialize::OutputArchive saved;
+    for (int round = 1; round <= 3; ++round) {
+      m->train();
+      for (int i = 0; i < 2; ++i) {
+        opt.zero_grad();
+        torch::Tensor loss = torch::zeros({});
+        for (const auto& l : m->forward(x, steps)) loss = loss + torch::cross_entropy_loss(l, y);
+        loss.backward();
+        opt.step();
+      }
+      check("after training round " + std::to_string(round));
+      if (round == 1) m->save(saved);
+    }
+    std::stringstream bytes;
+    saved.save_to(bytes);
+    torch::serialize::InputArchive in;
+    in.load_from(bytes);
+    m->load(in);
+    m->use_memory_format(format);
+    check("after loading the round-1 weights");
+  }
 }
 
 TEST_P(EveryModel, EveryTensorRegisteredOnceAndCountsReported) {
@@ -171,13 +224,7 @@ TEST_P(EveryModel, ProbeSeesEveryAreaWithoutChangingOutputs) {
   EXPECT_TRUE(torch::equal(plain.back(), probed.back()));
 }
 
-INSTANTIATE_TEST_SUITE_P(Registry, EveryModel, ::testing::ValuesIn(list_models()),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (char& c : n)
-                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(Registry, EveryModel, ::testing::ValuesIn(list_models()), ventral::test::model_param_name);
 
 TEST_F(Seeded, ExactReferenceParameterCounts) {
   EXPECT_EQ(params("resnet18", imagenet()), 11689512);

@@ -11,7 +11,7 @@
 #include "cli/commands.hpp"
 #include "core/threads.hpp"
 #include "datasets/loader.hpp"
-#include "eval/perturb.hpp"
+#include "datasets/perturb.hpp"
 #include "inference/infer.hpp"
 #include "models/registry.hpp"
 

@@ -4,7 +4,7 @@
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
-#include "eval/compare.hpp"
+#include "study/compare.hpp"
 
 namespace ventral::cli {
 

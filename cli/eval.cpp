@@ -1,5 +1,6 @@
 // `ventral eval RUN_DIR ...`: the robustness and recurrence sweep of a trained run.
 #include <cstdio>
+#include <filesystem>
 
 #include "cli/commands.hpp"
 #include "eval/sweep.hpp"
@@ -28,7 +29,9 @@ void add_eval_command(CLI::App& app) {
   cmd->callback([o] {
     std::string out = run_eval(*o);
     std::printf("wrote %s/{results.csv,summary.json,per_image.csv,accuracy_vs_steps.png%s}\n", out.c_str(),
-                o->perturb.empty() ? "" : ",accuracy_vs_severity.png");
+                std::filesystem::exists(std::filesystem::path(out) / "accuracy_vs_severity.png")
+                    ? ",accuracy_vs_severity.png"
+                    : "");
   });
 }
 

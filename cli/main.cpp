@@ -1,5 +1,6 @@
 // ventral: one binary, one subcommand per job. Exit status: 0 success, 2 bad input or usage
-// (one "error: ..." line on stderr), 1 internal failure.
+// (one "error: ..." line on stderr), 1 internal failure; a training run that stops early
+// keeps its own status (3 diverged, 75 stopped on purpose, 130/143 SIGINT/SIGTERM).
 #include <c10/util/Exception.h>
 
 #include <iostream>
@@ -53,6 +54,9 @@ int main(int argc, char** argv) {
   } catch (const ventral::InputError& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
+  } catch (const ventral::StoppedError& e) {
+    std::cerr << e.what() << "\n";
+    return e.status();
   } catch (const c10::Error& e) {
     std::cerr << "internal error: " << e.what_without_backtrace() << "\n";
     return 1;

@@ -7,7 +7,7 @@
 #include "cli/commands.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
-#include "eval/perturb.hpp"
+#include "datasets/perturb.hpp"
 #include "eval/plot.hpp"
 
 namespace ventral::cli {

@@ -23,7 +23,7 @@ void add_train_command(CLI::App& app) {
   cmd->add_flag("--resume", args->resume, "continue the run in --run-dir from checkpoints/last.pt");
   cmd->footer(
       "Writes RUN_DIR/config.yaml, log.jsonl, metrics.csv, test.json and checkpoints/{last,best}.pt.\n"
-      "Exit status: 0 finished; 2 bad input; 1 loss became NaN/Inf; 130/143 interrupted by SIGINT/SIGTERM\n"
+      "Exit status: 0 finished; 2 bad input; 3 loss became NaN/Inf; 130/143 interrupted by SIGINT/SIGTERM\n"
       "(checkpoint saved); 75 stopped by train.stop_after_steps.");
   cmd->callback([args] {
     std::string config_path;

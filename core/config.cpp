@@ -18,10 +18,10 @@ constexpr double kBig = 1e300;
 const std::vector<KeySpec>& config_schema() {
   static const std::vector<KeySpec> schema = {
       {"seed", T::Int, "0", "seed for initialisation, splits, shuffling and augmentation", 0, 9.2e18},
-      {"threads", T::IntOrAuto, "auto", "compute threads (auto = all cores)", 1, 1024},
-      {"device", T::Choice, "auto", "where to run", -kBig, kBig, {"auto", "cpu", "cuda"}},
+      {"threads", T::IntOrAuto, "auto", "compute threads (auto = all cores)", 1, 1024, {}, false},
+      {"device", T::Choice, "auto", "where to run", -kBig, kBig, {"auto", "cpu", "cuda"}, false},
       {"memory_format", T::Choice, "auto", "tensor layout (auto: channels_last unless the model runs faster contiguous)",
-       -kBig, kBig, {"auto", "channels_last", "contiguous"}},
+       -kBig, kBig, {"auto", "channels_last", "contiguous"}, false},
 
       {"data.dataset", T::String, "fashion-mnist",
        "dataset SPEC: fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR, synthetic"},
@@ -35,8 +35,8 @@ const std::vector<KeySpec>& config_schema() {
       {"data.augment.crop_padding", T::Int, "0", "random crop after zero padding by this many pixels (0 = off)", 0, 256},
       {"data.augment.hflip", T::Bool, "false", "random horizontal flip with probability 1/2"},
       {"data.augment.erasing", T::Float, "0", "probability of random erasing (Zhong et al. 2017)", 0, 1},
-      {"data.loader_threads", T::IntOrAuto, "auto", "threads decoding/augmenting batches", 1, 256},
-      {"data.prefetch", T::Int, "2", "batches prepared ahead of the consumer", 1, 64},
+      {"data.loader_threads", T::IntOrAuto, "auto", "threads decoding/augmenting batches", 1, 256, {}, false},
+      {"data.prefetch", T::Int, "2", "batches prepared ahead of the consumer", 1, 64, {}, false},
 
       {"model.name", T::String, "resnet20", "registered model name (see `ventral models`)"},
       {"model.width", T::Int, "0", "base width (0 = the model's default)", 0, 4096},
@@ -52,7 +52,7 @@ const std::vector<KeySpec>& config_schema() {
 
       {"train.epochs", T::Int, "10", "training epochs", 1, 100000},
       {"train.batch_size", T::Int, "128", "images per batch", 1, 1 << 20},
-      {"train.eval_batch_size", T::Int, "500", "images per batch in validation and test", 1, 1 << 20},
+      {"train.eval_batch_size", T::Int, "500", "images per batch in validation and test", 1, 1 << 20, {}, false},
       {"train.optimizer", T::Choice, "sgd", "optimizer", -kBig, kBig, {"sgd", "adam", "adamw"}},
       {"train.lr", T::Float, "0.1", "peak learning rate", 0, 100},
       {"train.momentum", T::Float, "0.9", "SGD momentum", 0, 1},
@@ -71,11 +71,18 @@ const std::vector<KeySpec>& config_schema() {
       {"train.step_loss", T::Choice, "mean", "loss over a recurrent model's steps", -kBig, kBig,
        {"last", "mean", "weights"}},
       {"train.step_weights", T::FloatList, "[]", "step_loss=weights: one weight per step", 0, 1e6},
-      {"train.log_every", T::Int, "50", "log (and print, off a terminal) every this many steps", 1, 1 << 30},
+      {"train.log_every", T::Int, "50", "log (and print, off a terminal) every this many steps", 1, 1 << 30, {}, false},
       {"train.stop_after_steps", T::Int, "0",
-       "stop as if interrupted after this many optimizer steps (0 = off; tests resume)", 0, 1LL << 40},
+       "stop as if interrupted after this many optimizer steps (0 = off; tests resume)", 0, 1LL << 40, {}, false},
   };
   return schema;
+}
+
+std::vector<std::string> keys_not_affecting_training() {
+  std::vector<std::string> keys;
+  for (const auto& spec : config_schema())
+    if (!spec.affects_training) keys.push_back(spec.key);
+  return keys;
 }
 
 YAML::Node load_yaml_file(const std::string& path) {

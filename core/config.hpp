@@ -21,10 +21,17 @@ struct KeySpec {
   double min = -1e300;         ///< inclusive bounds for Int, Float, IntOrAuto and list items
   double max = 1e300;
   std::vector<std::string> choices;  ///< for Choice
+  /// Whether the key changes what a run learns. Keys that only change how fast it runs
+  /// (threads, loader threads, evaluation batch size, ...) are false: a run trained with other
+  /// values of them is still the same experiment (compare reuses it).
+  bool affects_training = true;
 };
 
 /// The schema of experiment configs (all sections: data, model, train, eval).
 const std::vector<KeySpec>& config_schema();
+
+/// The keys whose KeySpec::affects_training is false.
+std::vector<std::string> keys_not_affecting_training();
 
 /// Reads and parses a YAML file; InputError naming the file (and line) when it is missing or
 /// not valid YAML.

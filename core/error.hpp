@@ -13,6 +13,18 @@ class InputError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A job that stopped before finishing, on purpose or not: interrupted by SIGINT/SIGTERM,
+/// diverged, or stopped after train.stop_after_steps. The CLI prints the message on one line
+/// and exits with `status` (130/143, 3, 75; see `ventral train --help`).
+class StoppedError : public std::runtime_error {
+ public:
+  StoppedError(const std::string& message, int status) : std::runtime_error(message), status_(status) {}
+  int status() const { return status_; }
+
+ private:
+  int status_;
+};
+
 /// Throws InputError(message) when `condition` is false. Unlike assert, it stays in Release.
 inline void require(bool condition, const std::string& message) {
   if (!condition) throw InputError(message);

@@ -14,9 +14,17 @@ namespace ventral {
 
 namespace fs = std::filesystem;
 
+void make_directories(const std::string& path) {
+  std::error_code ec;
+  fs::create_directories(path, ec);
+  if (ec || !fs::is_directory(path))
+    throw InputError("cannot create the folder " + path + ": " +
+                     (ec ? ec.message() : std::string("a file of that name is in the way")));
+}
+
 void write_file_atomic(const std::string& path, const std::string& contents) {
   fs::path target(path);
-  if (target.has_parent_path()) fs::create_directories(target.parent_path());
+  if (target.has_parent_path()) make_directories(target.parent_path().string());
   std::string tmp = path + ".tmp." + std::to_string(std::random_device{}());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);

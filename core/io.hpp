@@ -7,6 +7,9 @@ namespace ventral {
 
 /// Writes `contents` to `path` via a temporary file in the same folder and a rename.
 void write_file_atomic(const std::string& path, const std::string& contents);
+/// Creates the folder `path` and its parents; InputError naming it, and why, when that is not
+/// possible (a file in the way, no permission, a read-only file system).
+void make_directories(const std::string& path);
 /// Reads a whole file; InputError naming the path when it cannot be opened.
 std::vector<unsigned char> read_file(const std::string& path);
 /// Reads a file, transparently inflating gzip (detected by its magic bytes). A corrupt gzip

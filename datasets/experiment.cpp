@@ -43,11 +43,12 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
 }
 
 LoaderOptions loader_options(const Config& cfg, const ExperimentData& data, bool training) {
+  if (!training) return evaluation_loader_options(cfg, data.mean, data.std);
   LoaderOptions o;
-  o.batch_size = cfg.get_int(training ? "train.batch_size" : "train.eval_batch_size");
-  o.shuffle = training;
-  o.drop_last = training;  // a final batch of one would break batch norm
-  o.augment = training;
+  o.batch_size = cfg.get_int("train.batch_size");
+  o.shuffle = true;
+  o.drop_last = true;  // a final batch of one would break batch norm
+  o.augment = true;
   o.augmentation.crop_padding = cfg.get_int("data.augment.crop_padding");
   o.augmentation.hflip = cfg.get_bool("data.augment.hflip");
   o.augmentation.erasing = cfg.get_float("data.augment.erasing");
@@ -56,6 +57,18 @@ LoaderOptions loader_options(const Config& cfg, const ExperimentData& data, bool
   o.threads = cfg.get_int_or_auto("data.loader_threads").value_or(std::max<int64_t>(1, available_cores() / 2));
   o.prefetch = cfg.get_int("data.prefetch");
   o.seed = static_cast<uint64_t>(cfg.get_int("seed"));
+  return o;
+}
+
+LoaderOptions evaluation_loader_options(const Config& cfg, const std::vector<double>& mean,
+                                        const std::vector<double>& std) {
+  LoaderOptions o;
+  o.batch_size = cfg.get_int("train.eval_batch_size");
+  o.shuffle = false;
+  o.mean = mean;
+  o.std = std;
+  o.threads = cfg.get_int_or_auto("data.loader_threads").value_or(std::max<int64_t>(1, available_cores() / 2));
+  o.prefetch = cfg.get_int("data.prefetch");
   return o;
 }
 

@@ -20,5 +20,10 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test = true);
 
 /// Loader options for training (shuffled, augmented, drop_last) or evaluation.
 LoaderOptions loader_options(const Config& cfg, const ExperimentData& data, bool training);
+/// Evaluation batches (the one copy: validation, test, `ventral eval`): unshuffled,
+/// unaugmented, train.eval_batch_size, data.loader_threads and data.prefetch, normalised with
+/// `mean` / `std`.
+LoaderOptions evaluation_loader_options(const Config& cfg, const std::vector<double>& mean,
+                                        const std::vector<double>& std);
 
 }  // namespace ventral

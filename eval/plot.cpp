@@ -9,7 +9,7 @@
 #include "core/error.hpp"
 #include "core/io.hpp"
 #include "datasets/dataset.hpp"
-#include "eval/perturb.hpp"
+#include "datasets/perturb.hpp"
 
 namespace ventral {
 

@@ -1,31 +1,15 @@
 #pragma once
-/// `ventral eval`: accuracy at every step, on clean images and under every perturbation and
-/// severity, with the metrics of REFERENCE.md, plots, early-exit analysis and feature export.
-#include <map>
-#include <memory>
+/// `ventral eval`: a trained run read out at every step, on clean images and under every
+/// perturbation and severity. load → sweep (predict) → summarize → write.
 #include <string>
 #include <vector>
 
-#include "core/config.hpp"
-#include "models/model.hpp"
+#include "datasets/dataset.hpp"
+#include "eval/summary.hpp"
+#include "eval/write.hpp"
+#include "inference/run.hpp"
 
 namespace ventral {
-
-/// A model's predicted class and its softmax confidence for every image (row) and evaluated
-/// step (column).
-struct Predictions {
-  std::vector<int64_t> steps;
-  std::vector<int64_t> pred;
-  std::vector<float> conf;
-  bool correct(size_t i, size_t k, const std::vector<int64_t>& labels) const {
-    return pred[i * steps.size() + k] == labels[i];
-  }
-};
-
-/// The reference model's predictions per condition, shared by the evaluations of one
-/// comparison (same images, perturbations and seed): the reference runs once per condition
-/// instead of once per compared model.
-using ReferenceCache = std::map<std::string, Predictions>;
 
 struct EvalOptions {
   std::string run_dir;
@@ -43,26 +27,32 @@ struct EvalOptions {
   bool features_full = false;   ///< full maps instead of global-average-pooled vectors
   int64_t limit = 0;            ///< evaluate the first N images only (0 = all)
   uint64_t seed = 0;            ///< perturbation seed (shared by every model evaluated)
-  /// Optional: reference predictions to reuse and to add to (see ReferenceCache).
-  std::shared_ptr<ReferenceCache> reference_cache;
 };
-
-/// A trained run ready to evaluate: its resolved config, model (eval mode) and class names.
-struct LoadedRun {
-  Config cfg;
-  ModelPtr model;
-  std::vector<std::string> classes;
-  std::vector<double> mean, std;
-  int64_t channels = 0, image_size = 0;
-  std::string name;
-};
-LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint = "");
 
 /// Parses "1:8" / "1,2,4,8" into sorted unique 1-based steps; InputError on bad text.
 std::vector<int64_t> parse_steps(const std::string& text);
+/// `text` parsed as steps, or 1..the run's trained step count when empty.
+std::vector<int64_t> steps_or_default(const std::string& text, const LoadedRun& run);
 
-/// Runs the evaluation and writes OUT/results.csv, summary.json, per_image.csv and the plots.
-/// Returns the output folder.
+/// The conditions of a perturbation spec ("" = none): clean first, each condition once.
+std::vector<Condition> parse_conditions(const std::string& perturb);
+
+/// The images a run is evaluated on: dataset `spec` (empty: the run's), `split` ("train" or
+/// "test"), the first `limit` images (0: all), labels mapped onto the run's classes.
+/// InputError when the images or classes do not fit the model.
+Dataset evaluation_data(const LoadedRun& run, const std::string& spec, const std::string& split, int64_t limit);
+
+/// The run's predictions on `data` under every condition (perturbations drawn with `seed`) at
+/// `steps`. Progress lines are labelled `label_prefix` + the condition.
+SweepResult sweep(LoadedRun& run, const Dataset& data, const std::vector<Condition>& conditions,
+                  const std::vector<int64_t>& steps, uint64_t seed, const std::string& label_prefix = "");
+
+/// Writes OUT/results.csv, per_image.csv, summary.json, early_exit.csv (when the summary has an
+/// early-exit table) and the figures.
+void write_evaluation(const std::string& out, const SweepResult& result, const Summary& summary,
+                      const EvalProvenance& provenance);
+
+/// Runs the evaluation the options describe and returns the output folder.
 std::string run_eval(const EvalOptions& options);
 
 }  // namespace ventral

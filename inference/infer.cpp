@@ -3,15 +3,9 @@
 namespace ventral {
 
 std::vector<torch::Tensor> infer(VisionModelImpl& model, const torch::Tensor& images, int64_t steps) {
-  const bool was_training = model.is_training();
-  if (was_training) model.eval();
-  std::vector<torch::Tensor> logits;
-  {
-    c10::InferenceMode guard;
-    logits = model.forward(images, steps);
-  }
-  if (was_training) model.train();
-  return logits;
+  EvalModeGuard eval(model);
+  c10::InferenceMode guard;
+  return model.forward(images, steps);
 }
 
 }  // namespace ventral

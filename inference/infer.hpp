@@ -7,6 +7,23 @@
 
 namespace ventral {
 
+/// Puts a module in eval mode for the guard's lifetime and then restores the mode it had.
+class EvalModeGuard {
+ public:
+  explicit EvalModeGuard(torch::nn::Module& module) : module_(module), was_training_(module.is_training()) {
+    if (was_training_) module_.eval();
+  }
+  ~EvalModeGuard() {
+    if (was_training_) module_.train();
+  }
+  EvalModeGuard(const EvalModeGuard&) = delete;
+  EvalModeGuard& operator=(const EvalModeGuard&) = delete;
+
+ private:
+  torch::nn::Module& module_;
+  bool was_training_;
+};
+
 /// Logits of `model` for `images` (already on the model's device and in its memory format,
 /// see VisionModelImpl::inputs) after `steps` steps: eval mode, no autograd
 /// (c10::InferenceMode, under which ResNets fold their batch norms into the convolutions).

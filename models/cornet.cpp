@@ -229,6 +229,7 @@ class CORnetSImpl : public VisionModelImpl {
     return {decoder(x)};
   }
   bool recurrent() const override { return true; }
+  bool unrolls() const override { return false; }  // V2/V4/IT repeat 2/4/2 times whatever `steps` says
   bool reads_out_every_step() const override { return false; }
   std::vector<std::string> areas() const override { return kAreas; }
   bool prefers_channels_last() const override { return false; }  // wide: NHWC measured slower

@@ -21,18 +21,6 @@ class Conv2dImpl : public torch::nn::Conv2dImpl {
 };
 TORCH_MODULE(Conv2d);
 
-class ConvTranspose2dImpl : public torch::nn::ConvTranspose2dImpl {
- public:
-  using torch::nn::ConvTranspose2dImpl::ConvTranspose2dImpl;
-  torch::Tensor forward(const torch::Tensor& x, at::IntArrayRef output_size) {
-    torch::Tensor y = torch::nn::ConvTranspose2dImpl::forward(x, output_size);
-    // Every input element is multiplied into Cout/groups × kh × kw outputs.
-    MacCounter::add(x.numel() / x.size(0) * (weight.numel() / weight.size(0)));
-    return y;
-  }
-};
-TORCH_MODULE(ConvTranspose2d);
-
 class LinearImpl : public torch::nn::LinearImpl {
  public:
   using torch::nn::LinearImpl::LinearImpl;

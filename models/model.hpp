@@ -24,6 +24,9 @@ class VisionModelImpl : public torch::nn::Module {
   virtual bool recurrent() const { return false; }
   /// The number of steps the model runs by default (and was built/trained for).
   virtual int64_t default_steps() const { return 1; }
+  /// Whether the `steps` passed to forward() changes the computation: false for feed-forward
+  /// models and for fixed unrolls (CORnet-S), which are read out once whatever is asked.
+  virtual bool unrolls() const { return recurrent(); }
   /// True when one forward pass yields a readout at every step.
   virtual bool reads_out_every_step() const { return true; }
   /// Names of the areas reported to the probe, bottom-up.

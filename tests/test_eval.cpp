@@ -6,11 +6,12 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
-#include "eval/compare.hpp"
+#include "datasets/perturb.hpp"
 #include "eval/metrics.hpp"
-#include "eval/perturb.hpp"
 #include "eval/plot.hpp"
+#include "eval/summary.hpp"
 #include "eval/sweep.hpp"
+#include "study/compare.hpp"
 #include "helpers.hpp"
 #include "train/trainer.hpp"
 
@@ -300,25 +301,23 @@ TEST(EvalEndToEnd, WritesEveryFileWithTheDocumentedColumns) {
   EXPECT_EQ(s2["clean_accuracy"].size(), 3u);
   EXPECT_TRUE(std::filesystem::exists(dir / "sheet.png"));
 
-  // `ventral compare` shares the reference's predictions: its own evaluation fills the cache
-  // (one entry per condition) and the compared model's evaluation reads the same numbers.
-  auto cache = std::make_shared<ReferenceCache>();
-  EvalOptions r;
-  r.run_dir = dir / "ff";
-  r.steps = o.steps;
-  r.perturb = o.perturb;
-  r.out = dir / "ff_eval";
-  r.reference_cache = cache;
-  run_eval(r);
-  EXPECT_EQ(cache->size(), 4u);
-  EvalOptions c = o;
-  c.exit_thresholds = {};
-  c.features = {};
-  c.out = dir / "cached_eval";
-  c.reference_cache = cache;
-  run_eval(c);
-  auto s3 = nlohmann::json::parse(read(dir / "cached_eval/summary.json"));
-  EXPECT_EQ(s3["reference"], summary["reference"]);
+  // `ventral compare` predicts the reference once, in its own sweep, and passes its readout to
+  // every other model's summary: the reference numbers equal those of `ventral eval
+  // --reference`, which predicts the reference itself.
+  LoadedRun blt = load_run(dir / "blt"), ff = load_run(dir / "ff");
+  Dataset images = evaluation_data(blt, "", "test", 0);
+  const auto conditions = parse_conditions(o.perturb);
+  SweepResult ff_sweep = sweep(ff, images, conditions, steps_or_default("", ff), o.seed);
+  SweepResult ff_readout = ff_sweep.at_step(ff_sweep.readout());
+  Summary study = summarize(sweep(blt, images, conditions, parse_steps(o.steps), o.seed), &ff_readout);
+  ASSERT_TRUE(study.reference.has_value());
+  EXPECT_DOUBLE_EQ(study.reference->clean_accuracy, summary["reference"]["clean_accuracy"].get<double>());
+  EXPECT_EQ(study.reference->challenge_images, summary["reference"]["challenge_images"].get<int64_t>());
+  EXPECT_DOUBLE_EQ(study.reference->mce, summary["reference"]["mce_all"].get<double>());
+  for (const auto& [family, ce] : study.reference->ce)
+    EXPECT_DOUBLE_EQ(ce, summary["reference"]["ce"][family].get<double>()) << family;
+  EXPECT_EQ(study.reference->mcnemar.at("block").at(2).model_only_correct,
+            summary["reference"]["mcnemar"]["block"]["2"]["model_only_correct"].get<int64_t>());
 
   auto bad = ventral::test::run_ventral("eval " + (dir / "blt") + " --perturb fog");
   EXPECT_EQ(bad.status, 2);

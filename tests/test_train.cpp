@@ -7,11 +7,11 @@
 #include "core/error.hpp"
 #include "core/text.hpp"
 #include "datasets/experiment.hpp"
-#include "eval/evaluate.hpp"
+#include "inference/evaluate.hpp"
 #include "eval/sweep.hpp"
 #include "helpers.hpp"
 #include "models/registry.hpp"
-#include "train/checkpoint.hpp"
+#include "inference/checkpoint.hpp"
 #include "train/schedule.hpp"
 #include "train/trainer.hpp"
 
@@ -304,7 +304,7 @@ TEST_P(EveryModelTrained, TrainerNumbersEqualFreshEvaluationsOfItsCheckpoints) {
     LoadedRun loaded = load_run(run, run + "/checkpoints/" + checkpoint);
     BatchLoader val(data.train, data.split.val, loader_options(saved, data, false));
     std::vector<int64_t> correct;
-    for (double a : evaluate(*loaded.model, val, loaded.model->default_steps(), torch::kCPU).accuracy)
+    for (double a : evaluate(*loaded.model, val, loaded.model->default_steps()).accuracy)
       correct.push_back(count(a, n_val));
     return correct;
   };

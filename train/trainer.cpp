@@ -7,14 +7,16 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/device.hpp"
 #include "core/error.hpp"
 #include "core/io.hpp"
 #include "core/progress.hpp"
 #include "core/text.hpp"
 #include "core/threads.hpp"
 #include "datasets/experiment.hpp"
+#include "inference/checkpoint.hpp"
+#include "inference/run_dir.hpp"
 #include "models/registry.hpp"
-#include "train/checkpoint.hpp"
 #include "train/schedule.hpp"
 
 namespace ventral {
@@ -84,21 +86,18 @@ std::string csv_header(const std::vector<int64_t>& steps) {
   return h + ",seconds\n";
 }
 
+// One JSON line appended to log.jsonl; a write that fails (disk full, file gone) is an error,
+// not a silently shorter log.
 void append_jsonl(const std::string& path, const nlohmann::json& j) {
   std::ofstream out(path, std::ios::app);
   out << j.dump() << "\n";
+  out.flush();
+  if (!out) throw InputError("cannot append to " + path + " (disk full?)");
 }
+
+std::string signal_name() { return g_signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted (SIGINT)"; }
 
 }  // namespace
-
-torch::Device resolve_device(const std::string& name) {
-  if (name == "cuda") {
-    require(torch::cuda::is_available(), "device: cuda was requested but this build of libtorch has no usable GPU");
-    return torch::kCUDA;
-  }
-  if (name == "auto" && torch::cuda::is_available()) return torch::kCUDA;
-  return torch::kCPU;
-}
 
 torch::Tensor step_loss(const std::vector<torch::Tensor>& logits, const torch::Tensor& labels, const std::string& mode,
                         const std::vector<double>& weights, double label_smoothing) {
@@ -119,181 +118,235 @@ torch::Tensor step_loss(const std::vector<torch::Tensor>& logits, const torch::T
   return sum;
 }
 
-TrainReport train(const Config& cfg_in, const std::string& run_dir, bool resume) {
-  Config cfg = cfg_in;
-  int64_t threads = configure_threads(cfg.get_int_or_auto("threads"));
-  torch::Device device = resolve_device(cfg.get_string("device"));
-  const std::string ckpt_dir = (fs::path(run_dir) / "checkpoints").string();
-  const std::string last_path = (fs::path(ckpt_dir) / "last.pt").string();
-  const std::string best_path = (fs::path(ckpt_dir) / "best.pt").string();
-  const std::string log_path = (fs::path(run_dir) / "log.jsonl").string();
-  if (!resume && fs::exists(last_path))
-    throw InputError(run_dir + " already holds a run (checkpoints/last.pt): add --resume to continue it or choose another --run-dir");
-  if (resume && !fs::exists(last_path))
-    throw InputError(run_dir + ": nothing to resume (no checkpoints/last.pt)");
+TrainOptions TrainOptions::from_config(const Config& cfg) {
+  TrainOptions o;
+  o.epochs = cfg.get_int("train.epochs");
+  o.batch_size = cfg.get_int("train.batch_size");
+  o.log_every = cfg.get_int("train.log_every");
+  o.stop_after_steps = cfg.get_int("train.stop_after_steps");
+  o.step_loss = cfg.get_string("train.step_loss");
+  o.step_weights = cfg.get_floats("train.step_weights");
+  o.label_smoothing = cfg.get_float("train.label_smoothing");
+  o.grad_clip = cfg.get_float("train.grad_clip");
+  o.memory_format = cfg.get_string("memory_format");
+  o.seed = static_cast<uint64_t>(cfg.get_int("seed"));
+  return o;
+}
 
-  torch::manual_seed(static_cast<uint64_t>(cfg.get_int("seed")));
-  ExperimentData data = load_experiment_data(cfg);
+namespace {
+
+/// One training run: set up from the config (or resumed from last.pt), then epoch after epoch
+/// of optimizer steps, validation and checkpoints, then the test.
+class Run {
+ public:
+  Run(const Config& cfg, const std::string& run_dir, bool resume)
+      : cfg_(cfg), dir_(run_dir), resume_(resume), o_(TrainOptions::from_config(cfg)) {}
+
+  TrainReport operator()() {
+    setup();
+    SignalGuard signals;
+    model_->train();
+    for (; state_.epoch < o_.epochs; ++state_.epoch, state_.step_in_epoch = 0) {
+      if (!train_epoch()) return report_;
+      if (!end_epoch()) return report_;
+    }
+    finish();
+    return report_;
+  }
+
+ private:
+  void setup();
+  bool train_epoch();  // false: stopped (signal, train.stop_after_steps, divergence)
+  bool end_epoch();    // false: a signal arrived during validation
+  void finish();
+  void stop(const std::string& why, bool saved);
+  std::string position() const {
+    return "epoch " + std::to_string(state_.epoch + 1) + ", step " + std::to_string(state_.step_in_epoch);
+  }
+
+  Config cfg_;
+  RunDir dir_;
+  bool resume_;
+  TrainOptions o_;
+  int64_t threads_ = 1;
+  torch::Device device_ = torch::kCPU;
+  ExperimentData data_;
+  ModelPtr model_;
+  int64_t steps_ = 1;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::unique_ptr<BatchLoader> train_loader_, val_loader_, test_loader_;
+  LrSchedule schedule_;
+  TrainState state_;
+  int64_t steps_at_start_ = 0;
+  // The epoch in progress.
+  double loss_sum_ = 0, lr_ = 0, epoch_seconds_ = 0;
+  int64_t correct_ = 0, seen_ = 0;
+  TrainReport report_;
+};
+
+void Run::setup() {
+  threads_ = configure_threads(cfg_.get_int_or_auto("threads"));
+  device_ = resolve_device(cfg_.get_string("device"));
+  if (!resume_ && dir_.started())
+    throw InputError(dir_.path() + " already holds a run (checkpoints/last.pt): add --resume to continue it or choose another --run-dir");
+  if (resume_ && !dir_.started()) throw InputError(dir_.path() + ": nothing to resume (no checkpoints/last.pt)");
+
+  torch::manual_seed(o_.seed);
+  data_ = load_experiment_data(cfg_);
   // Record the normalisation actually used, so evaluation reproduces it exactly.
   auto list = [](const std::vector<double>& v) {
     std::string s = "[";
     for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + format_number("%.17g", v[i]);
     return s + "]";
   };
-  if (!data.mean.empty()) {
-    cfg.set("data.mean=" + list(data.mean), "normalisation");
-    cfg.set("data.std=" + list(data.std), "normalisation");
+  if (!data_.mean.empty()) {
+    cfg_.set("data.mean=" + list(data_.mean), "normalisation");
+    cfg_.set("data.std=" + list(data_.std), "normalisation");
   }
 
-  ModelOptions mo = model_options(cfg, data.train.channels, static_cast<int64_t>(data.train.classes.size()),
-                                  data.train.height);
-  ModelPtr model = create_model(cfg.get_string("model.name"), mo);
-  model->to(device);
-  apply_memory_format(*model, cfg.get_string("memory_format"));
-  auto optimizer = make_optimizer(cfg, *model);
-  const int64_t steps = model->default_steps();
+  const InputShape input{data_.train.channels, data_.train.height};
+  ModelOptions mo = model_options(cfg_, input.channels, static_cast<int64_t>(data_.train.classes.size()), input.image_size);
+  model_ = create_model(cfg_.get_string("model.name"), mo);
+  model_->to(device_);
+  apply_memory_format(*model_, o_.memory_format);
+  optimizer_ = make_optimizer(cfg_, *model_);
+  steps_ = model_->default_steps();
 
-  BatchLoader train_loader(data.train, data.split.train, loader_options(cfg, data, true));
-  BatchLoader val_loader(data.train, data.split.val, loader_options(cfg, data, false));
-  BatchLoader test_loader(data.test, {}, loader_options(cfg, data, false));
-  const int64_t per_epoch = train_loader.batches_per_epoch();
-  require(per_epoch > 0, cfg.source() + ": train.batch_size " + std::to_string(cfg.get_int("train.batch_size")) +
-                             " exceeds the " + std::to_string(train_loader.size()) + " training images");
-  LrSchedule schedule = LrSchedule::from_config(cfg, per_epoch);
-  const int64_t epochs = cfg.get_int("train.epochs");
-  const std::vector<int64_t> val_steps = readout_steps(*model, steps);
+  train_loader_ = std::make_unique<BatchLoader>(data_.train, data_.split.train, loader_options(cfg_, data_, true));
+  val_loader_ = std::make_unique<BatchLoader>(data_.train, data_.split.val, loader_options(cfg_, data_, false));
+  test_loader_ = std::make_unique<BatchLoader>(data_.test, std::vector<int64_t>{}, loader_options(cfg_, data_, false));
+  const int64_t per_epoch = train_loader_->batches_per_epoch();
+  require(per_epoch > 0, cfg_.source() + ": train.batch_size " + std::to_string(o_.batch_size) + " exceeds the " +
+                             std::to_string(train_loader_->size()) + " training images");
+  schedule_ = LrSchedule::from_config(cfg_, per_epoch);
 
-  TrainState state;
-  fs::create_directories(ckpt_dir);
-  if (resume) {
-    state = load_checkpoint(last_path, *model, optimizer.get());
-    apply_memory_format(*model, cfg.get_string("memory_format"));  // the load adopted the saved layout
-    append_jsonl(log_path, {{"event", "resume"}, {"epoch", state.epoch}, {"global_step", state.global_step}});
+  make_directories(dir_.checkpoints());
+  if (resume_) {
+    state_ = load_checkpoint(dir_.last(), *model_, optimizer_.get());
+    apply_memory_format(*model_, o_.memory_format);  // the load adopted the saved layout
+    append_jsonl(dir_.log(), {{"event", "resume"}, {"epoch", state_.epoch}, {"global_step", state_.global_step}});
   } else {
-    state.metrics_csv = csv_header(val_steps);
-    write_file_atomic(log_path, "");
+    state_.metrics_csv = csv_header(readout_steps(*model_, steps_));
+    write_file_atomic(dir_.log(), "");
   }
-  cfg.save((fs::path(run_dir) / "config.yaml").string());
+  steps_at_start_ = state_.global_step;
+  cfg_.save(dir_.config());
   std::string classes;
-  for (const auto& c : data.train.classes) classes += c + "\n";
-  write_file_atomic((fs::path(run_dir) / "classes.txt").string(), classes);
+  for (const auto& c : data_.train.classes) classes += c + "\n";
+  write_file_atomic(dir_.classes(), classes);
+  dir_.write_input(input);
   std::fprintf(stderr, "train: %s on %s (%lld images, %lld per epoch), %lld parameters, %lld step(s), %lld threads, %s\n",
-               cfg.get_string("model.name").c_str(), data.train.name.c_str(), (long long)train_loader.size(),
-               (long long)per_epoch, (long long)count_parameters(*model), (long long)steps, (long long)threads,
-               device.str().c_str());
+               cfg_.get_string("model.name").c_str(), data_.train.name.c_str(), (long long)train_loader_->size(),
+               (long long)per_epoch, (long long)count_parameters(*model_), (long long)steps_, (long long)threads_,
+               device_.str().c_str());
+}
 
-  const std::string loss_mode = cfg.get_string("train.step_loss");
-  const std::vector<double> loss_weights = cfg.get_floats("train.step_weights");
-  const double smoothing = cfg.get_float("train.label_smoothing"), clip = cfg.get_float("train.grad_clip");
-  const int64_t log_every = cfg.get_int("train.log_every"), stop_after = cfg.get_int("train.stop_after_steps");
-  const int64_t steps_at_start = state.global_step;
-  SignalGuard signals;
-  TrainReport report;
+void Run::stop(const std::string& why, bool saved) {
+  if (!saved) save_checkpoint(dir_.last(), *model_, optimizer_.get(), state_);
+  report_.exit_status = g_signal == SIGTERM ? kExitSigterm : g_signal ? kExitSigint : kExitStoppedAfterSteps;
+  report_.message = why + " at " + position() + ": saved " + dir_.last() +
+                    " (continue with: ventral train --run-dir " + dir_.path() + " --resume)";
+  report_.train_seconds = state_.train_seconds;
+}
 
-  // Writes last.pt (unless `saved` says it is already on disk) and reports where it is.
-  auto interrupt = [&](const std::string& why, bool saved) {
-    if (!saved) save_checkpoint(last_path, *model, optimizer.get(), state);
-    report.exit_status = g_signal == SIGTERM ? kExitSigterm : g_signal ? kExitSigint : kExitStoppedAfterSteps;
-    report.message = why + " at epoch " + std::to_string(state.epoch + 1) + ", step " +
-                     std::to_string(state.step_in_epoch) + ": saved " + last_path +
-                     " (continue with: ventral train --run-dir " + run_dir + " --resume)";
-    report.train_seconds = state.train_seconds;
-    return report;
-  };
-  auto signal_name = [] { return std::string(g_signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted (SIGINT)"); };
-
-  model->train();
-  for (; state.epoch < epochs; ++state.epoch, state.step_in_epoch = 0) {
-    train_loader.start_epoch(state.epoch, state.step_in_epoch);
-    Progress progress("epoch " + std::to_string(state.epoch + 1) + "/" + std::to_string(epochs),
-                      (per_epoch - state.step_in_epoch) * cfg.get_int("train.batch_size"), "img", log_every);
-    double loss_sum = 0, lr = 0;
-    int64_t correct = 0, seen = 0;
-    auto t0 = std::chrono::steady_clock::now();
-    while (auto batch = train_loader.next()) {
-      lr = schedule.at(state.global_step);
-      for (auto& group : optimizer->param_groups()) group.options().set_lr(lr);
-      torch::Tensor images = model->inputs(batch->images.to(device)), labels = batch->labels.to(device);
-      auto logits = model->forward(images, steps);
-      torch::Tensor loss = step_loss(logits, labels, loss_mode, loss_weights, smoothing);
-      double loss_value = loss.item<double>();
-      if (!std::isfinite(loss_value)) {
-        report.exit_status = kExitDiverged;
-        report.message = "loss became " + std::string(std::isnan(loss_value) ? "NaN" : "Inf") + " at epoch " +
-                         std::to_string(state.epoch + 1) + ", step " + std::to_string(state.step_in_epoch + 1) +
-                         " (global step " + std::to_string(state.global_step + 1) + "); the last good checkpoint is " +
-                         (fs::exists(last_path) ? last_path : std::string("(none yet)")) +
-                         "; lower train.lr or set train.grad_clip";
-        return report;
-      }
-      optimizer->zero_grad();
-      loss.backward();
-      if (clip > 0) torch::nn::utils::clip_grad_norm_(model->parameters(), clip);
-      optimizer->step();
-      ++state.global_step;
-      ++state.step_in_epoch;
-      int64_t n = labels.size(0);
-      loss_sum += loss_value * n;
-      correct += logits.back().argmax(1).eq(labels).sum().item<int64_t>();
-      seen += n;
-      progress.update(n, "loss " + format_number("%.4f", loss_sum / seen) + " acc " + format_number("%.2f%%", 100.0 * correct / seen));
-      if (state.global_step % log_every == 0)
-        append_jsonl(log_path, {{"event", "step"}, {"epoch", state.epoch + 1}, {"step", state.step_in_epoch},
-                                {"global_step", state.global_step}, {"lr", lr}, {"loss", loss_sum / seen},
-                                {"acc", double(correct) / seen}, {"images_per_s", seen / progress.elapsed_seconds()}});
-      if (g_signal || (stop_after > 0 && state.global_step - steps_at_start >= stop_after)) {
-        state.train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (g_signal) return interrupt(signal_name(), false);
-        return interrupt("stopped after train.stop_after_steps=" + std::to_string(stop_after), false);
-      }
+bool Run::train_epoch() {
+  train_loader_->start_epoch(state_.epoch, state_.step_in_epoch);
+  const int64_t per_epoch = train_loader_->batches_per_epoch();
+  Progress progress("epoch " + std::to_string(state_.epoch + 1) + "/" + std::to_string(o_.epochs),
+                    (per_epoch - state_.step_in_epoch) * o_.batch_size, "img", o_.log_every);
+  loss_sum_ = 0, lr_ = 0, correct_ = 0, seen_ = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  while (auto batch = train_loader_->next()) {
+    lr_ = schedule_.at(state_.global_step);
+    for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr_);
+    torch::Tensor images = model_->inputs(batch->images.to(device_)), labels = batch->labels.to(device_);
+    auto logits = model_->forward(images, steps_);
+    torch::Tensor loss = step_loss(logits, labels, o_.step_loss, o_.step_weights, o_.label_smoothing);
+    double loss_value = loss.item<double>();
+    if (!std::isfinite(loss_value)) {
+      report_.exit_status = kExitDiverged;
+      report_.message = "loss became " + std::string(std::isnan(loss_value) ? "NaN" : "Inf") + " at epoch " +
+                        std::to_string(state_.epoch + 1) + ", step " + std::to_string(state_.step_in_epoch + 1) +
+                        " (global step " + std::to_string(state_.global_step + 1) + "); the last good checkpoint is " +
+                        (dir_.started() ? dir_.last() : std::string("(none yet)")) + "; lower train.lr or set train.grad_clip";
+      return false;
     }
-    double epoch_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    state.train_seconds += epoch_seconds;
-    progress.finish("loss " + format_number("%.4f", seen ? loss_sum / seen : 0) + " acc " +
-                    format_number("%.2f%%", seen ? 100.0 * correct / seen : 0));
-
-    StepMetrics val = val_loader.size() ? evaluate(*model, val_loader, steps, device) : StepMetrics{};
-    double val_acc = val.accuracy.empty() ? double(correct) / std::max<int64_t>(1, seen) : val.accuracy.back();
-    std::string row = std::to_string(state.epoch + 1) + "," + format_number("%.6g", lr) + "," +
-                      format_number("%.6f", seen ? loss_sum / seen : 0) + "," + format_number("%.6f", seen ? double(correct) / seen : 0) +
-                      "," + format_number("%.6f", val.loss.empty() ? NAN : val.loss.back());
-    for (size_t t = 0; t < val_steps.size(); ++t) row += "," + format_number("%.6f", t < val.accuracy.size() ? val.accuracy[t] : NAN);
-    row += "," + format_number("%.2f", epoch_seconds) + "\n";
-    state.metrics_csv += row;
-    std::string accs;
-    for (double a : val.accuracy) accs += format_number(" %.2f", 100 * a);
-    std::fprintf(stderr, "epoch %lld/%lld: val acc (%%) by step:%s\n", (long long)state.epoch + 1, (long long)epochs,
-                 accs.c_str());
-    append_jsonl(log_path, {{"event", "epoch"}, {"epoch", state.epoch + 1}, {"lr", lr},
-                            {"train_loss", seen ? loss_sum / seen : 0}, {"train_acc", seen ? double(correct) / seen : 0},
-                            {"val_steps", val.steps}, {"val_acc", val.accuracy}, {"val_loss", val.loss},
-                            {"seconds", epoch_seconds}});
-    TrainState next = state;
-    ++next.epoch;
-    next.step_in_epoch = 0;
-    if (val_acc > state.best_val) {
-      next.best_val = val_acc;
-      save_checkpoint(best_path, *model, optimizer.get(), next);
-    }
-    save_checkpoint(last_path, *model, optimizer.get(), next);
-    write_file_atomic((fs::path(run_dir) / "metrics.csv").string(), state.metrics_csv);
-    state.best_val = next.best_val;
-    if (g_signal) {
-      state = next;
-      return interrupt(signal_name(), true);
+    optimizer_->zero_grad();
+    loss.backward();
+    if (o_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), o_.grad_clip);
+    optimizer_->step();
+    ++state_.global_step;
+    ++state_.step_in_epoch;
+    int64_t n = labels.size(0);
+    loss_sum_ += loss_value * n;
+    correct_ += logits.back().argmax(1).eq(labels).sum().item<int64_t>();
+    seen_ += n;
+    progress.update(n, "loss " + format_number("%.4f", loss_sum_ / seen_) + " acc " + format_number("%.2f%%", 100.0 * correct_ / seen_));
+    if (state_.global_step % o_.log_every == 0)
+      append_jsonl(dir_.log(), {{"event", "step"}, {"epoch", state_.epoch + 1}, {"step", state_.step_in_epoch},
+                                {"global_step", state_.global_step}, {"lr", lr_}, {"loss", loss_sum_ / seen_},
+                                {"acc", double(correct_) / seen_}, {"images_per_s", seen_ / progress.elapsed_seconds()}});
+    if (g_signal || (o_.stop_after_steps > 0 && state_.global_step - steps_at_start_ >= o_.stop_after_steps)) {
+      state_.train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      stop(g_signal ? signal_name() : "stopped after train.stop_after_steps=" + std::to_string(o_.stop_after_steps), false);
+      return false;
     }
   }
-
-  report.test = evaluate(*model, test_loader, steps, device, "test");
-  report.finished = true;
-  report.train_seconds = state.train_seconds;
-  nlohmann::json test = {{"model", cfg.get_string("model.name")}, {"dataset", data.test.name},
-                         {"n", report.test.n}, {"steps", report.test.steps}, {"accuracy", report.test.accuracy},
-                         {"loss", report.test.loss}, {"params", count_parameters(*model)},
-                         {"train_seconds", state.train_seconds}, {"epochs", epochs}};
-  write_file_atomic((fs::path(run_dir) / "test.json").string(), test.dump(2) + "\n");
-  append_jsonl(log_path, {{"event", "test"}, {"steps", report.test.steps}, {"accuracy", report.test.accuracy}});
-  return report;
+  epoch_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  state_.train_seconds += epoch_seconds_;
+  progress.finish("loss " + format_number("%.4f", seen_ ? loss_sum_ / seen_ : 0) + " acc " +
+                  format_number("%.2f%%", seen_ ? 100.0 * correct_ / seen_ : 0));
+  return true;
 }
+
+bool Run::end_epoch() {
+  StepMetrics val = val_loader_->size() ? evaluate(*model_, *val_loader_, steps_) : StepMetrics{};
+  const double train_loss = seen_ ? loss_sum_ / seen_ : 0, train_acc = seen_ ? double(correct_) / seen_ : 0;
+  double val_acc = val.accuracy.empty() ? train_acc : val.accuracy.back();
+  const std::vector<int64_t> val_steps = readout_steps(*model_, steps_);
+  std::string row = std::to_string(state_.epoch + 1) + "," + format_number("%.6g", lr_) + "," +
+                    format_number("%.6f", train_loss) + "," + format_number("%.6f", train_acc) + "," +
+                    format_number("%.6f", val.loss.empty() ? NAN : val.loss.back());
+  for (size_t t = 0; t < val_steps.size(); ++t) row += "," + format_number("%.6f", t < val.accuracy.size() ? val.accuracy[t] : NAN);
+  row += "," + format_number("%.2f", epoch_seconds_) + "\n";
+  state_.metrics_csv += row;
+  std::string accs;
+  for (double a : val.accuracy) accs += format_number(" %.2f", 100 * a);
+  std::fprintf(stderr, "epoch %lld/%lld: val acc (%%) by step:%s\n", (long long)state_.epoch + 1, (long long)o_.epochs,
+               accs.c_str());
+  append_jsonl(dir_.log(), {{"event", "epoch"}, {"epoch", state_.epoch + 1}, {"lr", lr_}, {"train_loss", train_loss},
+                            {"train_acc", train_acc}, {"val_steps", val.steps}, {"val_acc", val.accuracy},
+                            {"val_loss", val.loss}, {"seconds", epoch_seconds_}});
+  TrainState next = state_;
+  ++next.epoch;
+  next.step_in_epoch = 0;
+  if (val_acc > state_.best_val) {
+    next.best_val = val_acc;
+    save_checkpoint(dir_.best(), *model_, optimizer_.get(), next);
+  }
+  save_checkpoint(dir_.last(), *model_, optimizer_.get(), next);
+  write_file_atomic(dir_.metrics(), state_.metrics_csv);
+  state_.best_val = next.best_val;
+  if (!g_signal) return true;
+  state_ = next;
+  stop(signal_name(), true);
+  return false;
+}
+
+void Run::finish() {
+  report_.test = evaluate(*model_, *test_loader_, steps_, "test");
+  report_.finished = true;
+  report_.train_seconds = state_.train_seconds;
+  nlohmann::json test = {{"model", cfg_.get_string("model.name")}, {"dataset", data_.test.name},
+                         {"n", report_.test.n}, {"steps", report_.test.steps}, {"accuracy", report_.test.accuracy},
+                         {"loss", report_.test.loss}, {"params", count_parameters(*model_)},
+                         {"train_seconds", state_.train_seconds}, {"epochs", o_.epochs}};
+  write_file_atomic(dir_.test(), test.dump(2) + "\n");
+  append_jsonl(dir_.log(), {{"event", "test"}, {"steps", report_.test.steps}, {"accuracy", report_.test.accuracy}});
+}
+
+}  // namespace
+
+TrainReport train(const Config& cfg, const std::string& run_dir, bool resume) { return Run(cfg, run_dir, resume)(); }
 
 }  // namespace ventral

@@ -3,12 +3,12 @@
 #include <string>
 
 #include "core/config.hpp"
-#include "eval/evaluate.hpp"
+#include "inference/evaluate.hpp"
 
 namespace ventral {
 
 /// Exit statuses of an interrupted or diverged run (the CLI returns them).
-constexpr int kExitDiverged = 1;
+constexpr int kExitDiverged = 3;  // not 1, which means an internal failure
 constexpr int kExitSigint = 130;
 constexpr int kExitSigterm = 143;
 constexpr int kExitStoppedAfterSteps = 75;
@@ -21,8 +21,21 @@ struct TrainReport {
   double train_seconds = 0;
 };
 
-/// Trains as `cfg` says into `run_dir` (config.yaml, log.jsonl, metrics.csv, test.json,
-/// checkpoints/last.pt, checkpoints/best.pt). With `resume`, continues from
+/// What the training loop reads from the config (train.* and a few top-level keys), typed once.
+/// The optimizer (make_optimizer), the schedule (LrSchedule::from_config), the data
+/// (load_experiment_data, loader_options) and the model (model_options) read their own keys.
+struct TrainOptions {
+  int64_t epochs = 10, batch_size = 128, log_every = 50, stop_after_steps = 0;
+  std::string step_loss = "mean";     ///< last | mean | weights
+  std::vector<double> step_weights;   ///< step_loss = weights
+  double label_smoothing = 0, grad_clip = 0;
+  std::string memory_format = "auto";
+  uint64_t seed = 0;
+  static TrainOptions from_config(const Config& cfg);
+};
+
+/// Trains as `cfg` says into `run_dir` (the RunDir layout: config.yaml, classes.txt,
+/// input.json, log.jsonl, metrics.csv, test.json, checkpoints/last.pt, checkpoints/best.pt). With `resume`, continues from
 /// checkpoints/last.pt and ends with exactly the weights an uninterrupted run would have.
 /// SIGINT/SIGTERM finish the current step, write last.pt and return; a NaN/Inf loss stops
 /// the run without overwriting the last good checkpoint.
@@ -32,8 +45,5 @@ TrainReport train(const Config& cfg, const std::string& run_dir, bool resume);
 /// (Σ_t w_t · CE_t, weights as given).
 torch::Tensor step_loss(const std::vector<torch::Tensor>& logits, const torch::Tensor& labels, const std::string& mode,
                         const std::vector<double>& weights, double label_smoothing);
-
-/// Resolves device: auto|cpu|cuda (InputError when cuda is asked for but absent).
-torch::Device resolve_device(const std::string& name);
 
 }  // namespace ventral

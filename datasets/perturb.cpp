@@ -1,4 +1,4 @@
-#include "eval/perturb.hpp"
+#include "datasets/perturb.hpp"
 
 #include <algorithm>
 #include <cmath>

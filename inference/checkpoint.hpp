@@ -19,8 +19,9 @@ struct TrainState {
 
 void save_checkpoint(const std::string& path, VisionModelImpl& model, torch::optim::Optimizer* optimizer,
                      const TrainState& state);
-/// Restores the model (and the optimizer when given); InputError naming the file when it is
-/// missing, corrupt, or was written for another model.
+/// Restores the model, and with an optimizer (resuming training) the optimizer and the global
+/// RNG state; InputError naming the file when it is missing, corrupt, or was written for
+/// another model.
 TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torch::optim::Optimizer* optimizer);
 
 }  // namespace ventral

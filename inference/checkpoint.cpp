@@ -1,4 +1,4 @@
-#include "train/checkpoint.hpp"
+#include "inference/checkpoint.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -66,8 +66,10 @@ TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torc
     c10::IValue csv;
     archive.read("metrics_csv", csv);
     s.metrics_csv = csv.toStringRef();
-    at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle to the global one
-    generator.set_state(read("rng_state"));
+    if (optimizer) {  // resuming training continues its random stream; evaluation leaves it alone
+      at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle to the global one
+      generator.set_state(read("rng_state"));
+    }
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
     throw InputError(path + ": not a loadable ventral checkpoint for this model (" + what.substr(0, what.find('\n')) + ")");

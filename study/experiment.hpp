@@ -1,9 +1,10 @@
 #pragma once
-/// `ventral compare`: train several models on one base config (reusing finished runs,
-/// resuming interrupted ones), evaluate them on the same steps and perturbations, and write a
-/// readable REPORT.md with tables, figures and a reading generated from the numbers.
+/// Experiment files for `ventral compare`: a base training config, the models to compare (each
+/// with its own recipe and overrides), the feed-forward reference and the evaluation sweep.
 #include <string>
 #include <vector>
+
+#include "core/config.hpp"
 
 namespace ventral {
 
@@ -32,7 +33,8 @@ struct Experiment {
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides = {},
                            const std::vector<std::string>& only = {});
 
-/// Runs the experiment into `out` and returns the path of REPORT.md.
-std::string run_compare(const Experiment& experiment, const std::string& out);
+/// A model's training config: its base (or the experiment's), then the experiment's overrides,
+/// then the model's own.
+Config model_config(const Experiment& experiment, const CompareModel& model);
 
 }  // namespace ventral

@@ -1,0 +1,91 @@
+#include "eval/features.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/error.hpp"
+#include "core/io.hpp"
+#include "inference/infer.hpp"
+
+namespace ventral {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+void write_npy(const std::string& path, const std::vector<float>& data, const std::vector<int64_t>& shape) {
+  std::string dims;
+  for (auto d : shape) dims += std::to_string(d) + ",";
+  if (shape.size() > 1) dims.pop_back();
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
+  size_t total = 10 + header.size() + 1;
+  header += std::string((64 - total % 64) % 64, ' ') + "\n";
+  std::string out = "\x93NUMPY";
+  out += '\x01';
+  out += '\x00';
+  uint16_t len = static_cast<uint16_t>(header.size());
+  out += static_cast<char>(len & 0xff);
+  out += static_cast<char>(len >> 8);
+  out += header;
+  out.append(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float));
+  write_file_atomic(path, out);
+}
+
+}  // namespace
+
+void check_feature_areas(const VisionModelImpl& model, const std::vector<std::string>& wanted) {
+  auto areas = model.areas();
+  for (const auto& a : wanted)
+    if (std::find(areas.begin(), areas.end(), a) == areas.end()) {
+      std::string valid;
+      for (const auto& v : areas) valid += (valid.empty() ? "" : ", ") + v;
+      throw InputError("--features: the model has no area '" + a + "' (areas: " + valid + ")");
+    }
+}
+
+void export_features(LoadedRun& run, const Dataset& data, int64_t steps, const FeatureOptions& o) {
+  check_feature_areas(*run.model, o.areas);
+  make_directories(o.out);
+  int64_t n = std::min<int64_t>(o.n, static_cast<int64_t>(data.size()));
+  std::vector<int64_t> first(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) first[i] = i;
+  Dataset subset = data.subset(first);
+  std::map<std::pair<std::string, int64_t>, std::vector<float>> store;
+  std::map<std::pair<std::string, int64_t>, std::vector<int64_t>> shapes;
+  std::set<std::string> wanted(o.areas.begin(), o.areas.end());
+  run.model->set_probe([&](const std::string& area, int64_t step, const torch::Tensor& act) {
+    if (!wanted.count(area)) return;
+    torch::Tensor v = (o.full ? act : act.mean({2, 3})).to(torch::kCPU, torch::kFloat32).contiguous();
+    auto& buf = store[{area, step + 1}];
+    buf.insert(buf.end(), v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
+    auto sh = v.sizes().vec();
+    sh[0] = 0;
+    shapes[{area, step + 1}] = sh;
+  });
+  BatchLoader loader(subset, {}, run.loader_options());
+  loader.start_epoch(0);
+  torch::Device device = run.model->parameters().front().device();
+  while (auto batch = loader.next()) infer(*run.model, run.model->inputs(batch->images.to(device)), steps);
+  run.model->set_probe(nullptr);
+  json index;
+  index["n"] = n;
+  index["labels"] = "labels.npy";
+  index["classes"] = run.classes;
+  index["pooled"] = !o.full;
+  std::vector<float> labels(subset.labels.begin(), subset.labels.end());
+  write_npy((fs::path(o.out) / "labels.npy").string(), labels, {n});
+  for (auto& [key, buf] : store) {
+    auto shape = shapes[key];
+    shape[0] = n;
+    std::string file = key.first + "_step" + std::to_string(key.second) + ".npy";
+    write_npy((fs::path(o.out) / file).string(), buf, shape);
+    index["files"].push_back({{"area", key.first}, {"step", key.second}, {"file", file}, {"shape", shape}});
+  }
+  write_file_atomic((fs::path(o.out) / "index.json").string(), index.dump(2) + "\n");
+}
+
+}  // namespace ventral

@@ -1,0 +1,28 @@
+#pragma once
+/// `ventral eval`'s files, written from the values: results.csv, per_image.csv, summary.json,
+/// early_exit.csv. Every file is written atomically.
+#include <string>
+
+#include "eval/summary.hpp"
+
+namespace ventral {
+
+/// Where an evaluation came from, recorded in summary.json.
+struct EvalProvenance {
+  std::string run, dataset;
+  int64_t params = 0;
+  bool recurrent = false;
+  uint64_t perturbation_seed = 0;
+  std::string reference_run;  ///< empty without a reference
+};
+
+/// `family,severity,step,accuracy,n,ci_low,ci_high,mean_confidence`, one row per condition and step.
+void write_results_csv(const std::string& path, const Summary& summary);
+/// `index,label,family,severity,pred_step<t>...`, one row per condition and image.
+void write_per_image_csv(const std::string& path, const SweepResult& result);
+/// Every metric of the summary as JSON (undefined values as null).
+void write_summary_json(const std::string& path, const Summary& summary, const EvalProvenance& provenance);
+/// `threshold,accuracy,mean_steps`.
+void write_early_exit_csv(const std::string& path, const Summary& summary);
+
+}  // namespace ventral

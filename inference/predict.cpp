@@ -1,0 +1,106 @@
+#include "inference/predict.hpp"
+
+#include <algorithm>
+
+#include "core/progress.hpp"
+#include "inference/infer.hpp"
+
+namespace ventral {
+
+std::vector<int64_t> readout_steps(const VisionModelImpl& model, int64_t steps) {
+  if (!model.unrolls()) return {model.default_steps()};
+  if (!model.reads_out_every_step()) return {steps};
+  std::vector<int64_t> s;
+  for (int64_t t = 1; t <= steps; ++t) s.push_back(t);
+  return s;
+}
+
+std::vector<int64_t> evaluated_steps(const VisionModelImpl& model, const std::vector<int64_t>& wanted) {
+  return model.unrolls() ? wanted : std::vector<int64_t>{model.default_steps()};
+}
+
+size_t headline_index(const std::vector<int64_t>& steps, int64_t trained_steps) {
+  auto it = std::find(steps.begin(), steps.end(), trained_steps);
+  return it != steps.end() ? static_cast<size_t>(it - steps.begin()) : steps.size() - 1;
+}
+
+double Predictions::accuracy(size_t k) const {
+  int64_t n = 0;
+  for (size_t i = 0; i < size(); ++i) n += correct(i, k);
+  return size() ? static_cast<double>(n) / static_cast<double>(size()) : 0.0;
+}
+
+Predictions Predictions::at_step(size_t k) const {
+  const size_t S = steps.size();
+  Predictions one;
+  one.steps = {steps.at(k)};
+  one.labels = labels;
+  one.loss_sum = {loss_sum.at(k)};
+  for (size_t i = 0; i < size(); ++i) {
+    one.pred.push_back(pred[i * S + k]);
+    one.conf.push_back(conf[i * S + k]);
+  }
+  return one;
+}
+
+Predictions predict(VisionModelImpl& model, BatchLoader& loader, const std::vector<int64_t>& wanted,
+                    const std::string& label) {
+  Predictions p;
+  p.steps = evaluated_steps(model, wanted);
+  const bool one_pass = model.unrolls() && model.reads_out_every_step();
+  const size_t S = p.steps.size(), N = static_cast<size_t>(loader.size());
+  p.pred.assign(N * S, -1);
+  p.conf.assign(N * S, 0.f);
+  p.labels.reserve(N);
+  p.loss_sum.assign(S, 0.0);
+  torch::Device device = model.parameters().front().device();
+  EvalModeGuard eval(model);
+  std::unique_ptr<Progress> progress;
+  if (!label.empty()) progress = std::make_unique<Progress>(label, static_cast<int64_t>(N), "img", 20);
+  c10::InferenceMode guard;
+  loader.start_epoch(0);
+  while (auto batch = loader.next()) {
+    torch::Tensor x = model.inputs(batch->images.to(device)), labels = batch->labels.to(device);
+    std::vector<torch::Tensor> per_step(S);
+    if (one_pass) {
+      auto logits = infer(model, x, p.steps.back());
+      for (size_t k = 0; k < S; ++k) per_step[k] = logits[p.steps[k] - 1];
+    } else {
+      for (size_t k = 0; k < S; ++k) per_step[k] = infer(model, x, p.steps[k]).back();
+    }
+    const size_t row0 = p.labels.size();
+    auto truth = batch->labels.contiguous();
+    p.labels.insert(p.labels.end(), truth.data_ptr<int64_t>(), truth.data_ptr<int64_t>() + truth.numel());
+    for (size_t k = 0; k < S; ++k) {
+      torch::Tensor logits = per_step[k].to(torch::kFloat32);
+      p.loss_sum[k] += torch::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).item<double>();
+      // The prediction is the argmax of the logits (as accuracy has always been counted), its
+      // confidence the softmax probability of that class.
+      torch::Tensor pred_t = logits.argmax(1);
+      torch::Tensor conf_t = torch::softmax(logits, 1).gather(1, pred_t.unsqueeze(1)).squeeze(1);
+      auto conf = conf_t.cpu().contiguous();
+      auto pred = pred_t.cpu().contiguous();
+      auto c = conf.accessor<float, 1>();
+      auto q = pred.accessor<int64_t, 1>();
+      for (int64_t b = 0; b < q.size(0); ++b) {
+        p.pred[(row0 + b) * S + k] = q[b];
+        p.conf[(row0 + b) * S + k] = c[b];
+      }
+    }
+    if (progress) progress->update(x.size(0));
+  }
+  if (progress) progress->finish();
+  return p;
+}
+
+Predictions predict(VisionModelImpl& model, const Dataset& images, const std::vector<int64_t>& wanted,
+                    const LoaderOptions& options, const std::string& label) {
+  LoaderOptions in_order = options;
+  in_order.shuffle = false;
+  in_order.augment = false;
+  in_order.drop_last = false;
+  BatchLoader loader(images, {}, in_order);
+  return predict(model, loader, wanted, label);
+}
+
+}  // namespace ventral

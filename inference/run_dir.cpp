@@ -1,0 +1,106 @@
+#include "inference/run_dir.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "core/io.hpp"
+#include "core/text.hpp"
+
+namespace ventral {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string read_text(const std::string& path) {
+  std::vector<unsigned char> bytes = read_file(path);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+json read_json(const std::string& path) {
+  try {
+    return json::parse(read_text(path));
+  } catch (const json::exception& e) {
+    throw InputError(path + ": not valid JSON (" + std::string(e.what()) + ")");
+  }
+}
+
+}  // namespace
+
+std::string RunDir::file(const std::string& name) const { return (fs::path(path_) / name).string(); }
+
+std::string RunDir::checkpoint(const std::string& which) const {
+  if (which.empty() || which == "last") return last();
+  if (which == "best") return best();
+  return which;
+}
+
+bool RunDir::holds_config() const { return fs::is_regular_file(config()); }
+bool RunDir::started() const { return fs::exists(last()); }
+bool RunDir::finished() const { return fs::exists(test()); }
+
+std::vector<std::string> RunDir::read_classes() const {
+  std::vector<std::string> classes;
+  std::ifstream in(this->classes());
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) classes.push_back(line);
+  if (classes.empty()) throw InputError(path_ + ": missing classes.txt (train the run with this version)");
+  return classes;
+}
+
+std::optional<InputShape> RunDir::read_input() const {
+  if (!fs::exists(input())) return std::nullopt;
+  json j = read_json(input());
+  try {
+    InputShape s{j.at("channels").get<int64_t>(), j.at("image_size").get<int64_t>()};
+    if (s.channels < 1 || s.image_size < 1) throw InputError(input() + ": channels and image_size must be positive");
+    return s;
+  } catch (const json::exception& e) {
+    throw InputError(input() + ": expected {\"channels\": C, \"image_size\": S} (" + std::string(e.what()) + ")");
+  }
+}
+
+void RunDir::write_input(const InputShape& shape) const {
+  write_file_atomic(input(), json{{"channels", shape.channels}, {"image_size", shape.image_size}}.dump(2) + "\n");
+}
+
+TestRecord RunDir::read_test() const {
+  json j = read_json(test());
+  try {
+    TestRecord t;
+    t.steps = j.at("steps").get<std::vector<int64_t>>();
+    t.accuracy = j.at("accuracy").get<std::vector<double>>();
+    t.loss = j.at("loss").get<std::vector<double>>();
+    t.n = j.at("n").get<int64_t>();
+    t.epochs = j.value("epochs", int64_t{0});
+    t.params = j.value("params", int64_t{0});
+    t.train_seconds = j.value("train_seconds", NAN);
+    return t;
+  } catch (const json::exception& e) {
+    throw InputError(test() + ": not a test.json written by ventral train (" + std::string(e.what()) + ")");
+  }
+}
+
+std::vector<std::pair<int64_t, double>> RunDir::read_validation_curve() const {
+  std::vector<std::pair<int64_t, double>> curve;
+  std::ifstream in(metrics());
+  std::string line;
+  std::getline(in, line);  // epoch,lr,train_loss,train_acc,val_loss,val_acc_step...,seconds
+  while (std::getline(in, line)) {
+    std::vector<std::string> c = split_csv_row(line);
+    if (c.size() < 3) continue;
+    try {
+      curve.emplace_back(std::stoll(c[0]), std::stod(c[c.size() - 2]));
+    } catch (const std::logic_error&) {
+      throw InputError(metrics() + ": malformed row '" + line + "'");
+    }
+  }
+  return curve;
+}
+
+}  // namespace ventral

@@ -1,0 +1,102 @@
+#include "study/compare.hpp"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "core/error.hpp"
+#include "core/io.hpp"
+#include "core/threads.hpp"
+#include "eval/sweep.hpp"
+#include "inference/run_dir.hpp"
+#include "models/registry.hpp"
+#include "study/report.hpp"
+#include "train/trainer.hpp"
+
+namespace ventral {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+RunDir run_of(const std::string& out, const CompareModel& m) { return RunDir((fs::path(out) / "runs" / m.name).string()); }
+
+// Trains (or resumes) a model's run unless it is finished. Interruptions and divergence keep
+// their exit status.
+void ensure_trained(const Experiment& x, const CompareModel& m, const RunDir& run) {
+  if (run.finished()) {
+    std::fprintf(stderr, "compare: %s already trained, reusing %s\n", m.name.c_str(), run.path().c_str());
+    return;
+  }
+  const bool resume = run.started();
+  Config cfg = resume ? Config::load(run.config()) : model_config(x, m);
+  std::fprintf(stderr, "compare: %s %s\n", resume ? "resuming" : "training", m.name.c_str());
+  TrainReport r = train(cfg, run.path(), resume);
+  if (!r.finished) throw StoppedError("compare: training " + m.name + " stopped: " + r.message, r.exit_status);
+}
+
+}  // namespace
+
+void check_reusable_runs(const Experiment& x, const std::string& out) {
+  for (const auto& m : x.models) {
+    RunDir run = run_of(out, m);
+    if (!run.holds_config()) continue;
+    Config wanted = model_config(x, m);
+    std::vector<std::string> ignore = keys_not_affecting_training();
+    for (const char* key : {"data.mean", "data.std"})  // empty: measured on the training split and saved
+      if (wanted.get_floats(key).empty()) ignore.push_back(key);
+    auto diff = Config::load(run.config()).differences(wanted, ignore);
+    if (diff.empty()) continue;
+    std::string keys;
+    for (const auto& d : diff) keys += (keys.empty() ? "" : ", ") + d;
+    throw InputError(run.config() + ": this run of " + m.name + " was trained with a different config than the experiment asks for (" +
+                     keys + "); move the run away to retrain it, or give the model another name");
+  }
+}
+
+std::string run_compare(const Experiment& x, const std::string& out) {
+  make_directories(out);
+  check_reusable_runs(x, out);
+  // The reference first: its predictions at its trained step count enter every other summary.
+  std::vector<CompareModel> order = x.models;
+  std::stable_partition(order.begin(), order.end(), [&](const CompareModel& m) { return m.name == x.reference; });
+  const std::vector<Condition> conditions = parse_conditions(x.perturb);
+  std::optional<SweepResult> reference;
+  std::vector<StudyEntry> entries;
+  for (const auto& m : order) {
+    RunDir dir = run_of(out, m);
+    ensure_trained(x, m, dir);
+    LoadedRun run = load_run(dir.path());
+    configure_threads(run.cfg.get_int_or_auto("threads"));
+    const std::string dataset = run.cfg.get_string("data.dataset") + "/test";
+    Dataset images = evaluation_data(run, "", "test", x.limit);
+    SweepResult result = sweep(run, images, conditions, steps_or_default(x.steps, run), x.seed);
+    // Paired statistics need the reference's predictions on the very same images.
+    if (reference && result.predictions.front().labels != reference->predictions.front().labels)
+      throw InputError("compare: " + m.name + " is evaluated on " + dataset + ", other images than the reference " +
+                       x.reference + "; compared models must share the test set");
+    if (m.name == x.reference) {
+      // Read out at its trained step count: from this sweep when it was evaluated there.
+      auto at = std::find(result.steps().begin(), result.steps().end(), result.trained_steps);
+      reference = at != result.steps().end() ? result.at_step(static_cast<size_t>(at - result.steps().begin()))
+                                            : sweep(run, images, conditions, {result.trained_steps}, x.seed, "reference ");
+    }
+    Summary summary = summarize(result, m.name == x.reference ? nullptr : &*reference);
+    EvalProvenance from{dir.path(), dataset, count_parameters(*run.model), run.model->recurrent(), x.seed,
+                        m.name == x.reference ? "" : run_of(out, order.front()).path()};
+    write_evaluation((fs::path(out) / "eval" / m.name).string(), result, summary, from);
+    TestRecord test = dir.read_test();
+    entries.push_back({m.name, summary.model, from.params, macs_per_step(*run.model, run.channels, run.image_size),
+                       run.cfg.get_int("train.epochs"), test.train_seconds, dir.read_validation_curve(), summary});
+  }
+  // The report lists the models in the experiment's order; its contact sheet shows the first
+  // model's test images.
+  std::vector<StudyEntry> ordered;
+  for (const auto& m : x.models)
+    for (auto& e : entries)
+      if (e.name == m.name) ordered.push_back(e);
+  LoadedRun first = load_run(run_of(out, x.models.front()).path());
+  Dataset test = load_dataset(first.cfg.get_string("data.dataset"), Split::Test, {first.channels, first.image_size});
+  return write_report(out, x, ordered, test, first.cfg.get_string("data.dataset") + "/test");
+}
+
+}  // namespace ventral

@@ -1,0 +1,125 @@
+#include "study/experiment.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "core/error.hpp"
+#include "datasets/perturb.hpp"
+#include "eval/sweep.hpp"
+#include "models/registry.hpp"
+
+namespace ventral {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string render_value(const YAML::Node& n) {
+  YAML::Emitter e;
+  e.SetSeqFormat(YAML::Flow);
+  e << n;
+  return e.c_str();
+}
+
+void check_keys(const YAML::Node& node, const std::vector<std::string>& valid, const std::string& where,
+                const std::string& path) {
+  for (const auto& item : node) {
+    std::string key = item.first.as<std::string>();
+    if (std::find(valid.begin(), valid.end(), key) == valid.end())
+      throw InputError(path + ": unknown key '" + where + key + "' (did you mean '" + where + closest(key, valid) + "'?)");
+  }
+}
+
+// Dotted-key overrides from a mapping {train.epochs: 2, model: {name: x}}.
+void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std::string>& out) {
+  for (const auto& item : node) {
+    std::string key = prefix.empty() ? item.first.as<std::string>() : prefix + "." + item.first.as<std::string>();
+    if (item.second.IsMap()) flatten(item.second, key, out);
+    else out.push_back(key + "=" + render_value(item.second));
+  }
+}
+
+}  // namespace
+
+Config model_config(const Experiment& x, const CompareModel& m) {
+  std::vector<std::string> all = x.overrides;
+  all.insert(all.end(), m.overrides.begin(), m.overrides.end());
+  return Config::load(m.base.empty() ? x.base : m.base, all);
+}
+
+Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides,
+                           const std::vector<std::string>& only) {
+  YAML::Node root = load_yaml_file(path);
+  if (!root.IsMap()) throw InputError(path + ": expected a mapping with base, models, reference, eval");
+  check_keys(root, {"base", "overrides", "models", "reference", "eval"}, "", path);
+  Experiment x;
+  x.path = path;
+  try {
+    if (!root["base"]) throw InputError(path + ": missing key 'base' (the training config every model starts from)");
+    x.base = (fs::path(path).parent_path() / root["base"].as<std::string>()).string();
+    if (root["overrides"]) flatten(root["overrides"], "", x.overrides);
+    std::vector<std::string> eval_overrides;
+    for (const auto& o : overrides) (o.rfind("eval.", 0) == 0 ? eval_overrides : x.overrides).push_back(o);
+    if (!root["models"] || !root["models"].IsSequence() || root["models"].size() == 0)
+      throw InputError(path + ": key 'models' must list the models to compare");
+    for (const auto& m : root["models"]) {
+      if (!m.IsMap()) throw InputError(path + ": each entry of 'models' needs a name (and optional config)");
+      check_keys(m, {"name", "base", "config"}, "models[].", path);
+      if (!m["name"]) throw InputError(path + ": a model entry has no 'name'");
+      CompareModel cm{m["name"].as<std::string>(), "", {"model.name=" + m["name"].as<std::string>()}};
+      if (m["base"]) cm.base = (fs::path(path).parent_path() / m["base"].as<std::string>()).string();
+      if (std::any_of(x.models.begin(), x.models.end(), [&](const CompareModel& o) { return o.name == cm.name; }))
+        throw InputError(path + ": model '" + cm.name + "' is listed twice (names label the runs: give each entry its own)");
+      if (m["config"]) {
+        if (!m["config"].IsMap()) throw InputError(path + ": models[" + cm.name + "].config must be a mapping of keys");
+        flatten(m["config"], "", cm.overrides);
+      }
+      x.models.push_back(cm);
+    }
+    for (const auto& name : only)
+      if (std::none_of(x.models.begin(), x.models.end(), [&](const CompareModel& m) { return m.name == name; }))
+        throw InputError(path + ": --models names '" + name + "', which the experiment does not list");
+    if (!only.empty())
+      x.models.erase(std::remove_if(x.models.begin(), x.models.end(),
+                                    [&](const CompareModel& m) {
+                                      return std::find(only.begin(), only.end(), m.name) == only.end();
+                                    }),
+                     x.models.end());
+    x.reference = root["reference"] ? root["reference"].as<std::string>() : x.models.front().name;
+    if (std::none_of(x.models.begin(), x.models.end(), [&](const CompareModel& m) { return m.name == x.reference; }))
+      throw InputError(path + ": reference '" + x.reference + "' is not one of the models");
+    if (root["eval"]) {
+      check_keys(root["eval"], {"steps", "perturb", "limit", "seed"}, "eval.", path);
+      if (root["eval"]["steps"]) x.steps = root["eval"]["steps"].as<std::string>();
+      if (root["eval"]["perturb"]) x.perturb = root["eval"]["perturb"].as<std::string>();
+      if (root["eval"]["limit"]) x.limit = root["eval"]["limit"].as<int64_t>();
+      if (root["eval"]["seed"]) x.seed = root["eval"]["seed"].as<uint64_t>();
+    }
+    for (const auto& o : eval_overrides) {
+      std::string key = o.substr(0, o.find('=')), value = o.substr(o.find('=') + 1);
+      if (key == "eval.steps") x.steps = value;
+      else if (key == "eval.perturb") x.perturb = value;
+      else if (key == "eval.limit" || key == "eval.seed") {
+        char* end = nullptr;
+        long long v = std::strtoll(value.c_str(), &end, 10);
+        if (value.empty() || *end || v < 0) throw InputError("compare: " + key + " must be a non-negative integer, got '" + value + "'");
+        if (key == "eval.limit") x.limit = v;
+        else x.seed = static_cast<uint64_t>(v);
+      }
+      else throw InputError("compare: unknown override '" + key + "' (eval keys: eval.steps, eval.perturb, eval.limit, eval.seed)");
+    }
+  } catch (const YAML::Exception& e) {
+    throw InputError(path + ": " + e.msg);
+  }
+  // Check everything before hours of training: configs, model names, steps, perturbations.
+  for (const auto& m : x.models) {
+    find_model(model_config(x, m).get_string("model.name"));
+  }
+  if (!x.steps.empty()) parse_steps(x.steps);
+  parse_perturbations(x.perturb);
+  return x;
+}
+
+}  // namespace ventral

@@ -7,23 +7,11 @@
 #include "cli/commands.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
+#include "datasets/image.hpp"
 #include "datasets/perturb.hpp"
 #include "eval/plot.hpp"
 
 namespace ventral::cli {
-
-namespace {
-
-cv::Mat to_bgr(const Dataset& d, const uint8_t* px) {
-  cv::Mat img(static_cast<int>(d.height), static_cast<int>(d.width), CV_8UC(static_cast<int>(d.channels)),
-              const_cast<uint8_t*>(px));
-  cv::Mat bgr;
-  if (d.channels == 1) cv::cvtColor(img, bgr, cv::COLOR_GRAY2BGR);
-  else cv::cvtColor(img, bgr, cv::COLOR_RGB2BGR);
-  return bgr;
-}
-
-}  // namespace
 
 void add_perturb_command(CLI::App& app) {
   struct Args {

@@ -57,4 +57,14 @@ void shuffle(Vec& v, Rng& rng) {
   }
 }
 
+/// The program's random streams, each Rng({seed, tag, ...}) with its own tag, so no two of them
+/// ever draw the same numbers. Perturbations use one tag per family (perturb.cpp's family_id).
+namespace stream {
+constexpr uint64_t kValidationSplit = 0x5e11;  ///< which training images are held out
+constexpr uint64_t kTrainSubset = 0x11317;     ///< data.max_train_images
+constexpr uint64_t kShuffle = 0x5b;            ///< the order of an epoch's batches
+constexpr uint64_t kAugment = 0xa116;          ///< crop, flip and erasing of one image in one epoch
+constexpr uint64_t kSynthetic = 0x5ca1ab1e;    ///< the synthetic dataset's images
+}  // namespace stream
+
 }  // namespace ventral

@@ -138,7 +138,7 @@ TrainValSplit split_train_val(const Dataset& data, double val_fraction, uint64_t
   std::vector<std::vector<int64_t>> by_class(data.classes.size());
   for (size_t i = 0; i < data.size(); ++i) by_class[data.labels[i]].push_back(static_cast<int64_t>(i));
   TrainValSplit s;
-  Rng rng({seed, 0x5e11ULL});
+  Rng rng({seed, stream::kValidationSplit});
   for (auto& idx : by_class) {
     shuffle(idx, rng);
     size_t n_val = static_cast<size_t>(std::llround(val_fraction * idx.size()));

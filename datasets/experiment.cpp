@@ -16,7 +16,7 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
   if (need_test) d.test = load_dataset(spec, Split::Test, load);
   d.split = split_train_val(d.train, cfg.get_float("data.val_fraction"), static_cast<uint64_t>(cfg.get_int("seed")));
   if (int64_t limit = cfg.get_int("data.max_train_images"); limit > 0 && static_cast<size_t>(limit) < d.split.train.size()) {
-    Rng rng({static_cast<uint64_t>(cfg.get_int("seed")), 0x11317ULL});
+    Rng rng({static_cast<uint64_t>(cfg.get_int("seed")), stream::kTrainSubset});
     shuffle(d.split.train, rng);
     d.split.train.resize(static_cast<size_t>(limit));
     std::sort(d.split.train.begin(), d.split.train.end());

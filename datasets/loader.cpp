@@ -9,7 +9,7 @@ namespace ventral {
 void render_sample(const Dataset& data, int64_t index, const LoaderOptions& o, int64_t epoch, float* out) {
   const int64_t H = data.height, W = data.width, C = data.channels;
   const uint8_t* src = data.image(index);
-  Rng rng({o.seed, 0xa116ULL, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index)});
+  Rng rng({o.seed, stream::kAugment, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index)});
   // Draw in a fixed order whether or not an augmentation is on, so switching one off does not
   // change the others' draws.
   int64_t pad = o.augment ? o.augmentation.crop_padding : 0;
@@ -83,7 +83,7 @@ void BatchLoader::start_epoch(int64_t epoch, int64_t first_batch) {
   epoch_ = epoch;
   order_ = indices_;
   if (options_.shuffle) {
-    Rng rng({options_.seed, 0x5bu, static_cast<uint64_t>(epoch)});
+    Rng rng({options_.seed, stream::kShuffle, static_cast<uint64_t>(epoch)});
     shuffle(order_, rng);
   }
   num_batches_ = batches_per_epoch();

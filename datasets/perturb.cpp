@@ -22,7 +22,7 @@ struct Table {
   double colour[5];
 };
 
-// REFERENCE.md, "Perturbations" (values for s = 1..5).
+// docs/reference.md, "Perturbations" (values for s = 1..5), with their sources.
 const std::map<std::string, Table>& tables() {
   static const std::map<std::string, Table> t = {
       {"block", {"occlusion", {.10, .20, .30, .40, .50}, {.10, .20, .30, .40, .50}}},

@@ -1,6 +1,6 @@
 #pragma once
 /// The perturbation library: occlusion and noise families with severities 0–5 (0 = clean),
-/// applied to uint8 images before normalisation. Parameters are REFERENCE.md's tables: the
+/// applied to uint8 images before normalisation. Parameters are docs/reference.md's tables: the
 /// gray table for 1-channel images (reference size 28 px), the colour table for 3-channel
 /// images (reference size 32 px). For other sizes the spatial parameters (bubble σ, debris
 /// fragment side, blur σ) scale with side / reference size; area fractions, counts, pixelate

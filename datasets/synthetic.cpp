@@ -59,7 +59,7 @@ Dataset make_synthetic(int64_t n, uint64_t seed) {
   d.classes = kShapes;
   d.pixels.resize(static_cast<size_t>(n) * d.image_bytes());
   for (int64_t i = 0; i < n; ++i) {
-    Rng rng({seed, 0x5ca1ab1e, static_cast<uint64_t>(i)});
+    Rng rng({seed, stream::kSynthetic, static_cast<uint64_t>(i)});
     int64_t cls = i % static_cast<int64_t>(kShapes.size());
     cv::Mat img(28, 28, CV_8UC1, d.image(i));
     img.setTo(cv::Scalar(0));

@@ -1,5 +1,5 @@
 #pragma once
-/// Metrics of REFERENCE.md: Wilson intervals, McNemar, Spearman, corruption accuracy and error
+/// Metrics of docs/reference.md: Wilson intervals, McNemar, Spearman, corruption accuracy and error
 /// (CA, mCA, CE, relative CE) and iterations to solution.
 #include <cstdint>
 #include <utility>

@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "core/io.hpp"
 #include "datasets/dataset.hpp"
+#include "datasets/image.hpp"
 #include "datasets/perturb.hpp"
 
 namespace ventral {
@@ -209,10 +210,7 @@ cv::Mat render_contact_sheet(const Dataset& data, const std::vector<Perturbation
       text(sheet, label, {6, y + cell / 2 + 5}, 0.45);
       for (int i = 0; i < n; ++i) {
         perturb_image(data, i, s.family, sev, seed, buf.data());
-        cv::Mat img(static_cast<int>(data.height), static_cast<int>(data.width), CV_8UC(static_cast<int>(data.channels)),
-                    buf.data());
-        cv::Mat bgr;
-        cv::cvtColor(img, bgr, data.channels == 1 ? cv::COLOR_GRAY2BGR : cv::COLOR_RGB2BGR);
+        cv::Mat bgr = to_bgr(data, buf.data());
         cv::resize(bgr, bgr, cv::Size(cell - 4, cell - 4), 0, 0, cv::INTER_NEAREST);
         bgr.copyTo(sheet(cv::Rect(label_w + i * cell + 2, y + 2, cell - 4, cell - 4)));
       }

@@ -1,4 +1,5 @@
 #include <filesystem>
+#include <set>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
@@ -45,7 +46,7 @@ std::string read(const std::string& path) {
 }  // namespace
 
 TEST(Perturb, TablesEqualReference) {
-  // REFERENCE.md, "Perturbations": gray (28 px) and colour (32 px) values for s = 1..5.
+  // docs/reference.md, "Perturbations": gray (28 px) and colour (32 px) values for s = 1..5.
   const std::map<std::string, std::pair<std::vector<double>, std::vector<double>>> ref = {
       {"block", {{.10, .20, .30, .40, .50}, {.10, .20, .30, .40, .50}}},
       {"bubbles", {{.60, .45, .35, .25, .15}, {.60, .45, .35, .25, .15}}},
@@ -299,6 +300,26 @@ TEST(EvalEndToEnd, WritesEveryFileWithTheDocumentedColumns) {
   auto s2 = nlohmann::json::parse(read(dir / "folder_eval/summary.json"));
   EXPECT_EQ(s2["n"], 25);
   EXPECT_EQ(s2["clean_accuracy"].size(), 3u);
+  {
+    // Image for image the same predictions as the in-memory perturbation (PNG is lossless).
+    // The folder lists images by class and file name, not by index: compare the multisets of
+    // (label, prediction at each step).
+    LoadedRun loaded = load_run(dir / "blt");
+    Dataset perturbed = perturb_dataset(load_dataset("synthetic:100", Split::Test), "block", 2, 0);
+    Predictions memory = predict(*loaded.model, perturbed, {1, 2, 3}, loaded.loader_options());
+    std::multiset<std::vector<int64_t>> in_memory, from_folder;
+    for (size_t i = 0; i < memory.size(); ++i)
+      in_memory.insert({memory.labels[i], memory.pred[i * 3], memory.pred[i * 3 + 1], memory.pred[i * 3 + 2]});
+    std::stringstream rows(read(dir / "folder_eval/per_image.csv"));
+    std::string line;
+    std::getline(rows, line);  // index,label,family,severity,pred_step1,pred_step2,pred_step3
+    while (std::getline(rows, line)) {
+      auto c = split_csv_row(line);
+      from_folder.insert({std::stoll(c[1]), std::stoll(c[4]), std::stoll(c[5]), std::stoll(c[6])});
+    }
+    EXPECT_EQ(from_folder.size(), 25u);
+    EXPECT_EQ(from_folder, in_memory);
+  }
   EXPECT_TRUE(std::filesystem::exists(dir / "sheet.png"));
 
   // `ventral compare` predicts the reference once, in its own sweep, and passes its readout to

@@ -5,6 +5,7 @@
 #include "core/error.hpp"
 #include "helpers.hpp"
 #include "inference/infer.hpp"
+#include "inference/predict.hpp"
 #include "models/registry.hpp"
 
 using namespace ventral;
@@ -168,6 +169,28 @@ TEST_P(EveryModel, InferenceMatchesThePlainEvalForwardBetweenRealTrainingSteps) 
     m->load(in);
     m->use_memory_format(format);
     check("after loading the round-1 weights");
+  }
+}
+
+// The readout rule trusts unrolls(): a model that says it does not unroll must give the same
+// logits whatever step count it is asked for (so one pass serves every requested step), and a
+// recurrent model that says it does must change with the step count.
+TEST_P(EveryModel, UnrollsTellsWhetherTheStepCountMatters) {
+  ModelPtr m = create_model(GetParam(), tiny());
+  m->eval();
+  torch::Tensor x = torch::randn({2, 1, 16, 16});
+  auto at = [&](int64_t steps) { return infer(*m, x, steps).back(); };
+  const std::vector<int64_t> wanted = {1, 2, 3, 4, 5, 6};
+  if (!m->unrolls()) {
+    EXPECT_TRUE(torch::equal(at(1), at(6))) << GetParam();
+    EXPECT_EQ(evaluated_steps(*m, wanted), (std::vector<int64_t>{m->default_steps()})) << GetParam();
+    EXPECT_EQ(readout_steps(*m, 6), (std::vector<int64_t>{m->default_steps()})) << GetParam();
+  } else {
+    EXPECT_TRUE(m->recurrent());
+    // Step 6: synchronous unrolls (CORnet-RT) need several steps before the image reaches IT.
+    EXPECT_FALSE(torch::allclose(at(1), at(6))) << GetParam();
+    EXPECT_EQ(evaluated_steps(*m, wanted), wanted) << GetParam();
+    EXPECT_EQ(readout_steps(*m, 3).back(), 3) << GetParam();
   }
 }
 

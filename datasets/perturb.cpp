@@ -1,6 +1,7 @@
 #include "datasets/perturb.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <thread>
@@ -15,41 +16,6 @@
 namespace ventral {
 
 namespace {
-
-struct Table {
-  std::string group;
-  double gray[5];
-  double colour[5];
-};
-
-// docs/reference.md, "Perturbations" (values for s = 1..5), with their sources.
-const std::map<std::string, Table>& tables() {
-  static const std::map<std::string, Table> t = {
-      {"block", {"occlusion", {.10, .20, .30, .40, .50}, {.10, .20, .30, .40, .50}}},
-      {"bubbles", {"occlusion", {.60, .45, .35, .25, .15}, {.60, .45, .35, .25, .15}}},
-      {"debris", {"occlusion", {5, 10, 20, 30, 50}, {5, 10, 20, 30, 50}}},
-      {"gaussian_noise", {"noise", {.08, .12, .18, .26, .38}, {.04, .06, .08, .09, .10}}},
-      {"shot_noise", {"noise", {60, 25, 12, 5, 3}, {500, 250, 100, 75, 50}}},
-      {"impulse_noise", {"noise", {.03, .06, .09, .17, .27}, {.01, .02, .03, .05, .07}}},
-      {"speckle_noise", {"noise", {.15, .20, .35, .45, .60}, {.06, .10, .12, .16, .20}}},
-      {"gaussian_blur", {"noise", {.4, .6, .7, .8, 1.0}, {.4, .6, .7, .8, 1.0}}},
-      {"contrast", {"noise", {.4, .3, .2, .1, .05}, {.75, .5, .4, .3, .15}}},
-      {"pixelate", {"noise", {.6, .5, .4, .3, .25}, {.95, .9, .85, .75, .65}}},
-      {"jpeg", {"noise", {25, 18, 15, 10, 7}, {80, 65, 58, 50, 40}}},
-  };
-  return t;
-}
-
-const Table& table(const std::string& family) {
-  auto it = tables().find(family);
-  if (it == tables().end()) {
-    std::string names;
-    for (const auto& f : perturbation_families()) names += (names.empty() ? "" : ", ") + f;
-    throw InputError("unknown perturbation '" + family + "' (did you mean '" +
-                     closest(family, perturbation_families()) + "'? valid: " + names + ")");
-  }
-  return it->second;
-}
 
 uint64_t family_id(const std::string& family) {
   uint64_t h = 1469598103934665603ULL;  // FNV-1a
@@ -103,105 +69,182 @@ cv::Mat as_mat(const Dataset& d, const uint8_t* px) {
 
 }  // namespace
 
-const std::vector<std::string>& perturbation_families() {
-  static const std::vector<std::string> f = {"block",          "bubbles",    "debris",        "gaussian_noise",
-                                             "shot_noise",     "impulse_noise", "speckle_noise", "gaussian_blur",
-                                             "contrast",       "pixelate",   "jpeg"};
+namespace {
+
+// What a family's apply() gets: the image, its severity's table value p and the random stream
+// of (seed, family, index), shared across severities.
+struct Target {
+  const Dataset& data;
+  int64_t index;
+  int severity;
+  uint64_t seed;
+  double p;
+  Rng& rng;
+  uint8_t* out;  // holds a copy of the clean image on entry
+  int H, W, C;
+  size_t n;
+  const uint8_t* src;
+};
+
+constexpr uint8_t kGray = 128;  // 0.5 after rounding 127.5 up
+
+void apply_block(const Target& t) {
+  // One gray square of the given area fraction; its relative position (u, v) is shared across
+  // severities, which makes the squares nested.
+  double u = t.rng.uniform(), v = t.rng.uniform();
+  int side = std::min({t.H, t.W, static_cast<int>(std::lround(std::sqrt(t.p * t.H * t.W)))});
+  int x0 = static_cast<int>(std::lround(u * (t.W - side))), y0 = static_cast<int>(std::lround(v * (t.H - side)));
+  for (int y = y0; y < y0 + side; ++y) std::fill_n(t.out + (static_cast<size_t>(y) * t.W + x0) * t.C, side * t.C, kGray);
+}
+
+void apply_bubbles(const Target& t) {
+  std::vector<double> vis = bubble_visibility(t.data, t.index, t.severity, t.seed);
+  for (size_t i = 0; i < vis.size(); ++i)
+    for (int c = 0; c < t.C; ++c)
+      t.out[i * t.C + c] = to_byte((vis[i] * t.src[i * t.C + c] + (1 - vis[i]) * kGray) / 255.0);
+}
+
+void apply_debris(const Target& t) {
+  for (const Fragment& f : debris_fragments(t.data, t.index, t.severity, t.seed)) {
+    const uint8_t* frag = t.data.image(f.source);
+    for (int y = 0; y < f.side; ++y)
+      std::copy_n(frag + (static_cast<size_t>(f.sy + y) * t.W + f.sx) * t.C, f.side * t.C,
+                  t.out + (static_cast<size_t>(f.dy + y) * t.W + f.dx) * t.C);
+  }
+}
+
+void apply_gaussian_noise(const Target& t) {
+  for (size_t i = 0; i < t.n; ++i) t.out[i] = to_byte(t.src[i] / 255.0 + t.p * t.rng.normal());
+}
+
+void apply_speckle_noise(const Target& t) {
+  for (size_t i = 0; i < t.n; ++i) {
+    double x = t.src[i] / 255.0;
+    t.out[i] = to_byte(x + x * t.p * t.rng.normal());
+  }
+}
+
+void apply_shot_noise(const Target& t) {
+  for (size_t i = 0; i < t.n; ++i) t.out[i] = to_byte(poisson_quantile(t.src[i] / 255.0 * t.p, t.rng.uniform()) / t.p);
+}
+
+void apply_impulse_noise(const Target& t) {
+  // Salt and pepper on a fraction p of the values; the same draws at every severity.
+  for (size_t i = 0; i < t.n; ++i) {
+    double u = t.rng.uniform();
+    bool salt = t.rng.uniform() < 0.5;
+    if (u < t.p) t.out[i] = salt ? 255 : 0;
+  }
+}
+
+// The OpenCV families: result from the clean image, copied over `out`.
+void store(const Target& t, cv::Mat result) {
+  if (!result.isContinuous()) result = result.clone();
+  std::copy_n(result.data, t.n, t.out);
+}
+
+void apply_gaussian_blur(const Target& t) {
+  const double side_scale = static_cast<double>(std::min(t.H, t.W)) / (t.C >= 3 ? 32.0 : 28.0);
+  cv::Mat result;
+  cv::GaussianBlur(as_mat(t.data, t.src), result, cv::Size(0, 0), t.p * side_scale, t.p * side_scale, cv::BORDER_REFLECT);
+  store(t, result);
+}
+
+void apply_contrast(const Target& t) {
+  cv::Mat result;
+  as_mat(t.data, t.src).convertTo(result, CV_64F, 1 / 255.0);
+  cv::Scalar mean = cv::mean(result);
+  cv::Mat centred = result - mean;
+  result = centred * t.p + mean;
+  result.convertTo(result, CV_8U, 255.0);
+  store(t, result);
+}
+
+void apply_pixelate(const Target& t) {
+  cv::Mat small, result;
+  cv::resize(as_mat(t.data, t.src), small,
+             cv::Size(std::max(1, static_cast<int>(t.W * t.p)), std::max(1, static_cast<int>(t.H * t.p))), 0, 0,
+             cv::INTER_AREA);
+  cv::resize(small, result, cv::Size(t.W, t.H), 0, 0, cv::INTER_NEAREST);
+  store(t, result);
+}
+
+void apply_jpeg(const Target& t) {
+  std::vector<unsigned char> buf;
+  cv::Mat in = as_mat(t.data, t.src), bgr = in, result;
+  if (t.C == 3) cv::cvtColor(in, bgr, cv::COLOR_RGB2BGR);
+  cv::imencode(".jpg", bgr, buf, {cv::IMWRITE_JPEG_QUALITY, static_cast<int>(t.p)});
+  result = cv::imdecode(buf, t.C == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
+  if (t.C == 3) cv::cvtColor(result, result, cv::COLOR_BGR2RGB);
+  store(t, result);
+}
+
+struct Family {
+  std::string name, group;
+  std::array<double, kMaxSeverity> gray, colour;  // docs/reference.md, "Perturbations"
+  void (*apply)(const Target&);
+};
+
+// Every family, occlusion first: its name, group, table values for severities 1..5 (gray
+// 28 px / colour 32 px; docs/reference.md, "Perturbations", with their sources) and how it is
+// applied. The one place a family is defined.
+const std::vector<Family>& families() {
+  static const std::vector<Family> f = {
+      {"block", "occlusion", {.10, .20, .30, .40, .50}, {.10, .20, .30, .40, .50}, apply_block},
+      {"bubbles", "occlusion", {.60, .45, .35, .25, .15}, {.60, .45, .35, .25, .15}, apply_bubbles},
+      {"debris", "occlusion", {5, 10, 20, 30, 50}, {5, 10, 20, 30, 50}, apply_debris},
+      {"gaussian_noise", "noise", {.08, .12, .18, .26, .38}, {.04, .06, .08, .09, .10}, apply_gaussian_noise},
+      {"shot_noise", "noise", {60, 25, 12, 5, 3}, {500, 250, 100, 75, 50}, apply_shot_noise},
+      {"impulse_noise", "noise", {.03, .06, .09, .17, .27}, {.01, .02, .03, .05, .07}, apply_impulse_noise},
+      {"speckle_noise", "noise", {.15, .20, .35, .45, .60}, {.06, .10, .12, .16, .20}, apply_speckle_noise},
+      {"gaussian_blur", "noise", {.4, .6, .7, .8, 1.0}, {.4, .6, .7, .8, 1.0}, apply_gaussian_blur},
+      {"contrast", "noise", {.4, .3, .2, .1, .05}, {.75, .5, .4, .3, .15}, apply_contrast},
+      {"pixelate", "noise", {.6, .5, .4, .3, .25}, {.95, .9, .85, .75, .65}, apply_pixelate},
+      {"jpeg", "noise", {25, 18, 15, 10, 7}, {80, 65, 58, 50, 40}, apply_jpeg},
+  };
   return f;
 }
 
-std::string perturbation_group(const std::string& family) { return table(family).group; }
-
-double perturbation_parameter(const std::string& family, int severity, bool colour) {
-  require(severity >= 1 && severity <= 5, "perturbation severity must be 1..5, got " + std::to_string(severity));
-  const Table& t = table(family);
-  return colour ? t.colour[severity - 1] : t.gray[severity - 1];
+const Family& family(const std::string& name) {
+  for (const auto& f : families())
+    if (f.name == name) return f;
+  std::string names;
+  for (const auto& f : perturbation_families()) names += (names.empty() ? "" : ", ") + f;
+  throw InputError("unknown perturbation '" + name + "' (did you mean '" + closest(name, perturbation_families()) +
+                   "'? valid: " + names + ")");
 }
 
-void perturb_image(const Dataset& data, int64_t index, const std::string& family, int severity, uint64_t seed,
+}  // namespace
+
+const std::vector<std::string>& perturbation_families() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const auto& f : families()) v.push_back(f.name);
+    return v;
+  }();
+  return names;
+}
+
+std::string perturbation_group(const std::string& name) { return family(name).group; }
+
+double perturbation_parameter(const std::string& name, int severity, bool colour) {
+  require(severity >= 1 && severity <= kMaxSeverity, "perturbation severity must be 1.." + std::to_string(kMaxSeverity) +
+                                                          ", got " + std::to_string(severity));
+  const Family& f = family(name);
+  return (colour ? f.colour : f.gray)[static_cast<size_t>(severity - 1)];
+}
+
+void perturb_image(const Dataset& data, int64_t index, const std::string& name, int severity, uint64_t seed,
                    uint8_t* out) {
-  const int H = static_cast<int>(data.height), W = static_cast<int>(data.width), C = static_cast<int>(data.channels);
   const size_t n = data.image_bytes();
   const uint8_t* src = data.image(index);
   std::copy_n(src, n, out);
+  const Family& f = family(name);
   if (severity == 0) return;
-  const bool colour = C >= 3;
-  const double p = perturbation_parameter(family, severity, colour);
-  const double side_scale = static_cast<double>(std::min(H, W)) / (colour ? 32.0 : 28.0);
-  Rng rng({seed, family_id(family), static_cast<uint64_t>(index)});
-  const uint8_t gray = 128;  // 0.5 after rounding 127.5 up
-
-  if (family == "block") {
-    // One gray square of the given area fraction; its relative position (u, v) is shared
-    // across severities, which makes the squares nested.
-    double u = rng.uniform(), v = rng.uniform();
-    int side = std::min({H, W, static_cast<int>(std::lround(std::sqrt(p * H * W)))});
-    int x0 = static_cast<int>(std::lround(u * (W - side))), y0 = static_cast<int>(std::lround(v * (H - side)));
-    for (int y = y0; y < y0 + side; ++y) std::fill_n(out + (static_cast<size_t>(y) * W + x0) * C, side * C, gray);
-    return;
-  }
-  if (family == "bubbles") {
-    std::vector<double> vis = bubble_visibility(data, index, severity, seed);
-    for (size_t i = 0; i < vis.size(); ++i)
-      for (int c = 0; c < C; ++c)
-        out[i * C + c] = to_byte((vis[i] * src[i * C + c] + (1 - vis[i]) * gray) / 255.0);
-    return;
-  }
-  if (family == "debris") {
-    for (const Fragment& f : debris_fragments(data, index, severity, seed)) {
-      const uint8_t* frag = data.image(f.source);
-      for (int y = 0; y < f.side; ++y)
-        std::copy_n(frag + (static_cast<size_t>(f.sy + y) * W + f.sx) * C, f.side * C,
-                    out + (static_cast<size_t>(f.dy + y) * W + f.dx) * C);
-    }
-    return;
-  }
-  if (family == "gaussian_noise" || family == "speckle_noise") {
-    for (size_t i = 0; i < n; ++i) {
-      double x = src[i] / 255.0, z = rng.normal();
-      out[i] = to_byte(family == "gaussian_noise" ? x + p * z : x + x * p * z);
-    }
-    return;
-  }
-  if (family == "shot_noise") {
-    for (size_t i = 0; i < n; ++i) out[i] = to_byte(poisson_quantile(src[i] / 255.0 * p, rng.uniform()) / p);
-    return;
-  }
-  if (family == "impulse_noise") {
-    // Salt and pepper on a fraction p of the values; the same draws at every severity.
-    for (size_t i = 0; i < n; ++i) {
-      double u = rng.uniform();
-      bool salt = rng.uniform() < 0.5;
-      if (u < p) out[i] = salt ? 255 : 0;
-    }
-    return;
-  }
-  cv::Mat in = as_mat(data, src), result;
-  if (family == "gaussian_blur") {
-    cv::GaussianBlur(in, result, cv::Size(0, 0), p * side_scale, p * side_scale, cv::BORDER_REFLECT);
-  } else if (family == "contrast") {
-    in.convertTo(result, CV_64F, 1 / 255.0);
-    cv::Scalar mean = cv::mean(result);
-    cv::Mat centred = result - mean;
-    result = centred * p + mean;
-    result.convertTo(result, CV_8U, 255.0);
-  } else if (family == "pixelate") {
-    cv::Mat small;
-    cv::resize(in, small, cv::Size(std::max(1, static_cast<int>(W * p)), std::max(1, static_cast<int>(H * p))), 0, 0,
-               cv::INTER_AREA);
-    cv::resize(small, result, cv::Size(W, H), 0, 0, cv::INTER_NEAREST);
-  } else if (family == "jpeg") {
-    std::vector<unsigned char> buf;
-    cv::Mat bgr = in;
-    if (C == 3) cv::cvtColor(in, bgr, cv::COLOR_RGB2BGR);
-    cv::imencode(".jpg", bgr, buf, {cv::IMWRITE_JPEG_QUALITY, static_cast<int>(p)});
-    result = cv::imdecode(buf, C == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
-    if (C == 3) cv::cvtColor(result, result, cv::COLOR_BGR2RGB);
-  } else {
-    table(family);  // throws for unknown names
-  }
-  if (!result.isContinuous()) result = result.clone();
-  std::copy_n(result.data, n, out);
+  const double p = perturbation_parameter(name, severity, data.channels >= 3);
+  Rng rng({seed, family_id(name), static_cast<uint64_t>(index)});
+  f.apply({data, index, severity, seed, p, rng, out, static_cast<int>(data.height), static_cast<int>(data.width),
+           static_cast<int>(data.channels), n, src});
 }
 
 std::vector<Fragment> debris_fragments(const Dataset& data, int64_t index, int severity, uint64_t seed) {
@@ -299,11 +342,19 @@ Dataset perturb_dataset(const Dataset& data, const std::string& family, int seve
   return out;
 }
 
+namespace {
+std::vector<int> all_severities() {
+  std::vector<int> s;
+  for (int v = 1; v <= kMaxSeverity; ++v) s.push_back(v);
+  return s;
+}
+}  // namespace
+
 std::vector<PerturbationSpec> parse_perturbations(const std::string& text) {
   std::vector<PerturbationSpec> specs;
   if (text.empty()) return specs;
   if (text == "all") {
-    for (const auto& f : perturbation_families()) specs.push_back({f, {1, 2, 3, 4, 5}});
+    for (const auto& f : perturbation_families()) specs.push_back({f, all_severities()});
     return specs;
   }
   // Items are separated by commas; a comma followed by a digit continues a severity list.
@@ -321,9 +372,9 @@ std::vector<PerturbationSpec> parse_perturbations(const std::string& text) {
   for (const auto& item : items) {
     auto colon = item.find(':');
     PerturbationSpec s{item.substr(0, colon), {}};
-    table(s.family);
+    family(s.family);  // an unknown name is an error naming the valid ones
     if (colon == std::string::npos) {
-      s.severities = {1, 2, 3, 4, 5};
+      s.severities = all_severities();
     } else {
       std::string list = item.substr(colon + 1);
       auto bad = [&] { return InputError("--perturb: bad severities in '" + item + "' (use e.g. block:1-5 or jpeg:2,4)"); };
@@ -334,7 +385,7 @@ std::vector<PerturbationSpec> parse_perturbations(const std::string& text) {
         auto dash = part.find('-');
         try {
           int a = std::stoi(part.substr(0, dash)), b = dash == std::string::npos ? a : std::stoi(part.substr(dash + 1));
-          if (a < 0 || b > 5 || a > b) throw bad();
+          if (a < 0 || b > kMaxSeverity || a > b) throw bad();
           for (int v = a; v <= b; ++v) s.severities.push_back(v);
         } catch (const std::logic_error&) {
           throw bad();

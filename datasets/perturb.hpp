@@ -16,6 +16,9 @@
 
 namespace ventral {
 
+/// Severities run from 0 (clean) to kMaxSeverity.
+constexpr int kMaxSeverity = 5;
+
 /// Every family, occlusion first: block, bubbles, debris, gaussian_noise, shot_noise,
 /// impulse_noise, speckle_noise, gaussian_blur, contrast, pixelate, jpeg.
 const std::vector<std::string>& perturbation_families();

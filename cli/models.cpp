@@ -37,7 +37,7 @@ void add_models_command(CLI::App& app) {
       if (args->json) {
         all.push_back({{"name", e.name}, {"family", e.family}, {"params", params}, {"macs_per_step", macs},
                        {"recurrent", m->recurrent()}, {"default_steps", m->default_steps()},
-                       {"description", e.description}});
+                       {"description", e.description}, {"options", e.options}});
       } else {
         std::printf("%-18s %-14s %12lld %14lld %9s %6lld  %s\n", e.name.c_str(), e.family.c_str(),
                     (long long)params, (long long)macs, m->recurrent() ? "yes" : "no",

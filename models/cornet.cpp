@@ -244,13 +244,15 @@ class CORnetSImpl : public VisionModelImpl {
 
 void register_cornet_models(ModelRegistry& registry) {
   registry.add({"cornet_z", "cornet", "CORnet-Z: conv-ReLU-pool areas, feed-forward",
-                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<CORnetZImpl>(o); }});
+                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<CORnetZImpl>(o); }, {}});
   registry.add({"cornet_r", "cornet", "CORnet-R: recurrent areas, sequential, times = 5",
-                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<CORnetRImpl>(o, false); }});
+                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<CORnetRImpl>(o, false); },
+                {"model.steps"}});
   registry.add({"cornet_rt", "cornet", "CORnet-RT: recurrent areas, synchronous (biological) unrolling, times = 5",
-                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<CORnetRImpl>(o, true); }});
+                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<CORnetRImpl>(o, true); },
+                {"model.steps"}});
   registry.add({"cornet_s", "cornet", "CORnet-S: bottleneck areas repeated 2/4/2 times with per-step BN",
-                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<CORnetSImpl>(o); }});
+                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<CORnetSImpl>(o); }, {}});
 }
 
 }  // namespace ventral

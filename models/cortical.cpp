@@ -186,15 +186,24 @@ void register_cortical_models(ModelRegistry& registry) {
                         Variant{"cortical_blt", "BLT", "bottom-up + lateral + top-down"},
                         Variant{"cortical_blt_plus", "BLT+", "BLT + long-range feedback IT→V1"}}) {
     std::string connections = v.connections;
+    // The feed-forward B has one step: unrolling options would mean nothing to it.
+    std::vector<std::string> options = {"model.width"};
+    if (connections != "B")
+      options.insert(options.end(), {"model.steps", "model.unroll", "model.input_every_step", "model.cumulative_readout"});
     registry.add({v.name, "cortical", std::string("V1-V2-V4-IT network, ") + v.text,
                   [connections](const ModelOptions& o) -> ModelPtr {
                     return std::make_shared<CorticalNetImpl>(base_spec(o, connections));
-                  }});
+                  },
+                  options});
   }
+  // The controls match the parameters of BLT at model.width and model.steps (BLT's per-step
+  // batch norms grow with the steps).
   registry.add({"cortical_b_k", "controls", "feed-forward control: larger kernels, parameters matched to BLT",
-                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<CorticalNetImpl>(larger_kernels(o)); }});
+                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<CorticalNetImpl>(larger_kernels(o)); },
+                {"model.width", "model.steps"}});
   registry.add({"cortical_b_f", "controls", "feed-forward control: more feature maps, parameters matched to BLT",
-                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<CorticalNetImpl>(more_features(o)); }});
+                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<CorticalNetImpl>(more_features(o)); },
+                {"model.width", "model.steps"}});
 }
 
 }  // namespace ventral

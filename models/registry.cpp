@@ -1,5 +1,6 @@
 #include "models/registry.hpp"
 
+#include <algorithm>
 #include <set>
 
 #include "core/config.hpp"
@@ -69,6 +70,22 @@ void apply_memory_format(VisionModelImpl& model, const std::string& setting) {
           "memory_format must be auto, channels_last or contiguous, got '" + setting + "'");
   bool nhwc = setting == "channels_last" || (setting == "auto" && model.prefers_channels_last());
   model.use_memory_format(nhwc ? c10::MemoryFormat::ChannelsLast : c10::MemoryFormat::Contiguous);
+}
+
+void check_model_options(const Config& cfg) {
+  const std::string name = cfg.get_string("model.name");
+  const ModelEntry& entry = find_model(name);
+  static const Config defaults;
+  for (const std::string& changed : cfg.differences(defaults)) {
+    std::string key = changed.substr(0, changed.find(':'));
+    if (key.rfind("model.", 0) != 0 || key == "model.name") continue;
+    if (std::find(entry.options.begin(), entry.options.end(), key) != entry.options.end()) continue;
+    std::string reads;
+    for (const auto& k : entry.options) reads += (reads.empty() ? "" : ", ") + k;
+    throw InputError(cfg.source() + ": key '" + key + "' has no effect on " + name + ", which would ignore it (" + name +
+                     " reads " + (reads.empty() ? std::string("no model options") : reads) +
+                     "); remove the key or set it back to its default");
+  }
 }
 
 ModelOptions model_options(const Config& cfg, int64_t in_channels, int64_t num_classes, int64_t image_size) {

@@ -7,8 +7,9 @@
 
 namespace ventral {
 
-/// Options every factory understands; a family ignores what does not apply to it.
-/// 0 / "default" select the family's default.
+/// Options every factory receives; each registry entry lists the ones it reads
+/// (ModelEntry::options) and model_options() refuses the others. 0 / "default" select the
+/// family's default.
 struct ModelOptions {
   int64_t in_channels = 1;
   int64_t num_classes = 10;
@@ -27,6 +28,9 @@ struct ModelEntry {
   std::string family;
   std::string description;
   std::function<ModelPtr(const ModelOptions&)> make;
+  /// The model.* options (besides model.name) this entry's factory reads. A config that sets
+  /// any other model option for it is refused: the value would be silently ignored.
+  std::vector<std::string> options;
 };
 
 class ModelRegistry {
@@ -39,6 +43,10 @@ class ModelRegistry {
 };
 
 class Config;
+/// InputError naming the config and the key when it sets a model option that model.name does
+/// not read (ModelEntry::options): the value would be silently ignored. Training and compare
+/// check this before anything runs; evaluation does not (a run is rebuilt as it was trained).
+void check_model_options(const Config& cfg);
 /// The model.* keys of a config, for data of `in_channels` × `image_size`² and `num_classes`.
 ModelOptions model_options(const Config& cfg, int64_t in_channels, int64_t num_classes, int64_t image_size);
 

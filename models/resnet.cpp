@@ -167,7 +167,8 @@ void register_resnet_models(ModelRegistry& registry) {
                   [n](const ModelOptions& o) -> ModelPtr {
                     int64_t w = o.width ? o.width : 16;
                     return std::make_shared<ResNetImpl>(ResNetSpec{false, {n, n, n}, {w, 2 * w, 4 * w}, true}, o);
-                  }});
+                  },
+                  {"model.width", "model.shortcut"}});
   }
   struct Imagenet {
     const char* name;
@@ -182,7 +183,8 @@ void register_resnet_models(ModelRegistry& registry) {
                     int64_t w = o.width ? o.width : 64;
                     return std::make_shared<ResNetImpl>(
                         ResNetSpec{m.bottleneck, m.blocks, {w, 2 * w, 4 * w, 8 * w}, false}, o);
-                  }});
+                  },
+                  {"model.width", "model.stem"}});
   }
 }
 

@@ -73,10 +73,12 @@ class SharedResNetImpl : public VisionModelImpl {
 void register_shared_resnet_models(ModelRegistry& registry) {
   registry.add({"shared_resnet", "shared_resnet",
                 "weight-shared ResNet (Liao & Poggio 2016): one block per stage unrolled n times, 16/32/64",
-                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<SharedResNetImpl>(o, false); }});
+                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<SharedResNetImpl>(o, false); },
+                {"model.width", "model.steps"}});
   registry.add({"shared_resnet_all", "shared_resnet",
                 "weight-shared ResNet with one block shared across all three stages (width 48)",
-                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<SharedResNetImpl>(o, true); }});
+                [](const ModelOptions& o) -> ModelPtr { return std::make_shared<SharedResNetImpl>(o, true); },
+                {"model.width", "model.steps"}});
 }
 
 }  // namespace ventral

@@ -114,9 +114,7 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     throw InputError(path + ": " + e.msg);
   }
   // Check everything before hours of training: configs, model names, steps, perturbations.
-  for (const auto& m : x.models) {
-    find_model(model_config(x, m).get_string("model.name"));
-  }
+  for (const auto& m : x.models) check_model_options(model_config(x, m));
   if (!x.steps.empty()) parse_steps(x.steps);
   parse_perturbations(x.perturb);
   return x;

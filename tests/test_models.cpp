@@ -2,6 +2,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/config.hpp"
 #include "core/error.hpp"
 #include "helpers.hpp"
 #include "inference/infer.hpp"
@@ -371,6 +372,29 @@ TEST_F(Seeded, ControlsMatchBltWithinTenPercent) {
       EXPECT_FALSE(create_model(control, o)->recurrent());
     }
   }
+}
+
+TEST_F(Seeded, AModelOptionTheModelWouldIgnoreIsRefused) {
+  auto check = [](std::vector<std::string> overrides) {
+    return ventral::test::error_text<InputError>([&] { check_model_options(Config::load("", overrides)); });
+  };
+  EXPECT_EQ(check({"model.name=cortical_blt", "model.steps=6", "model.unroll=synchronous"}), "<no error>");
+  EXPECT_EQ(check({"model.name=resnet20", "model.shortcut=A", "model.width=8"}), "<no error>");
+  EXPECT_EQ(check({"model.name=cortical_b_f", "model.steps=6"}), "<no error>");  // matched to BLT at 6 steps
+  std::string e = check({"model.name=cornet_z", "model.width=32"});
+  EXPECT_NE(e.find("key 'model.width' has no effect on cornet_z"), std::string::npos) << e;
+  EXPECT_NE(e.find("reads no model options"), std::string::npos) << e;
+  e = check({"model.name=cortical_b", "model.steps=4"});
+  EXPECT_NE(e.find("key 'model.steps' has no effect on cortical_b"), std::string::npos) << e;
+  e = check({"model.name=cortical_blt", "model.shortcut=A"});
+  EXPECT_NE(e.find("cortical_blt reads model.width, model.steps, model.unroll"), std::string::npos) << e;
+  EXPECT_NE(check({"model.name=resnet20", "model.steps=3"}), "<no error>");
+  // Every option a registry entry claims is a real config key.
+  for (const auto& entry : model_registry().entries())
+    for (const auto& key : entry.options)
+      EXPECT_TRUE(std::any_of(config_schema().begin(), config_schema().end(),
+                              [&](const KeySpec& k) { return k.key == key; }))
+          << entry.name << " " << key;
 }
 
 TEST_F(Seeded, UnknownModelListsTheValidNames) {

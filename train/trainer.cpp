@@ -191,6 +191,7 @@ void Run::setup() {
     throw InputError(dir_.path() + " already holds a run (checkpoints/last.pt): add --resume to continue it or choose another --run-dir");
   if (resume_ && !dir_.started()) throw InputError(dir_.path() + ": nothing to resume (no checkpoints/last.pt)");
 
+  check_model_options(cfg_);
   torch::manual_seed(o_.seed);
   data_ = load_experiment_data(cfg_);
   // Record the normalisation actually used, so evaluation reproduces it exactly.

@@ -339,13 +339,17 @@ std::string Config::dump() const {
   return std::string(e.c_str()) + "\n";
 }
 
-std::vector<std::string> Config::differences(const Config& other, const std::vector<std::string>& ignore) const {
-  auto text = [](const YAML::Node& n) {
-    YAML::Emitter e;
-    e.SetSeqFormat(YAML::Flow);
-    e << n;
-    return std::string(e.c_str());
-  };
+namespace {
+std::string flow_text(const YAML::Node& n) {
+  YAML::Emitter e;
+  e.SetSeqFormat(YAML::Flow);
+  e << n;
+  return std::string(e.c_str());
+}
+}  // namespace
+
+std::vector<std::string> Config::differing_keys(const Config& other, const std::vector<std::string>& ignore) const {
+  auto text = flow_text;
   // Numbers compare by value (5e-4 equals 0.0005), everything else by its text.
   std::function<bool(const YAML::Node&, const YAML::Node&)> same = [&](const YAML::Node& a, const YAML::Node& b) {
     if (a.IsSequence() && b.IsSequence()) {
@@ -363,9 +367,15 @@ std::vector<std::string> Config::differences(const Config& other, const std::vec
   for (size_t i = 0; i < values_.size(); ++i) {
     const std::string& key = values_[i].first;
     if (std::find(ignore.begin(), ignore.end(), key) != ignore.end()) continue;
-    const YAML::Node &a = values_[i].second, &b = other.values_[i].second;
-    if (!same(a, b)) out.push_back(key + ": " + text(a) + " -> " + text(b));
+    if (!same(values_[i].second, other.values_[i].second)) out.push_back(key);
   }
+  return out;
+}
+
+std::vector<std::string> Config::differences(const Config& other, const std::vector<std::string>& ignore) const {
+  std::vector<std::string> out;
+  for (const std::string& key : differing_keys(other, ignore))
+    out.push_back(key + ": " + flow_text(node(key)) + " -> " + flow_text(other.node(key)));
   return out;
 }
 

@@ -62,8 +62,10 @@ class Config {
 
   /// The fully resolved config as YAML text (every key, defaults included).
   std::string dump() const;
-  /// Keys whose values differ from `other`'s, as "key: mine -> other's", in schema order;
-  /// keys in `ignore` are skipped.
+  /// Keys whose values differ from `other`'s (numbers by value), in schema order; keys in
+  /// `ignore` are skipped.
+  std::vector<std::string> differing_keys(const Config& other, const std::vector<std::string>& ignore = {}) const;
+  /// differing_keys() as "key: mine -> other's", for messages.
   std::vector<std::string> differences(const Config& other, const std::vector<std::string>& ignore = {}) const;
   /// Writes dump() atomically.
   void save(const std::string& path) const;

@@ -42,6 +42,13 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
   return d;
 }
 
+namespace {
+// data.loader_threads, or half the cores (the other half computes).
+int64_t loader_threads(const Config& cfg) {
+  return cfg.get_int_or_auto("data.loader_threads").value_or(std::max<int64_t>(1, available_cores() / 2));
+}
+}  // namespace
+
 LoaderOptions loader_options(const Config& cfg, const ExperimentData& data, bool training) {
   if (!training) return evaluation_loader_options(cfg, data.mean, data.std);
   LoaderOptions o;
@@ -54,7 +61,7 @@ LoaderOptions loader_options(const Config& cfg, const ExperimentData& data, bool
   o.augmentation.erasing = cfg.get_float("data.augment.erasing");
   o.mean = data.mean;
   o.std = data.std;
-  o.threads = cfg.get_int_or_auto("data.loader_threads").value_or(std::max<int64_t>(1, available_cores() / 2));
+  o.threads = loader_threads(cfg);
   o.prefetch = cfg.get_int("data.prefetch");
   o.seed = static_cast<uint64_t>(cfg.get_int("seed"));
   return o;
@@ -67,7 +74,7 @@ LoaderOptions evaluation_loader_options(const Config& cfg, const std::vector<dou
   o.shuffle = false;
   o.mean = mean;
   o.std = std;
-  o.threads = cfg.get_int_or_auto("data.loader_threads").value_or(std::max<int64_t>(1, available_cores() / 2));
+  o.threads = loader_threads(cfg);
   o.prefetch = cfg.get_int("data.prefetch");
   return o;
 }

@@ -227,11 +227,16 @@ const std::vector<std::string>& perturbation_families() {
 
 std::string perturbation_group(const std::string& name) { return family(name).group; }
 
-double perturbation_parameter(const std::string& name, int severity, bool colour) {
+namespace {
+double parameter(const Family& f, int severity, bool colour) {
   require(severity >= 1 && severity <= kMaxSeverity, "perturbation severity must be 1.." + std::to_string(kMaxSeverity) +
                                                           ", got " + std::to_string(severity));
-  const Family& f = family(name);
   return (colour ? f.colour : f.gray)[static_cast<size_t>(severity - 1)];
+}
+}  // namespace
+
+double perturbation_parameter(const std::string& name, int severity, bool colour) {
+  return parameter(family(name), severity, colour);
 }
 
 void perturb_image(const Dataset& data, int64_t index, const std::string& name, int severity, uint64_t seed,
@@ -241,7 +246,7 @@ void perturb_image(const Dataset& data, int64_t index, const std::string& name, 
   std::copy_n(src, n, out);
   const Family& f = family(name);
   if (severity == 0) return;
-  const double p = perturbation_parameter(name, severity, data.channels >= 3);
+  const double p = parameter(f, severity, data.channels >= 3);
   Rng rng({seed, family_id(name), static_cast<uint64_t>(index)});
   f.apply({data, index, severity, seed, p, rng, out, static_cast<int>(data.height), static_cast<int>(data.width),
            static_cast<int>(data.channels), n, src});

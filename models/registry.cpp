@@ -76,8 +76,7 @@ void check_model_options(const Config& cfg) {
   const std::string name = cfg.get_string("model.name");
   const ModelEntry& entry = find_model(name);
   static const Config defaults;
-  for (const std::string& changed : cfg.differences(defaults)) {
-    std::string key = changed.substr(0, changed.find(':'));
+  for (const std::string& key : cfg.differing_keys(defaults)) {
     if (key.rfind("model.", 0) != 0 || key == "model.name") continue;
     if (std::find(entry.options.begin(), entry.options.end(), key) != entry.options.end()) continue;
     std::string reads;

@@ -61,6 +61,7 @@ std::string run_compare(const Experiment& x, const std::string& out) {
   std::stable_partition(order.begin(), order.end(), [&](const CompareModel& m) { return m.name == x.reference; });
   const std::vector<Condition> conditions = parse_conditions(x.perturb);
   std::optional<SweepResult> reference;
+  std::optional<std::pair<Dataset, std::string>> sheet;  // images and their description
   std::vector<StudyEntry> entries;
   for (const auto& m : order) {
     RunDir dir = run_of(out, m);
@@ -76,10 +77,13 @@ std::string run_compare(const Experiment& x, const std::string& out) {
                        x.reference + "; compared models must share the test set");
     if (m.name == x.reference) {
       // Read out at its trained step count: from this sweep when it was evaluated there.
-      auto at = std::find(result.steps().begin(), result.steps().end(), result.trained_steps);
-      reference = at != result.steps().end() ? result.at_step(static_cast<size_t>(at - result.steps().begin()))
-                                            : sweep(run, images, conditions, {result.trained_steps}, x.seed, "reference ");
+      const size_t r = result.readout();
+      reference = result.steps()[r] == result.trained_steps
+                      ? result.at_step(r)
+                      : sweep(run, images, conditions, {result.trained_steps}, x.seed, "reference ");
     }
+    if (m.name == x.models.front().name)  // the contact sheet shows the first model's test images
+      sheet = {load_dataset(run.cfg.get_string("data.dataset"), Split::Test, {run.channels, run.image_size}), dataset};
     Summary summary = summarize(result, m.name == x.reference ? nullptr : &*reference);
     EvalProvenance from{dir.path(), dataset, count_parameters(*run.model), run.model->recurrent(), x.seed,
                         m.name == x.reference ? "" : run_of(out, order.front()).path()};
@@ -88,15 +92,12 @@ std::string run_compare(const Experiment& x, const std::string& out) {
     entries.push_back({m.name, summary.model, from.params, macs_per_step(*run.model, run.channels, run.image_size),
                        run.cfg.get_int("train.epochs"), test.train_seconds, dir.read_validation_curve(), summary});
   }
-  // The report lists the models in the experiment's order; its contact sheet shows the first
-  // model's test images.
+  // The report lists the models in the experiment's order.
   std::vector<StudyEntry> ordered;
   for (const auto& m : x.models)
     for (auto& e : entries)
       if (e.name == m.name) ordered.push_back(e);
-  LoadedRun first = load_run(run_of(out, x.models.front()).path());
-  Dataset test = load_dataset(first.cfg.get_string("data.dataset"), Split::Test, {first.channels, first.image_size});
-  return write_report(out, x, ordered, test, first.cfg.get_string("data.dataset") + "/test");
+  return write_report(out, x, ordered, sheet->first, sheet->second);
 }
 
 }  // namespace ventral

@@ -15,8 +15,11 @@ using T = ValueType;
 constexpr double kBig = 1e300;
 }  // namespace
 
-const std::vector<KeySpec>& config_schema() {
-  static const std::vector<KeySpec> schema = {
+namespace {
+// The keys core and the layers that read them through core own; models/ adds the model.*
+// options (ConfigKeys in models/keys.cpp).
+std::vector<KeySpec>& schema_storage() {
+  static std::vector<KeySpec> schema = {
       {"seed", T::Int, "0", "seed for initialisation, splits, shuffling and augmentation", 0, 9.2e18},
       {"threads", T::IntOrAuto, "auto", "compute threads (auto = all cores)", 1, 1024, {}, false},
       {"device", T::Choice, "auto", "where to run", -kBig, kBig, {"auto", "cpu", "cuda"}, false},
@@ -38,17 +41,8 @@ const std::vector<KeySpec>& config_schema() {
       {"data.loader_threads", T::IntOrAuto, "auto", "threads decoding/augmenting batches", 1, 256, {}, false},
       {"data.prefetch", T::Int, "2", "batches prepared ahead of the consumer", 1, 64, {}, false},
 
+      // Which registered model to build; the options each family reads are declared in models/.
       {"model.name", T::String, "resnet20", "registered model name (see `ventral models`)"},
-      {"model.width", T::Int, "0", "base width (0 = the model's default)", 0, 4096},
-      {"model.steps", T::Int, "0", "recurrent steps / unroll count (0 = the model's default)", 0, 1000},
-      {"model.unroll", T::Choice, "default", "cortical unrolling", -kBig, kBig,
-       {"default", "sequential", "synchronous"}},
-      {"model.input_every_step", T::Bool, "true", "cortical: present the image at every step"},
-      {"model.cumulative_readout", T::Bool, "false", "cortical: read out the running mean of IT"},
-      {"model.shortcut", T::Choice, "B", "CIFAR ResNet shortcut (A: zero padding, B: projection)",
-       -kBig, kBig, {"A", "B"}},
-      {"model.stem", T::Choice, "auto", "ImageNet ResNet stem (auto: small below 64 px)", -kBig, kBig,
-       {"auto", "imagenet", "small"}},
 
       {"train.epochs", T::Int, "10", "training epochs", 1, 100000},
       {"train.batch_size", T::Int, "128", "images per batch", 1, 1 << 20},
@@ -76,6 +70,23 @@ const std::vector<KeySpec>& config_schema() {
        "stop as if interrupted after this many optimizer steps (0 = off; tests resume)", 0, 1LL << 40, {}, false},
   };
   return schema;
+}
+}  // namespace
+
+const std::vector<KeySpec>& config_schema() { return schema_storage(); }
+
+ConfigKeys::ConfigKeys(std::vector<KeySpec> keys) {
+  auto& schema = schema_storage();
+  for (auto& spec : keys) {
+    for (const auto& s : schema)
+      if (s.key == spec.key) throw std::logic_error("config key declared twice: " + spec.key);
+    // Next to the last key of its section, so dump() keeps each section together.
+    std::string section = spec.key.substr(0, spec.key.find('.') + 1);
+    auto at = schema.end();
+    for (auto it = schema.begin(); it != schema.end(); ++it)
+      if (it->key.rfind(section, 0) == 0) at = it + 1;
+    schema.insert(at, std::move(spec));
+  }
 }
 
 std::vector<std::string> keys_not_affecting_training() {

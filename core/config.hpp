@@ -30,6 +30,14 @@ struct KeySpec {
 /// The schema of experiment configs (all sections: data, model, train, eval).
 const std::vector<KeySpec>& config_schema();
 
+/// Keys declared by a layer above core, where the code that reads them lives (models/keys.cpp
+/// declares the model.* options). A namespace-scope ConfigKeys object adds them to the schema
+/// before main() runs, after the last key of the same section; a key declared twice is a bug
+/// (std::logic_error).
+struct ConfigKeys {
+  explicit ConfigKeys(std::vector<KeySpec> keys);
+};
+
 /// The keys whose KeySpec::affects_training is false.
 std::vector<std::string> keys_not_affecting_training();
 

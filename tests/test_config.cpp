@@ -106,3 +106,18 @@ TEST(Config, EditDistance) {
   EXPECT_EQ(edit_distance("", "abc"), 3u);
   EXPECT_EQ(closest("train.lr", {"train.lrs", "data.seed"}), "train.lrs");
 }
+
+TEST(Config, ModelOptionsJoinTheSchemaFromTheModelsLayerNextToModelName) {
+  // This test program references nothing in models/: the keys still arrive (models/keys.cpp is
+  // linked as objects), after model.name and before the train section.
+  std::vector<std::string> keys;
+  for (const auto& spec : config_schema()) keys.push_back(spec.key);
+  auto at = [&](const std::string& key) { return std::find(keys.begin(), keys.end(), key) - keys.begin(); };
+  ASSERT_LT(at("model.width"), static_cast<long>(keys.size()));
+  EXPECT_EQ(at("model.width"), at("model.name") + 1);
+  EXPECT_LT(at("model.stem"), at("train.epochs"));
+  EXPECT_EQ(Config::load("", {"model.shortcut=A"}).get_string("model.shortcut"), "A");
+  EXPECT_NE(error_of([] { Config::load("", {"model.shortcut=C"}); }).find("one of A B"), std::string::npos);
+  // Declaring a key twice is a programming error, not an input error.
+  EXPECT_THROW(ConfigKeys({{"model.width", ValueType::Int, "0", "again"}}), std::logic_error);
+}

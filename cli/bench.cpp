@@ -20,7 +20,7 @@ namespace ventral::cli {
 namespace {
 
 struct Args {
-  std::string model = "resnet20", memory_format = "auto", profile, data = "fashion-mnist", perturb;
+  std::string model = "resnet20", memory_format = "auto", precision = "fp32", profile, data = "fashion-mnist", perturb;
   int64_t batch = 128, iters = 20, warmup = 3, steps = 0, threads = 0, channels = 1, size = 28, classes = 10;
   int64_t loader_threads = 0, images = 2000;
   bool loader = false, json = false;
@@ -54,6 +54,7 @@ void bench_model(const Args& a, int64_t threads) {
   o.steps = a.steps;
   ModelPtr m = create_model(a.model, o);
   apply_memory_format(*m, a.memory_format);
+  const PrecisionChoice precision = choose_precision(*m, a.precision, a.channels, a.size);
   int64_t steps = m->default_steps();
   torch::Tensor x = m->inputs(torch::randn({a.batch, a.channels, a.size, a.size}));
   torch::Tensor y = torch::randint(a.classes, {a.batch}, torch::kInt64);
@@ -67,7 +68,7 @@ void bench_model(const Args& a, int64_t threads) {
   m->train();
   double train = time([&] {
     opt.zero_grad();
-    auto logits = m->forward(x, steps);
+    auto logits = forward_logits(*m, x, steps);
     torch::Tensor loss = torch::cross_entropy_loss(logits[0], y);
     for (size_t t = 1; t < logits.size(); ++t) loss = loss + torch::cross_entropy_loss(logits[t], y);
     loss.backward();
@@ -83,14 +84,15 @@ void bench_model(const Args& a, int64_t threads) {
   bool nhwc = m->memory_format() == c10::MemoryFormat::ChannelsLast;
   char text[512];
   std::snprintf(text, sizeof text,
-                "%s: %lld parameters, batch %lld, %lld step(s), %lld threads, %s: train %.1f images/s "
+                "%s: %lld parameters, batch %lld, %lld step(s), %lld threads, %s, precision %s: train %.1f images/s "
                 "(%.1f ms/batch), eval %.1f images/s, peak memory %.0f MiB",
                 a.model.c_str(), (long long)count_parameters(*m), (long long)a.batch, (long long)steps,
-                (long long)threads, nhwc ? "channels_last" : "contiguous", train, 1000.0 * a.batch / train, eval,
+                (long long)threads, nhwc ? "channels_last" : "contiguous", precision.reason.c_str(), train, 1000.0 * a.batch / train, eval,
                 train_peak);
   print(a,
         {{"model", a.model}, {"params", count_parameters(*m)}, {"batch", a.batch}, {"threads", threads},
          {"steps", steps}, {"memory_format", nhwc ? "channels_last" : "contiguous"},
+         {"precision", precision_name(m->precision())}, {"precision_reason", precision.reason},
          {"train_images_per_s", train}, {"eval_images_per_s", eval}, {"train_ms_per_batch", 1000.0 * a.batch / train},
          {"peak_rss_mib", train_peak}},
         text);
@@ -164,6 +166,9 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--classes", a->classes, "classes")->check(CLI::Range(1, 100000))->capture_default_str();
   cmd->add_option("--memory-format", a->memory_format, "auto | channels_last | contiguous")
       ->check(CLI::IsMember({"auto", "channels_last", "contiguous"}))
+      ->capture_default_str();
+  cmd->add_option("--precision", a->precision, "fp32 | bf16 | auto (bf16: CPU autocast)")
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
       ->capture_default_str();
   cmd->add_option("--profile", a->profile, "write a chrome://tracing profile of the timed inference iterations to FILE");
   cmd->add_flag("--loader", a->loader, "time the training loader (crop, flip, erasing) over one epoch of --data");

@@ -25,6 +25,11 @@ std::vector<KeySpec>& schema_storage() {
       {"device", T::Choice, "auto", "where to run", -kBig, kBig, {"auto", "cpu", "cuda"}, false},
       {"memory_format", T::Choice, "auto", "tensor layout (auto: channels_last unless the model runs faster contiguous)",
        -kBig, kBig, {"auto", "channels_last", "contiguous"}, false},
+      {"precision", T::Choice, "fp32",
+       "forward-pass precision: fp32; bf16 (CPU autocast: convolutions and matrix products in bf16, weights, "
+       "optimizer, batch-norm statistics and loss in fp32); auto (bf16 where the CPU flags show avx512_bf16 or "
+       "amx_bf16 and a start-up probe finds it faster, else fp32; the choice is saved in the run's config.yaml)",
+       -kBig, kBig, {"fp32", "bf16", "auto"}},
 
       {"data.dataset", T::String, "fashion-mnist",
        "dataset SPEC: fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR, synthetic"},

@@ -131,8 +131,10 @@ void write_evaluation(const std::string& out, const SweepResult& result, const S
 }
 
 std::string run_eval(const EvalOptions& o) {
-  LoadedRun run = load_run(o.run_dir, o.checkpoint);
+  LoadedRun run = load_run(o.run_dir, o.checkpoint, o.precision);
   configure_threads(run.cfg.get_int_or_auto("threads"));
+  if (run.precision.precision != Precision::FP32 || !o.precision.empty())
+    std::fprintf(stderr, "eval: precision %s\n", run.precision.reason.c_str());
   const std::vector<int64_t> steps = steps_or_default(o.steps, run);
   const std::vector<Condition> conditions = parse_conditions(o.perturb);
   check_feature_areas(*run.model, o.features);
@@ -143,12 +145,13 @@ std::string run_eval(const EvalOptions& o) {
   SweepResult result = sweep(run, data, conditions, steps, o.seed);
   std::optional<SweepResult> reference;
   if (!o.reference.empty()) {
-    LoadedRun ref = load_run(o.reference);
+    LoadedRun ref = load_run(o.reference, "", o.precision);
     reference = sweep(ref, data, conditions, {ref.model->default_steps()}, o.seed, "reference ");
   }
   Summary summary = summarize(result, reference ? &*reference : nullptr, o.exit_thresholds);
   EvalProvenance from{o.run_dir, (o.data.empty() ? run.cfg.get_string("data.dataset") : o.data) + "/" + o.split,
-                      count_parameters(*run.model), run.model->recurrent(), o.seed, o.reference};
+                      count_parameters(*run.model), run.model->recurrent(), o.seed, o.reference,
+                      precision_name(run.model->precision())};
   write_evaluation(out, result, summary, from);
   if (!o.features.empty())
     export_features(run, data, result.steps().back(),

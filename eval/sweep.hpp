@@ -27,6 +27,7 @@ struct EvalOptions {
   bool features_full = false;   ///< full maps instead of global-average-pooled vectors
   int64_t limit = 0;            ///< evaluate the first N images only (0 = all)
   uint64_t seed = 0;            ///< perturbation seed (shared by every model evaluated)
+  std::string precision;        ///< fp32|bf16|auto; default: the precision each run trained in
 };
 
 /// Parses "1:8" / "1,2,4,8" into sorted unique 1-based steps; InputError on bad text.

@@ -71,6 +71,7 @@ void write_summary_json(const std::string& path, const Summary& s, const EvalPro
   j["steps"] = s.steps;
   j["readout_step"] = s.readout_step;
   j["perturbation_seed"] = from.perturbation_seed;
+  j["precision"] = from.precision;
   std::vector<double> clean;
   for (const auto& cell : s.accuracy.at("clean").at(0)) clean.push_back(cell.accuracy);
   j["clean_accuracy"] = clean;

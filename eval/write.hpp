@@ -14,6 +14,7 @@ struct EvalProvenance {
   bool recurrent = false;
   uint64_t perturbation_seed = 0;
   std::string reference_run;  ///< empty without a reference
+  std::string precision = "fp32";  ///< what the model ran in (fp32|bf16)
 };
 
 /// `family,severity,step,accuracy,n,ci_low,ci_high,mean_confidence`, one row per condition and step.

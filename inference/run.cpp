@@ -4,6 +4,7 @@
 #include "core/error.hpp"
 #include "datasets/experiment.hpp"
 #include "inference/checkpoint.hpp"
+#include "inference/infer.hpp"
 #include "inference/run_dir.hpp"
 #include "models/registry.hpp"
 
@@ -11,7 +12,7 @@ namespace ventral {
 
 LoaderOptions LoadedRun::loader_options() const { return evaluation_loader_options(cfg, mean, std); }
 
-LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint) {
+LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, const std::string& precision) {
   RunDir dir(run_dir);
   if (!dir.holds_config()) throw InputError(run_dir + ": not a run directory (no config.yaml)");
   LoadedRun r;
@@ -39,6 +40,8 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint) {
   load_checkpoint(dir.checkpoint(checkpoint), *r.model, nullptr);
   r.model->to(device);
   apply_memory_format(*r.model, r.cfg.get_string("memory_format"));
+  r.precision = choose_precision(*r.model, precision.empty() ? r.cfg.get_string("precision") : precision, r.channels,
+                                 r.image_size);
   r.model->eval();
   return r;
 }

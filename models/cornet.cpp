@@ -75,14 +75,14 @@ class RBlockImpl : public torch::nn::Module {
                         std::vector<int64_t> input_size, const torch::TensorOptions& options) {
     torch::Tensor drive;
     if (input.defined()) {
-      drive = torch::relu(norm_input(conv_input(input)));
+      drive = torch::relu(group_norm(norm_input, conv_input(input)));
     } else {
       int64_t p = k_ / 2;
       drive = torch::zeros({n, out_, nn::conv_out(input_size[0], k_, stride_, p), nn::conv_out(input_size[1], k_, stride_, p)},
                            options);
     }
     torch::Tensor skip = state.defined() ? drive + state : drive;
-    return torch::relu(norm1(conv1(skip)));
+    return torch::relu(group_norm(norm1, conv1(skip)));
   }
   std::vector<int64_t> out_size(const std::vector<int64_t>& in) const {
     return {nn::conv_out(in[0], k_, stride_, k_ / 2), nn::conv_out(in[1], k_, stride_, k_ / 2)};
@@ -91,6 +91,12 @@ class RBlockImpl : public torch::nn::Module {
   torch::nn::GroupNorm norm_input{nullptr}, norm1{nullptr};
 
  private:
+  // An fp32 island under bf16 autocast: LibTorch 1.13's group norm takes no bf16 input with
+  // fp32 weights, so a bf16 activation is normalised in fp32 (the next conv casts it back).
+  static torch::Tensor group_norm(torch::nn::GroupNorm& norm, const torch::Tensor& x) {
+    return norm(x.scalar_type() == torch::kBFloat16 ? x.to(torch::kFloat) : x);
+  }
+
   int64_t out_, k_, stride_;
 };
 TORCH_MODULE(RBlock);

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "core/precision.hpp"
+
 namespace ventral {
 
 /// Receives a named per-area activation (e.g. "V4") at a step (0-based) during forward.
@@ -44,6 +46,11 @@ class VisionModelImpl : public torch::nn::Module {
   /// `images` (already on the model's device) in the model's memory format.
   torch::Tensor inputs(const torch::Tensor& images) const { return images.contiguous(format_); }
 
+  /// The precision of forward passes (core/precision.hpp); forward_logits() and infer()
+  /// apply it, so training, validation, evaluation and bench all run the model in it.
+  void use_precision(Precision precision) { precision_ = precision; }
+  Precision precision() const { return precision_; }
+
   /// Installs (or, with nullptr, removes) a probe that sees every area's activation.
   void set_probe(ActivationProbe probe) { probe_ = std::move(probe); }
 
@@ -55,6 +62,7 @@ class VisionModelImpl : public torch::nn::Module {
  private:
   ActivationProbe probe_;
   c10::MemoryFormat format_ = c10::MemoryFormat::Contiguous;
+  Precision precision_ = Precision::FP32;
 };
 
 using ModelPtr = std::shared_ptr<VisionModelImpl>;

@@ -55,7 +55,9 @@ torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x, int64_t step) {
     identity = x.index({Slice(), Slice(), Slice(None, None, stride_), Slice(None, None, stride_)});
     identity = torch::constant_pad_nd(identity, {0, 0, 0, 0, pad_channels_ / 2, pad_channels_ - pad_channels_ / 2});
   }
-  return inference ? at::_add_relu_(out, identity) : torch::relu(out + identity);
+  if (!inference) return torch::relu(out + identity);
+  // One fused in-place pass where LibTorch 1.13 has it (fp32); it has no bf16 kernel.
+  return out.scalar_type() == torch::kFloat ? at::_add_relu_(out, identity) : out.add_(identity).relu_();
 }
 
 BottleneckImpl::BottleneckImpl(int64_t in, int64_t planes, int64_t stride) {

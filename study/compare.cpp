@@ -44,6 +44,7 @@ void check_reusable_runs(const Experiment& x, const std::string& out) {
     std::vector<std::string> ignore = keys_not_affecting_training();
     for (const char* key : {"data.mean", "data.std"})  // empty: measured on the training split and saved
       if (wanted.get_floats(key).empty()) ignore.push_back(key);
+    if (wanted.get_string("precision") == "auto") ignore.push_back("precision");  // saved as what it chose
     auto diff = Config::load(run.config()).differences(wanted, ignore);
     if (diff.empty()) continue;
     std::string keys;
@@ -86,7 +87,8 @@ std::string run_compare(const Experiment& x, const std::string& out) {
       sheet = {load_dataset(run.cfg.get_string("data.dataset"), Split::Test, {run.channels, run.image_size}), dataset};
     Summary summary = summarize(result, m.name == x.reference ? nullptr : &*reference);
     EvalProvenance from{dir.path(), dataset, count_parameters(*run.model), run.model->recurrent(), x.seed,
-                        m.name == x.reference ? "" : run_of(out, order.front()).path()};
+                        m.name == x.reference ? "" : run_of(out, order.front()).path(),
+                        precision_name(run.model->precision())};
     write_evaluation((fs::path(out) / "eval" / m.name).string(), result, summary, from);
     TestRecord test = dir.read_test();
     entries.push_back({m.name, summary.model, from.params, macs_per_step(*run.model, run.channels, run.image_size),

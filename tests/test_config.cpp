@@ -1,4 +1,5 @@
 #include "core/config.hpp"
+#include "core/precision.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
 #include "helpers.hpp"
@@ -120,4 +121,43 @@ TEST(Config, ModelOptionsJoinTheSchemaFromTheModelsLayerNextToModelName) {
   EXPECT_NE(error_of([] { Config::load("", {"model.shortcut=C"}); }).find("one of A B"), std::string::npos);
   // Declaring a key twice is a programming error, not an input error.
   EXPECT_THROW(ConfigKeys({{"model.width", ValueType::Int, "0", "again"}}), std::logic_error);
+}
+
+TEST(Precision, AutoIsBf16OnlyWithTheHardwareFlagAndAFasterProbe) {
+  int probes = 0;
+  auto probe = [&](double speedup) {
+    return [&probes, speedup] {
+      ++probes;
+      return speedup;
+    };
+  };
+  const std::set<std::string> none = {"fpu", "avx2", "avx512f"}, avx = {"avx2", "avx512f", "avx512_bf16"},
+                              amx = {"amx_bf16", "amx_tile"};
+  PrecisionChoice c = resolve_precision("auto", none, probe(3.0));
+  EXPECT_EQ(c.precision, Precision::FP32);
+  EXPECT_EQ(probes, 0) << "no probe without the hardware";
+  EXPECT_NE(c.reason.find("no avx512_bf16/amx_bf16"), std::string::npos) << c.reason;
+  c = resolve_precision("auto", avx, probe(1.6));
+  EXPECT_EQ(c.precision, Precision::BF16);
+  EXPECT_NE(c.reason.find("avx512_bf16, probe 1.60x"), std::string::npos) << c.reason;
+  EXPECT_EQ(resolve_precision("auto", amx, probe(1.05)).precision, Precision::FP32);
+  EXPECT_EQ(resolve_precision("auto", amx, probe(kAutoBf16MinSpeedup)).precision, Precision::BF16);
+  // An explicit setting is obeyed (and never probed); bf16 without the hardware says it is emulated.
+  probes = 0;
+  EXPECT_EQ(resolve_precision("fp32", avx, probe(9)).precision, Precision::FP32);
+  c = resolve_precision("bf16", none, probe(9));
+  EXPECT_EQ(c.precision, Precision::BF16);
+  EXPECT_NE(c.reason.find("emulated"), std::string::npos) << c.reason;
+  EXPECT_EQ(probes, 0);
+  EXPECT_NE(error_of([&] { resolve_precision("fp16", avx, probe(1)); }).find("fp32 or bf16"), std::string::npos);
+}
+
+TEST(Precision, CpuFlagsAreReadFromTheFlagsLine) {
+  TempDir dir;
+  write_text(dir / "cpuinfo", "processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: fpu avx2 avx512_bf16\n\n"
+                              "processor\t: 1\nflags\t\t: fpu\n");
+  EXPECT_EQ(cpu_flags(dir / "cpuinfo"), (std::set<std::string>{"fpu", "avx2", "avx512_bf16"}));
+  EXPECT_EQ(bf16_hardware(cpu_flags(dir / "cpuinfo")), "avx512_bf16");
+  EXPECT_TRUE(cpu_flags(dir / "missing").empty());
+  EXPECT_EQ(bf16_hardware({}), "");
 }

@@ -266,22 +266,20 @@ TEST(Train, BadInputIsAnInputError) {
 // `ventral eval` of last.pt, metrics.csv's last validation row against last.pt on the
 // validation split, and best.pt must be the epoch with the highest validation accuracy.
 // Counts of correct images are compared, so equality is exact.
-class EveryModelTrained : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(EveryModelTrained, TrainerNumbersEqualFreshEvaluationsOfItsCheckpoints) {
-  Config cfg = tiny_config({"model.name=" + GetParam()});
-  if (count_parameters(*create_model(GetParam(), model_options(cfg, 1, 10, 28))) > 40'000'000)
-    GTEST_SKIP() << "CORnet-S-sized (100 s on 2 cores): reading out once is covered by shared_resnet";
+void expect_trainer_numbers_equal_fresh_evaluations(const std::string& model, const std::string& precision) {
+  const std::string where = model + " " + precision;
   TempDir dir;
   const std::string run = dir / "run";
-  TrainReport r = train(tiny_config({"model.name=" + GetParam(), "data.dataset=synthetic:320", "train.epochs=3",
-                                     "data.val_fraction=0.25", "train.lr=0.1"}),
+  TrainReport r = train(tiny_config({"model.name=" + model, "data.dataset=synthetic:320", "train.epochs=3",
+                                     "data.val_fraction=0.25", "train.lr=0.1", "precision=" + precision}),
                         run, false);
   ASSERT_TRUE(r.finished) << r.message;
   auto count = [](double fraction, int64_t n) { return std::llround(fraction * static_cast<double>(n)); };
 
   // test.json against `ventral eval` (results.csv: family,severity,step,accuracy,n,...).
   nlohmann::json test = nlohmann::json::parse(read(run + "/test.json"));
+  EXPECT_EQ(test["precision"], precision) << where;
+  EXPECT_EQ(Config::load(run + "/config.yaml").get_string("precision"), precision) << where;
   auto ev = ventral::test::run_ventral("eval " + run + " --out " + (dir / "eval"));
   ASSERT_EQ(ev.status, 0) << ev.output;
   std::map<int64_t, int64_t> eval_correct;
@@ -299,7 +297,7 @@ TEST_P(EveryModelTrained, TrainerNumbersEqualFreshEvaluationsOfItsCheckpoints) {
   for (size_t k = 0; k < test_steps.size(); ++k) {
     ASSERT_TRUE(eval_correct.count(test_steps[k])) << "ventral eval has no row for step " << test_steps[k];
     EXPECT_EQ(count(test_acc[k], test["n"]), eval_correct[test_steps[k]])
-        << GetParam() << " step " << test_steps[k] << ": test.json " << test_acc[k];
+        << where << " step " << test_steps[k] << ": test.json " << test_acc[k];
   }
 
   // metrics.csv's validation accuracies against fresh evaluations on the validation split.
@@ -327,16 +325,38 @@ TEST_P(EveryModelTrained, TrainerNumbersEqualFreshEvaluationsOfItsCheckpoints) {
     logged.push_back(by_step);
   }
   ASSERT_EQ(logged.size(), 3u);
-  EXPECT_EQ(logged.back(), val_correct("last.pt")) << GetParam() << ": metrics.csv's last epoch vs last.pt";
+  EXPECT_EQ(logged.back(), val_correct("last.pt")) << where << ": metrics.csv's last epoch vs last.pt";
 
   // best.pt: the first epoch with the highest validation accuracy at the readout step.
   size_t best = 0;
   for (size_t e = 1; e < logged.size(); ++e)
     if (logged[e].back() > logged[best].back()) best = e;
-  ModelPtr probe = create_model(GetParam(), model_options(saved, 1, 10, 28));
+  ModelPtr probe = create_model(model, model_options(saved, 1, 10, 28));
   EXPECT_EQ(load_checkpoint(run + "/checkpoints/best.pt", *probe, nullptr).epoch, static_cast<int64_t>(best) + 1)
-      << GetParam() << ": best.pt is not the best epoch";
-  EXPECT_EQ(val_correct("best.pt"), logged[best]) << GetParam() << ": best.pt vs its metrics.csv row";
+      << where << ": best.pt is not the best epoch";
+  // Whatever the precision, checkpoints hold fp32.
+  for (const auto& t : probe->named_parameters()) EXPECT_EQ(t.value().scalar_type(), torch::kFloat) << where << " " << t.key();
+  for (const auto& t : probe->named_buffers())
+    if (t.value().is_floating_point()) EXPECT_EQ(t.value().scalar_type(), torch::kFloat) << where << " " << t.key();
+  EXPECT_EQ(val_correct("best.pt"), logged[best]) << where << ": best.pt vs its metrics.csv row";
+}
+
+class EveryModelTrained : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EveryModelTrained, TrainerNumbersEqualFreshEvaluationsOfItsCheckpoints) {
+  Config cfg = tiny_config({"model.name=" + GetParam()});
+  if (count_parameters(*create_model(GetParam(), model_options(cfg, 1, 10, 28))) > 40'000'000)
+    GTEST_SKIP() << "CORnet-S-sized (100 s on 2 cores): reading out once is covered by shared_resnet";
+  expect_trainer_numbers_equal_fresh_evaluations(GetParam(), "fp32");
+}
+
+// The same under bf16 (emulated where the CPU lacks it): validation, test and `ventral eval`
+// (which runs a run in the precision it trained in) all go through infer(), so they agree
+// exactly; the checkpoints hold fp32 weights.
+TEST(Bf16Trained, TrainerNumbersEqualFreshEvaluationsAndCheckpointsAreFp32) {
+  for (const std::string model : {"resnet20", "cortical_blt"}) {
+    expect_trainer_numbers_equal_fresh_evaluations(model, "bf16");
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Registry, EveryModelTrained, ::testing::ValuesIn(list_models()),

@@ -15,6 +15,7 @@
 #include "core/threads.hpp"
 #include "datasets/experiment.hpp"
 #include "inference/checkpoint.hpp"
+#include "inference/infer.hpp"
 #include "inference/run_dir.hpp"
 #include "models/registry.hpp"
 #include "train/schedule.hpp"
@@ -210,6 +211,9 @@ void Run::setup() {
   model_ = create_model(cfg_.get_string("model.name"), mo);
   model_->to(device_);
   apply_memory_format(*model_, o_.memory_format);
+  // Resolved once: `auto` is saved as what it chose, so a resume and `ventral eval` run the same.
+  const PrecisionChoice precision = choose_precision(*model_, cfg_.get_string("precision"), input.channels, input.image_size);
+  cfg_.set("precision=" + precision_name(precision.precision), "resolved precision");
   optimizer_ = make_optimizer(cfg_, *model_);
   steps_ = model_->default_steps();
 
@@ -236,10 +240,10 @@ void Run::setup() {
   for (const auto& c : data_.train.classes) classes += c + "\n";
   write_file_atomic(dir_.classes(), classes);
   dir_.write_input(input);
-  std::fprintf(stderr, "train: %s on %s (%lld images, %lld per epoch), %lld parameters, %lld step(s), %lld threads, %s\n",
+  std::fprintf(stderr, "train: %s on %s (%lld images, %lld per epoch), %lld parameters, %lld step(s), %lld threads, %s, precision %s\n",
                cfg_.get_string("model.name").c_str(), data_.train.name.c_str(), (long long)train_loader_->size(),
                (long long)per_epoch, (long long)count_parameters(*model_), (long long)steps_, (long long)threads_,
-               device_.str().c_str());
+               device_.str().c_str(), precision.reason.c_str());
 }
 
 void Run::stop(const std::string& why, bool saved) {
@@ -261,7 +265,7 @@ bool Run::train_epoch() {
     lr_ = schedule_.at(state_.global_step);
     for (auto& group : optimizer_->param_groups()) group.options().set_lr(lr_);
     torch::Tensor images = model_->inputs(batch->images.to(device_)), labels = batch->labels.to(device_);
-    auto logits = model_->forward(images, steps_);
+    auto logits = forward_logits(*model_, images, steps_);
     torch::Tensor loss = step_loss(logits, labels, o_.step_loss, o_.step_weights, o_.label_smoothing);
     double loss_value = loss.item<double>();
     if (!std::isfinite(loss_value)) {
@@ -341,7 +345,8 @@ void Run::finish() {
   nlohmann::json test = {{"model", cfg_.get_string("model.name")}, {"dataset", data_.test.name},
                          {"n", report_.test.n}, {"steps", report_.test.steps}, {"accuracy", report_.test.accuracy},
                          {"loss", report_.test.loss}, {"params", count_parameters(*model_)},
-                         {"train_seconds", state_.train_seconds}, {"epochs", o_.epochs}};
+                         {"train_seconds", state_.train_seconds}, {"epochs", o_.epochs},
+                         {"precision", precision_name(model_->precision())}};
   write_file_atomic(dir_.test(), test.dump(2) + "\n");
   append_jsonl(dir_.log(), {{"event", "test"}, {"steps", report_.test.steps}, {"accuracy", report_.test.accuracy}});
 }

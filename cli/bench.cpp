@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "cli/commands.hpp"
+#include "core/precision.hpp"
 #include "core/threads.hpp"
 #include "datasets/loader.hpp"
 #include "datasets/perturb.hpp"
@@ -23,7 +24,7 @@ struct Args {
   std::string model = "resnet20", memory_format = "auto", precision = "fp32", profile, data = "fashion-mnist", perturb;
   int64_t batch = 128, iters = 20, warmup = 3, steps = 0, threads = 0, channels = 1, size = 28, classes = 10;
   int64_t loader_threads = 0, images = 2000;
-  bool loader = false, json = false;
+  bool loader = false, peak = false, json = false;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -53,9 +54,16 @@ void bench_model(const Args& a, int64_t threads) {
   o.image_size = a.size;
   o.steps = a.steps;
   ModelPtr m = create_model(a.model, o);
-  apply_memory_format(*m, a.memory_format);
-  const PrecisionChoice precision = choose_precision(*m, a.precision, a.channels, a.size);
+  const PrecisionChoice precision = choose_precision(*m, a.precision, a.memory_format, a.channels, a.size);
   int64_t steps = m->default_steps();
+  int64_t macs_per_image;  // every step's, as run (fp32 and bf16 alike)
+  {
+    torch::NoGradGuard no_grad;
+    EvalModeGuard eval(*m);  // one image: train-mode batch norm would need more than one value per channel
+    MacCounter counter;
+    m->forward(m->inputs(torch::zeros({1, a.channels, a.size, a.size})), steps);
+    macs_per_image = counter.total();
+  }
   torch::Tensor x = m->inputs(torch::randn({a.batch, a.channels, a.size, a.size}));
   torch::Tensor y = torch::randint(a.classes, {a.batch}, torch::kInt64);
   torch::optim::SGD opt(m->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
@@ -83,19 +91,52 @@ void bench_model(const Args& a, int64_t threads) {
   }
   bool nhwc = m->memory_format() == c10::MemoryFormat::ChannelsLast;
   char text[512];
+  // GFLOP/s: 2 FLOPs per MAC; a training step is ~3 forward passes (forward, and the two
+  // gradient products of the backward).
+  const double train_gflops = 2.0 * 3 * macs_per_image * train / 1e9, eval_gflops = 2.0 * macs_per_image * eval / 1e9;
   std::snprintf(text, sizeof text,
                 "%s: %lld parameters, batch %lld, %lld step(s), %lld threads, %s, precision %s: train %.1f images/s "
-                "(%.1f ms/batch), eval %.1f images/s, peak memory %.0f MiB",
+                "(%.1f ms/batch, %.1f GFLOP/s), eval %.1f images/s (%.1f GFLOP/s), peak memory %.0f MiB",
                 a.model.c_str(), (long long)count_parameters(*m), (long long)a.batch, (long long)steps,
-                (long long)threads, nhwc ? "channels_last" : "contiguous", precision.reason.c_str(), train, 1000.0 * a.batch / train, eval,
-                train_peak);
+                (long long)threads, nhwc ? "channels_last" : "contiguous", precision.reason.c_str(), train, 1000.0 * a.batch / train, train_gflops, eval,
+                eval_gflops, train_peak);
   print(a,
         {{"model", a.model}, {"params", count_parameters(*m)}, {"batch", a.batch}, {"threads", threads},
          {"steps", steps}, {"memory_format", nhwc ? "channels_last" : "contiguous"},
          {"precision", precision_name(m->precision())}, {"precision_reason", precision.reason},
          {"train_images_per_s", train}, {"eval_images_per_s", eval}, {"train_ms_per_batch", 1000.0 * a.batch / train},
-         {"peak_rss_mib", train_peak}},
+         {"peak_rss_mib", train_peak}, {"macs_per_image", macs_per_image}, {"train_gflops", train_gflops},
+         {"eval_gflops", eval_gflops}},
         text);
+}
+
+// The reference for "how close to the machine's limit": a large 3x3 convolution (64 -> 64
+// channels, 28 x 28, batch 128, channels-last, as the models' own) in fp32 and in bf16 tensors
+// (oneDNN's bf16 kernel without autocast's casts), forward only, best of --iters runs.
+void bench_peak(const Args& a) {
+  torch::manual_seed(0);
+  const int64_t n = a.batch, c = 64, hw = 28;
+  torch::Tensor x = torch::randn({n, c, hw, hw}).contiguous(c10::MemoryFormat::ChannelsLast);
+  torch::Tensor w = torch::randn({c, c, 3, 3}).mul_(0.05).contiguous(c10::MemoryFormat::ChannelsLast);
+  const double flops = 2.0 * n * c * hw * hw * c * 9;
+  auto gflops = [&](const torch::Tensor& xs, const torch::Tensor& ws) {
+    c10::InferenceMode guard;
+    for (int64_t i = 0; i < a.warmup; ++i) torch::conv2d(xs, ws, {}, 1, 1);
+    double best = 1e300;
+    for (int64_t i = 0; i < a.iters; ++i) {
+      auto t0 = std::chrono::steady_clock::now();
+      torch::conv2d(xs, ws, {}, 1, 1);
+      best = std::min(best, seconds_since(t0));
+    }
+    return flops / best / 1e9;
+  };
+  double fp32 = gflops(x, w), bf16 = gflops(x.to(torch::kBFloat16), w.to(torch::kBFloat16));
+  const std::string hardware = bf16_hardware(cpu_flags());
+  char text[256];
+  std::snprintf(text, sizeof text, "peak: 3x3 convolution 64->64, 28x28, batch %lld: fp32 %.1f GFLOP/s, bf16 %.1f GFLOP/s (%s)",
+                (long long)n, fp32, bf16, hardware.empty() ? "no bf16 hardware flag: emulated" : hardware.c_str());
+  print(a, {{"peak", "conv3x3_64_28"}, {"batch", n}, {"fp32_gflops", fp32}, {"bf16_gflops", bf16},
+            {"bf16_hardware", hardware}}, text);
 }
 
 // The training loader of the recipes: crop after 2-pixel padding, flip, random erasing,
@@ -171,6 +212,7 @@ void add_bench_command(CLI::App& app) {
       ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
       ->capture_default_str();
   cmd->add_option("--profile", a->profile, "write a chrome://tracing profile of the timed inference iterations to FILE");
+  cmd->add_flag("--peak", a->peak, "time a large 3x3 convolution in fp32 and bf16: the GFLOP/s the models are measured against");
   cmd->add_flag("--loader", a->loader, "time the training loader (crop, flip, erasing) over one epoch of --data");
   cmd->add_option("--loader-threads", a->loader_threads, "loader threads (0 = cores/2, as training)")
       ->check(CLI::Range(0, 256));
@@ -181,7 +223,9 @@ void add_bench_command(CLI::App& app) {
                                    "eval_images_per_s, ...)");
   cmd->callback([a] {
     int64_t threads = configure_threads(a->threads ? std::optional<int64_t>(a->threads) : std::nullopt);
-    if (a->loader)
+    if (a->peak)
+      bench_peak(*a);
+    else if (a->loader)
       bench_loader(*a);
     else if (!a->perturb.empty())
       bench_perturb(*a);

@@ -33,11 +33,13 @@ class EvalModeGuard {
 std::vector<torch::Tensor> forward_logits(VisionModelImpl& model, const torch::Tensor& images, int64_t steps);
 
 /// Resolves the `precision` setting (fp32|bf16|auto, core/precision.hpp) for `model` and
-/// applies it (use_precision). `auto` probes inference on a batch of `channels` × `image_size`²
-/// images in fp32 and bf16 when `flags` show bf16 hardware. InputError for bf16 on a model that
-/// is not on the CPU (autocast is set up for the CPU only).
-PrecisionChoice choose_precision(VisionModelImpl& model, const std::string& setting, int64_t channels,
-                                 int64_t image_size, const std::set<std::string>& flags = cpu_flags());
+/// applies it (use_precision), then the `memory_format` setting (apply_memory_format: under
+/// auto the faster layout can depend on the precision). `auto` probes inference on a batch of
+/// `channels` × `image_size`² images in fp32 and in bf16, each in its own layout, when `flags`
+/// show bf16 hardware. InputError for bf16 on a model that is not on the CPU (autocast is set up
+/// for the CPU only).
+PrecisionChoice choose_precision(VisionModelImpl& model, const std::string& setting, const std::string& memory_format,
+                                 int64_t channels, int64_t image_size, const std::set<std::string>& flags = cpu_flags());
 
 /// Logits of `model` for `images` (already on the model's device and in its memory format,
 /// see VisionModelImpl::inputs) after `steps` steps: eval mode, no autograd

@@ -39,9 +39,8 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
                          model_options(r.cfg, r.channels, static_cast<int64_t>(r.classes.size()), r.image_size));
   load_checkpoint(dir.checkpoint(checkpoint), *r.model, nullptr);
   r.model->to(device);
-  apply_memory_format(*r.model, r.cfg.get_string("memory_format"));
-  r.precision = choose_precision(*r.model, precision.empty() ? r.cfg.get_string("precision") : precision, r.channels,
-                                 r.image_size);
+  r.precision = choose_precision(*r.model, precision.empty() ? r.cfg.get_string("precision") : precision,
+                                 r.cfg.get_string("memory_format"), r.channels, r.image_size);
   r.model->eval();
   return r;
 }

@@ -51,7 +51,9 @@ class CORnetZImpl : public VisionModelImpl {
     return {decoder(x)};
   }
   std::vector<std::string> areas() const override { return kAreas; }
-  bool prefers_channels_last() const override { return false; }  // wide: NHWC measured slower
+  // Wide layers: NHWC measured slower in fp32, but faster in bf16 (batch 128, 2 threads on an
+  // AVX512-BF16 EPYC: training 1.23x, inference 1.88x, `ventral bench --memory-format`).
+  bool prefers_channels_last() const override { return precision() == Precision::BF16; }
 
  private:
   std::vector<ZBlock> blocks_;

@@ -37,6 +37,8 @@ class VisionModelImpl : public torch::nn::Module {
   /// Whether channels-last (NHWC) runs faster than contiguous NCHW for this model on CPU:
   /// oneDNN's NHWC convolutions win for narrow nets (resnet20 train 1.9x, cortical BLT
   /// 1.3x, `ventral bench --memory-format`) and lose for wide ones (CORnet).
+  /// Asked again when the precision changes (VisionModelImpl::precision()): the answer may
+  /// depend on it.
   virtual bool prefers_channels_last() const { return true; }
 
   /// Puts every 4-D parameter and buffer in `format`; inputs() converts batches to match.

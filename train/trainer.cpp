@@ -210,9 +210,9 @@ void Run::setup() {
   ModelOptions mo = model_options(cfg_, input.channels, static_cast<int64_t>(data_.train.classes.size()), input.image_size);
   model_ = create_model(cfg_.get_string("model.name"), mo);
   model_->to(device_);
-  apply_memory_format(*model_, o_.memory_format);
   // Resolved once: `auto` is saved as what it chose, so a resume and `ventral eval` run the same.
-  const PrecisionChoice precision = choose_precision(*model_, cfg_.get_string("precision"), input.channels, input.image_size);
+  const PrecisionChoice precision =
+      choose_precision(*model_, cfg_.get_string("precision"), o_.memory_format, input.channels, input.image_size);
   cfg_.set("precision=" + precision_name(precision.precision), "resolved precision");
   optimizer_ = make_optimizer(cfg_, *model_);
   steps_ = model_->default_steps();

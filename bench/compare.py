@@ -120,7 +120,7 @@ def main():
     if not a.quick:
         for precision in (["fp32", "bf16"] if with_bf16 else ["fp32"]):
             runs = {t: [] for t in range(1, 9)}
-            for _ in range(2):  # interleaved over T, median of 2
+            for _ in range(2):  # interleaved over T, the faster of 2
                 for t in runs:
                     runs[t].append(run_json([VENTRAL, "bench", "--model", "cortical_blt", "--steps", str(t), "--batch",
                                              str(a.batch), "--iters", "5", "--threads", str(a.threads), "--precision",

@@ -3,12 +3,16 @@
 #include <sys/resource.h>
 
 #include <chrono>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "cli/commands.hpp"
+#include "core/error.hpp"
 #include "core/precision.hpp"
 #include "core/threads.hpp"
 #include "datasets/loader.hpp"
@@ -47,6 +51,12 @@ void print(const Args& a, const nlohmann::json& result, const std::string& text)
 }
 
 void bench_model(const Args& a, int64_t threads) {
+  if (!a.profile.empty()) {  // before minutes of timing, and instead of LibTorch's stack trace after them
+    std::ofstream probe(a.profile, std::ios::app);
+    if (!probe)
+      throw InputError("--profile: cannot write " + a.profile + ": " + std::strerror(errno) +
+                       " (the folder must exist and be writable)");
+  }
   torch::manual_seed(0);
   ModelOptions o;
   o.in_channels = a.channels;

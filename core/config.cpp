@@ -110,6 +110,16 @@ YAML::Node load_yaml_file(const std::string& path) {
   }
 }
 
+std::string key_text(const YAML::Node& key, const std::string& origin) {
+  if (key.IsScalar()) return key.Scalar();
+  YAML::Emitter e;
+  e.SetSeqFormat(YAML::Flow);
+  e.SetMapFormat(YAML::Flow);
+  e << key;
+  throw InputError(origin + ": line " + std::to_string(key.Mark().line + 1) + ": a key must be a plain name, got " +
+                   std::string(e.c_str()));
+}
+
 size_t edit_distance(const std::string& a, const std::string& b) {
   std::vector<size_t> row(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -268,7 +278,7 @@ void Config::assign(const std::string& key, const YAML::Node& value, const std::
 void Config::merge(const YAML::Node& node, const std::string& prefix, const std::string& origin) {
   std::vector<std::string> seen;
   for (const auto& item : node) {
-    std::string name = item.first.as<std::string>();
+    std::string name = key_text(item.first, origin);
     std::string key = prefix.empty() ? name : prefix + "." + name;
     if (std::find(seen.begin(), seen.end(), name) != seen.end())
       throw InputError(origin + ": key '" + key + "' appears twice");

@@ -45,6 +45,10 @@ std::vector<std::string> keys_not_affecting_training();
 /// not valid YAML.
 YAML::Node load_yaml_file(const std::string& path);
 
+/// A mapping key's text; InputError naming `origin` and the line when the key is not a plain
+/// scalar (YAML allows `? [a, b]` or `{x: 1}` as keys; configs never use them).
+std::string key_text(const YAML::Node& key, const std::string& origin);
+
 /// Edit distance, used to suggest the closest valid key or name.
 size_t edit_distance(const std::string& a, const std::string& b);
 /// The candidate closest to `word` by edit distance ("" when there are none).

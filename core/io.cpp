@@ -46,8 +46,10 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
 
 std::vector<unsigned char> read_file(const std::string& path) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec))
-    throw InputError(path + ": no such file");
+  fs::file_status status = fs::status(path, ec);
+  if (!fs::exists(status)) throw InputError(path + ": no such file");
+  if (fs::is_directory(status)) throw InputError(path + ": is a folder, not a file");
+  if (!fs::is_regular_file(status)) throw InputError(path + ": is not a regular file (a pipe or device?); give a file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path + ": cannot open for reading");
   std::vector<unsigned char> bytes(fs::file_size(path));

@@ -55,20 +55,24 @@ PrecisionChoice resolve_precision(const std::string& setting, const std::set<std
   return {Precision::FP32, "auto: fp32 (" + hardware + ", but the bf16 probe was " + measured + ")"};
 }
 
-AutocastGuard::AutocastGuard(Precision precision) : active_(precision == Precision::BF16) {
-  if (!active_) return;
+AutocastGuard::AutocastGuard(Precision precision) : bf16_(precision == Precision::BF16) {
   was_enabled_ = at::autocast::is_cpu_enabled();
   dtype_ = static_cast<int>(at::autocast::get_autocast_cpu_dtype());
+  if (!bf16_) {  // fp32 inside a bf16 region really is fp32
+    if (was_enabled_) at::autocast::set_cpu_enabled(false);
+    return;
+  }
   at::autocast::set_cpu_enabled(true);
   at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
   at::autocast::increment_nesting();
 }
 
 AutocastGuard::~AutocastGuard() {
-  if (!active_) return;
-  // As torch.autocast's __exit__: the outermost region drops the cached bf16 copies of the
-  // weights, which an optimizer step would otherwise leave stale.
-  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  if (bf16_) {
+    // As torch.autocast's __exit__: the outermost region drops the cached bf16 copies of the
+    // weights, which an optimizer step would otherwise leave stale.
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  }
   at::autocast::set_cpu_enabled(was_enabled_);
   at::autocast::set_autocast_cpu_dtype(static_cast<at::ScalarType>(dtype_));
 }

@@ -38,7 +38,8 @@ PrecisionChoice resolve_precision(const std::string& setting, const std::set<std
 
 /// Runs the enclosed forward passes under `precision`: for bf16, CPU autocast to bfloat16 for
 /// the guard's lifetime (nesting-aware, restoring the previous state, and dropping autocast's
-/// cache of cast weights on exit so that no cast outlives an optimizer step). No-op for fp32.
+/// cache of cast weights on exit so that no cast outlives an optimizer step); for fp32, autocast
+/// off for the guard's lifetime (also inside an enclosing bf16 region).
 class AutocastGuard {
  public:
   explicit AutocastGuard(Precision precision);
@@ -47,7 +48,7 @@ class AutocastGuard {
   AutocastGuard& operator=(const AutocastGuard&) = delete;
 
  private:
-  bool active_ = false, was_enabled_ = false;
+  bool bf16_ = false, was_enabled_ = false;
   int dtype_ = 0;  // the previous autocast CPU dtype (c10::ScalarType)
 };
 

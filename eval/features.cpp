@@ -59,7 +59,7 @@ void export_features(LoadedRun& run, const Dataset& data, int64_t steps, const F
   std::set<std::string> wanted(o.areas.begin(), o.areas.end());
   run.model->set_probe([&](const std::string& area, int64_t step, const torch::Tensor& act) {
     if (!wanted.count(area)) return;
-    torch::Tensor v = (o.full ? act : act.mean({2, 3})).to(torch::kCPU, torch::kFloat32).contiguous();
+    torch::Tensor v = (o.full ? act : act.to(torch::kFloat32).mean({2, 3})).to(torch::kCPU, torch::kFloat32).contiguous();
     auto& buf = store[{area, step + 1}];
     buf.insert(buf.end(), v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
     auto sh = v.sizes().vec();

@@ -8,7 +8,6 @@
 #include "core/error.hpp"
 #include "core/io.hpp"
 #include "core/text.hpp"
-#include "core/threads.hpp"
 #include "datasets/perturb.hpp"
 #include "eval/features.hpp"
 #include "eval/figures.hpp"
@@ -46,7 +45,9 @@ void align_classes(Dataset& data, const std::vector<std::string>& model_classes,
 
 std::vector<int64_t> parse_steps(const std::string& text) {
   std::vector<int64_t> steps;
-  auto bad = [&] { return InputError("--steps: '" + text + "' is not a step list (use e.g. 1:8 or 1,2,4,8)"); };
+  auto bad = [&] {
+    return InputError("--steps: '" + text + "' is not a step list: steps are 1 to 1000, as FIRST:LAST or a comma list (e.g. 1:8 or 1,2,4,8)");
+  };
   try {
     auto colon = text.find(':');
     if (colon != std::string::npos) {
@@ -132,7 +133,6 @@ void write_evaluation(const std::string& out, const SweepResult& result, const S
 
 std::string run_eval(const EvalOptions& o) {
   LoadedRun run = load_run(o.run_dir, o.checkpoint, o.precision);
-  configure_threads(run.cfg.get_int_or_auto("threads"));
   if (run.precision.precision != Precision::FP32 || !o.precision.empty())
     std::fprintf(stderr, "eval: precision %s\n", run.precision.reason.c_str());
   const std::vector<int64_t> steps = steps_or_default(o.steps, run);

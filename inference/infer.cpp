@@ -54,7 +54,7 @@ PrecisionChoice choose_precision(VisionModelImpl& model, const std::string& sett
   const bool on_cpu = model.parameters().empty() || model.parameters()[0].device().is_cpu();
   if (!on_cpu && setting == "bf16")
     throw InputError("precision: bf16 is implemented for the CPU (autocast); this model runs on " +
-                     model.parameters()[0].device().str() + ": use precision: fp32");
+                     model.parameters()[0].device().str() + ": use precision: fp32 (ventral eval and bench: --precision fp32)");
   PrecisionChoice choice = resolve_precision(on_cpu ? setting : "fp32", on_cpu ? flags : std::set<std::string>{},
                                              [&] { return measure_bf16_speedup(model, memory_format, channels, image_size); });
   model.use_precision(choice.precision);

@@ -2,6 +2,7 @@
 
 #include "core/device.hpp"
 #include "core/error.hpp"
+#include "core/threads.hpp"
 #include "datasets/experiment.hpp"
 #include "inference/checkpoint.hpp"
 #include "inference/infer.hpp"
@@ -39,6 +40,7 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
                          model_options(r.cfg, r.channels, static_cast<int64_t>(r.classes.size()), r.image_size));
   load_checkpoint(dir.checkpoint(checkpoint), *r.model, nullptr);
   r.model->to(device);
+  configure_threads(r.cfg.get_int_or_auto("threads"));  // as trained; before the `auto` probe times anything
   r.precision = choose_precision(*r.model, precision.empty() ? r.cfg.get_string("precision") : precision,
                                  r.cfg.get_string("memory_format"), r.channels, r.image_size);
   r.model->eval();

@@ -25,7 +25,8 @@ struct LoadedRun {
 
 /// Loads RUN_DIR/config.yaml, classes.txt and `checkpoint` (default RUN_DIR/checkpoints/last.pt).
 /// The model runs in the run's precision (the one it trained in) unless `precision`
-/// (fp32|bf16|auto) says otherwise; LoadedRun::precision says which and why.
+/// (fp32|bf16|auto) says otherwise; LoadedRun::precision says which and why. Sets torch's thread
+/// count to the run's `threads` (before the `auto` probe times anything).
 LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint = "", const std::string& precision = "");
 
 }  // namespace ventral

@@ -5,7 +5,6 @@
 
 #include "core/error.hpp"
 #include "core/io.hpp"
-#include "core/threads.hpp"
 #include "eval/sweep.hpp"
 #include "inference/run_dir.hpp"
 #include "models/registry.hpp"
@@ -68,7 +67,6 @@ std::string run_compare(const Experiment& x, const std::string& out) {
     RunDir dir = run_of(out, m);
     ensure_trained(x, m, dir);
     LoadedRun run = load_run(dir.path());
-    configure_threads(run.cfg.get_int_or_auto("threads"));
     const std::string dataset = run.cfg.get_string("data.dataset") + "/test";
     Dataset images = evaluation_data(run, "", "test", x.limit);
     SweepResult result = sweep(run, images, conditions, steps_or_default(x.steps, run), x.seed);
@@ -92,7 +90,8 @@ std::string run_compare(const Experiment& x, const std::string& out) {
     write_evaluation((fs::path(out) / "eval" / m.name).string(), result, summary, from);
     TestRecord test = dir.read_test();
     entries.push_back({m.name, summary.model, from.params, macs_per_step(*run.model, run.channels, run.image_size),
-                       run.cfg.get_int("train.epochs"), test.train_seconds, dir.read_validation_curve(), summary});
+                       run.cfg.get_int("train.epochs"), test.train_seconds, dir.read_validation_curve(), summary,
+                       from.precision});
   }
   // The report lists the models in the experiment's order.
   std::vector<StudyEntry> ordered;

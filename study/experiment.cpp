@@ -26,17 +26,17 @@ std::string render_value(const YAML::Node& n) {
 void check_keys(const YAML::Node& node, const std::vector<std::string>& valid, const std::string& where,
                 const std::string& path) {
   for (const auto& item : node) {
-    std::string key = item.first.as<std::string>();
+    std::string key = key_text(item.first, path);
     if (std::find(valid.begin(), valid.end(), key) == valid.end())
       throw InputError(path + ": unknown key '" + where + key + "' (did you mean '" + where + closest(key, valid) + "'?)");
   }
 }
 
 // Dotted-key overrides from a mapping {train.epochs: 2, model: {name: x}}.
-void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std::string>& out) {
+void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std::string>& out, const std::string& path) {
   for (const auto& item : node) {
-    std::string key = prefix.empty() ? item.first.as<std::string>() : prefix + "." + item.first.as<std::string>();
-    if (item.second.IsMap()) flatten(item.second, key, out);
+    std::string key = prefix.empty() ? key_text(item.first, path) : prefix + "." + key_text(item.first, path);
+    if (item.second.IsMap()) flatten(item.second, key, out, path);
     else out.push_back(key + "=" + render_value(item.second));
   }
 }
@@ -59,7 +59,7 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   try {
     if (!root["base"]) throw InputError(path + ": missing key 'base' (the training config every model starts from)");
     x.base = (fs::path(path).parent_path() / root["base"].as<std::string>()).string();
-    if (root["overrides"]) flatten(root["overrides"], "", x.overrides);
+    if (root["overrides"]) flatten(root["overrides"], "", x.overrides, path);
     std::vector<std::string> eval_overrides;
     for (const auto& o : overrides) (o.rfind("eval.", 0) == 0 ? eval_overrides : x.overrides).push_back(o);
     if (!root["models"] || !root["models"].IsSequence() || root["models"].size() == 0)
@@ -74,7 +74,7 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
         throw InputError(path + ": model '" + cm.name + "' is listed twice (names label the runs: give each entry its own)");
       if (m["config"]) {
         if (!m["config"].IsMap()) throw InputError(path + ": models[" + cm.name + "].config must be a mapping of keys");
-        flatten(m["config"], "", cm.overrides);
+        flatten(m["config"], "", cm.overrides, path);
       }
       x.models.push_back(cm);
     }

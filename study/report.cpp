@@ -114,7 +114,20 @@ void models_table(std::ostream& md, const Experiment& x, const std::vector<Study
   md << "\nAccuracies in %; mCA: mean accuracy over severities 1–5 and families of the group; mCE: mean corruption "
         "error over families relative to the reference (100 = as good as the reference, lower is better); Δrec: "
         "final step minus step 1 in points. Final step: the number of steps the model was trained with (steps; the "
-        "figures show every evaluated step, including those beyond it).\n\n";
+        "figures show every evaluated step, including those beyond it).";
+  std::map<std::string, std::vector<std::string>> by_precision;
+  for (const auto& e : models) by_precision[e.precision].push_back(e.name);
+  if (by_precision.size() == 1) {
+    md << " Precision: " << by_precision.begin()->first << ".\n\n";
+  } else {  // e.g. `precision: auto` resolved differently: say so, the comparison is not like for like
+    md << "\n\n**Precision differs between models:**";
+    for (const auto& [precision, names] : by_precision) {
+      md << " " << precision << ":";
+      for (const auto& n : names) md << " " << n;
+      md << ";";
+    }
+    md << " bf16 and fp32 results differ by rounding, not only by architecture.\n\n";
+  }
 }
 
 void mcnemar_table(std::ostream& md, const Experiment& x, const Sweep& sweep, const std::vector<StudyEntry>& models) {

@@ -19,6 +19,7 @@ struct StudyEntry {
   double train_seconds = NAN;
   std::vector<std::pair<int64_t, double>> curve;  ///< epoch → validation accuracy at the readout step
   Summary summary;
+  std::string precision = "fp32";  ///< what it trained and was evaluated in
 };
 
 /// Writes OUT/figures/*.png and OUT/REPORT.md for `models` (in the experiment's order);

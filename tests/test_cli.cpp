@@ -103,3 +103,18 @@ TEST(Cli, ConfigPrintsAndWritesTheResolvedConfig) {
   EXPECT_NE(r.output.find("epochs: 4"), std::string::npos);
   EXPECT_TRUE(std::filesystem::exists(dir / "out.yaml"));
 }
+
+// Issue 17's findings, each a one-line error with exit 2 that says what to fix.
+TEST(Cli, PathsKeysAndFlagsThatCannotWorkAreNamedWithTheFix) {
+  TempDir dir;
+  expect_input_error("bench --profile " + (dir / "missing/dir/prof.json") + " --iters 1 --warmup 0 --batch 2",
+                     "--profile: cannot write");
+  write_text(dir / "complex.yaml", "? [a, b]\n: 1\n");
+  expect_input_error("config " + (dir / "complex.yaml"), "line 1: a key must be a plain name, got [a, b]");
+  write_text(dir / "exp.yaml", "base: base.yaml\nmodels:\n  - name: a\n    config:\n      {x: 1}: 2\n");
+  expect_input_error("compare " + (dir / "exp.yaml"), "a key must be a plain name");
+  std::filesystem::create_directories(dir / "adir");
+  expect_input_error("config " + (dir / "adir"), "adir: is a folder, not a file");
+  write_text(dir / "a_file", "x");
+  expect_input_error("train " + (dir / "adir") + " --run-dir " + (dir / "a_file/run"), "is a folder, not a file");
+}

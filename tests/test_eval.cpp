@@ -212,6 +212,12 @@ TEST(Perturb, SpecsParse) {
   EXPECT_EQ(parse_steps("8,1,2,4"), (std::vector<int64_t>{1, 2, 4, 8}));
   EXPECT_THROW(parse_steps("0:3"), InputError);
   EXPECT_THROW(parse_steps("a"), InputError);
+  try {  // the message says what the limit is
+    parse_steps("1:100000");
+    ADD_FAILURE() << "1:100000 accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("steps are 1 to 1000"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Metrics, HandComputedExamples) {

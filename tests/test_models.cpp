@@ -191,6 +191,7 @@ TEST_P(EveryModel, Bf16LogitsStayCloseToFp32) {
       m->use_precision(Precision::BF16);
       auto bf16 = infer(*m, x, steps);
       ASSERT_EQ(bf16.size(), fp32.size());
+      EXPECT_FALSE(torch::equal(bf16.back(), fp32.back())) << where << " " << when << ": bf16 changed nothing";
       for (size_t t = 0; t < fp32.size(); ++t) {
         EXPECT_EQ(bf16[t].scalar_type(), torch::kFloat) << where;  // logits come back as fp32
         double scale = std::max(1.0, fp32[t].abs().max().item<double>());

@@ -282,6 +282,13 @@ void expect_trainer_numbers_equal_fresh_evaluations(const std::string& model, co
   EXPECT_EQ(Config::load(run + "/config.yaml").get_string("precision"), precision) << where;
   auto ev = ventral::test::run_ventral("eval " + run + " --out " + (dir / "eval"));
   ASSERT_EQ(ev.status, 0) << ev.output;
+  // ventral eval ran the run in the precision it trained in, unless told otherwise.
+  EXPECT_EQ(nlohmann::json::parse(read(dir / "eval/summary.json"))["precision"], precision) << where;
+  if (precision != "fp32") {
+    auto fp32 = ventral::test::run_ventral("eval " + run + " --precision fp32 --out " + (dir / "eval_fp32"));
+    ASSERT_EQ(fp32.status, 0) << fp32.output;
+    EXPECT_EQ(nlohmann::json::parse(read(dir / "eval_fp32/summary.json"))["precision"], "fp32") << where;
+  }
   std::map<int64_t, int64_t> eval_correct;
   std::stringstream rows(read(dir / "eval/results.csv"));
   std::string line;

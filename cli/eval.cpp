@@ -25,6 +25,9 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--features-n", o->features_n, "images to export features for")->check(CLI::Range(1, 10000000));
   cmd->add_flag("--features-full", o->features_full, "export full maps instead of global-average-pooled vectors");
   cmd->add_option("--limit", o->limit, "evaluate the first N images only")->check(CLI::Range(0, 100000000));
+  cmd->add_option("--class-map", o->class_map,
+                  "FILE of 'folder name<TAB>model class name' lines, for --data folders whose class names differ "
+                  "from the model's (names are otherwise matched ignoring case, spaces and punctuation)");
   cmd->add_option("--precision", o->precision, "fp32 | bf16 | auto (default: the precision the run trained in)")
       ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
   cmd->add_option("--seed", o->seed, "perturbation seed (same for every model compared)")->capture_default_str();

@@ -1,9 +1,11 @@
 // `ventral train CONFIG [key=value ...] [--run-dir DIR] [--resume]`
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "train/trainer.hpp"
 
 namespace ventral::cli {
@@ -34,13 +36,31 @@ void add_train_command(CLI::App& app) {
       else throw InputError("train: more than one config file given ('" + config_path + "' and '" + p + "')");
     }
     namespace fs = std::filesystem;
+    Config cfg;
     if (args->resume) {
       if (args->run_dir.empty()) throw InputError("train --resume needs --run-dir DIR");
-      config_path = (fs::path(args->run_dir) / "config.yaml").string();
+      // A resumed run continues as it was configured. A CONFIG or overrides given with
+      // --resume may change only how fast it runs (threads, loader threads, ...), never what
+      // it learns: those differences are refused, named.
+      const std::string saved_path = (fs::path(args->run_dir) / "config.yaml").string();
+      if (!fs::exists(saved_path)) throw InputError(args->run_dir + ": nothing to resume (no config.yaml)");
+      cfg = Config::load(saved_path);
+      Config wanted = Config::load(config_path.empty() ? saved_path : config_path, overrides);
+      auto diff = training_differences(cfg, wanted);
+      if (!diff.empty())
+        throw InputError("train --resume: " + (config_path.empty() ? std::string("the overrides") : config_path) +
+                         " would train differently from the run in " + args->run_dir + " (" + join(diff, ", ") +
+                         "); a resumed run continues as configured: start a new --run-dir to change it");
+      const auto speed_only = keys_not_affecting_training();
+      for (const auto& key : cfg.differing_keys(wanted))
+        if (std::find(speed_only.begin(), speed_only.end(), key) != speed_only.end())
+          cfg.set(key + "=" + wanted.text(key), "command line");
+      if (config_path.empty()) config_path = saved_path;
     } else if (config_path.empty()) {
       throw InputError("train needs a CONFIG.yaml (see configs/)");
+    } else {
+      cfg = Config::load(config_path, overrides);
     }
-    Config cfg = Config::load(config_path, overrides);
     std::string run_dir = args->run_dir.empty() ? (fs::path("runs") / fs::path(config_path).stem()).string() : args->run_dir;
     TrainReport r = train(cfg, run_dir, args->resume);
     if (!r.finished) {

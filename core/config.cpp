@@ -398,6 +398,8 @@ std::vector<std::string> Config::differing_keys(const Config& other, const std::
   return out;
 }
 
+std::string Config::text(const std::string& key) const { return flow_text(node(key)); }
+
 std::vector<std::string> Config::differences(const Config& other, const std::vector<std::string>& ignore) const {
   std::vector<std::string> out;
   for (const std::string& key : differing_keys(other, ignore))

@@ -72,6 +72,9 @@ class Config {
   /// IntOrAuto keys: nullopt for "auto".
   std::optional<int64_t> get_int_or_auto(const std::string& key) const;
 
+  /// One key's value as YAML flow text (what `key=TEXT` would set).
+  std::string text(const std::string& key) const;
+
   /// The fully resolved config as YAML text (every key, defaults included).
   std::string dump() const;
   /// Keys whose values differ from `other`'s (numbers by value), in schema order; keys in

@@ -13,6 +13,13 @@ inline std::string format_number(const char* format, double v) {
   return buf;
 }
 
+/// The items with `separator` between them.
+inline std::string join(const std::vector<std::string>& items, const std::string& separator) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? separator : "") + items[i];
+  return out;
+}
+
 /// A class name usable as a folder name: '/' and '\\' become '-' ("T-shirt/top" →
 /// "T-shirt-top"). `ventral perturb --write` names folders this way and eval matches them back.
 inline std::string folder_name(std::string name) {

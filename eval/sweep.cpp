@@ -1,6 +1,7 @@
 #include "eval/sweep.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -18,26 +19,62 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Maps a folder dataset's labels onto the trained model's class order when the names match.
-void align_classes(Dataset& data, const std::vector<std::string>& model_classes, const std::string& spec) {
-  if (data.classes == model_classes) return;
-  std::map<std::string, int64_t> index;
-  for (size_t c = 0; c < model_classes.size(); ++c) index[folder_name(model_classes[c])] = static_cast<int64_t>(c);
+// A class name without case, spaces or punctuation: "ankle-boot" = "Ankle boot",
+// "T-shirt-top" (a folder name) = "T-shirt/top".
+std::string class_key(const std::string& name) {
+  std::string key;
+  for (unsigned char c : name)
+    if (std::isalnum(c)) key += static_cast<char>(std::tolower(c));
+  return key;
+}
+
+// `--class-map FILE`: one "folder name<TAB>model class name" pair a line; # comments.
+std::map<std::string, std::string> read_class_map(const std::string& path) {
+  std::map<std::string, std::string> map;
+  if (path.empty()) return map;
+  auto bytes = read_file(path);
+  std::stringstream in(std::string(bytes.begin(), bytes.end()));
+  int line_no = 0;
+  for (std::string line; std::getline(in, line);) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty() || line[0] == '#') continue;
+    auto tab = line.find('\t');
+    if (tab == std::string::npos || tab == 0 || tab + 1 == line.size())
+      throw InputError(path + ":" + std::to_string(line_no) + ": expected 'folder name<TAB>model class name', got '" + line + "'");
+    map[line.substr(0, tab)] = line.substr(tab + 1);
+  }
+  return map;
+}
+
+// Maps a dataset's labels onto the trained model's classes by name: exactly, through the class
+// map, or ignoring case, spaces and punctuation. Never by position: a name that matches none of
+// the model's classes is an error listing both sides.
+void align_classes(Dataset& data, const std::vector<std::string>& model_classes, const std::string& spec,
+                   const std::string& class_map_path) {
+  const auto class_map = read_class_map(class_map_path);
+  if (data.classes == model_classes && class_map.empty()) return;
+  std::map<std::string, int64_t> exact, loose;
+  for (size_t c = 0; c < model_classes.size(); ++c) {
+    exact[model_classes[c]] = static_cast<int64_t>(c);
+    loose[class_key(model_classes[c])] = static_cast<int64_t>(c);
+  }
   std::vector<int64_t> remap;
-  for (const auto& c : data.classes) {
-    auto it = index.find(folder_name(c));
-    if (it == index.end()) break;
-    remap.push_back(it->second);
+  std::vector<std::string> unmatched;
+  for (const auto& name : data.classes) {
+    auto mapped = class_map.find(name);
+    const std::string& wanted = mapped != class_map.end() ? mapped->second : name;
+    int64_t index = -1;
+    if (auto e = exact.find(wanted); e != exact.end()) index = e->second;
+    else if (auto l = loose.find(class_key(wanted)); l != loose.end()) index = l->second;
+    if (index < 0) unmatched.push_back("'" + name + "'" + (mapped != class_map.end() ? " (mapped to '" + wanted + "')" : ""));
+    remap.push_back(index);
   }
-  if (remap.size() == data.classes.size()) {
-    for (auto& l : data.labels) l = remap[l];
-    data.classes = model_classes;
-    return;
-  }
-  if (data.classes.size() != model_classes.size())
-    throw InputError(spec + ": " + std::to_string(data.classes.size()) + " classes, but the model was trained on " +
-                     std::to_string(model_classes.size()));
-  std::fprintf(stderr, "note: %s: class names differ from the model's; assuming the same order\n", spec.c_str());
+  if (!unmatched.empty())
+    throw InputError(spec + ": " + join(unmatched, ", ") + " match none of the model's classes (" +
+                     join(model_classes, ", ") + "); rename the folders or give --class-map FILE "
+                     "(one 'folder name<TAB>model class name' a line)");
+  for (auto& l : data.labels) l = remap[l];
   data.classes = model_classes;
 }
 
@@ -93,7 +130,8 @@ std::vector<Condition> parse_conditions(const std::string& perturb) {
   return conditions;
 }
 
-Dataset evaluation_data(const LoadedRun& run, const std::string& spec_in, const std::string& split, int64_t limit) {
+Dataset evaluation_data(const LoadedRun& run, const std::string& spec_in, const std::string& split, int64_t limit,
+                        const std::string& class_map) {
   const std::string spec = spec_in.empty() ? run.cfg.get_string("data.dataset") : spec_in;
   Dataset data = load_dataset(spec, parse_split(split), {run.channels, run.image_size});
   if (limit > 0 && static_cast<size_t>(limit) < data.size()) {
@@ -101,7 +139,7 @@ Dataset evaluation_data(const LoadedRun& run, const std::string& spec_in, const 
     for (int64_t i = 0; i < limit; ++i) first[i] = i;
     data = data.subset(first);
   }
-  align_classes(data, run.classes, spec);
+  align_classes(data, run.classes, spec, class_map);
   require(data.channels == run.channels && data.height == run.image_size,
           spec + ": images are " + std::to_string(data.channels) + "x" + std::to_string(data.height) +
               " but the model expects " + std::to_string(run.channels) + "x" + std::to_string(run.image_size));
@@ -140,7 +178,7 @@ std::string run_eval(const EvalOptions& o) {
   check_feature_areas(*run.model, o.features);
   const std::string out = o.out.empty() ? (fs::path(o.run_dir) / "eval").string() : o.out;
   make_directories(out);
-  Dataset data = evaluation_data(run, o.data, o.split, o.limit);
+  Dataset data = evaluation_data(run, o.data, o.split, o.limit, o.class_map);
 
   SweepResult result = sweep(run, data, conditions, steps, o.seed);
   std::optional<SweepResult> reference;

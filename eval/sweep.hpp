@@ -28,6 +28,7 @@ struct EvalOptions {
   int64_t limit = 0;            ///< evaluate the first N images only (0 = all)
   uint64_t seed = 0;            ///< perturbation seed (shared by every model evaluated)
   std::string precision;        ///< fp32|bf16|auto; default: the precision each run trained in
+  std::string class_map;        ///< "folder name<TAB>model class name" lines for --data folders
 };
 
 /// Parses "1:8" / "1,2,4,8" into sorted unique 1-based steps; InputError on bad text.
@@ -39,9 +40,12 @@ std::vector<int64_t> steps_or_default(const std::string& text, const LoadedRun& 
 std::vector<Condition> parse_conditions(const std::string& perturb);
 
 /// The images a run is evaluated on: dataset `spec` (empty: the run's), `split` ("train" or
-/// "test"), the first `limit` images (0: all), labels mapped onto the run's classes.
-/// InputError when the images or classes do not fit the model.
-Dataset evaluation_data(const LoadedRun& run, const std::string& spec, const std::string& split, int64_t limit);
+/// "test"), the first `limit` images (0: all), labels mapped onto the run's classes by name
+/// (exactly, through `class_map` — a file of "folder name<TAB>model class name" lines — or
+/// ignoring case, spaces and punctuation; never by position). InputError when the images or
+/// a class name do not fit the model.
+Dataset evaluation_data(const LoadedRun& run, const std::string& spec, const std::string& split, int64_t limit,
+                        const std::string& class_map = "");
 
 /// The run's predictions on `data` under every condition (perturbations drawn with `seed`) at
 /// `steps`. Progress lines are labelled `label_prefix` + the condition.

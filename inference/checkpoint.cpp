@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <filesystem>
+#include <map>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -13,6 +14,60 @@ namespace ventral {
 namespace {
 torch::Tensor scalar(int64_t v) { return torch::tensor(v, torch::kInt64); }
 torch::Tensor scalar(double v) { return torch::tensor(v, torch::kFloat64); }
+
+// Every tensor of a saved module, by dotted name (the layout Module::save writes: a module's
+// own parameters and buffers, then one archive per child).
+void saved_tensors(torch::serialize::InputArchive& archive, const std::string& prefix,
+                   std::map<std::string, torch::Tensor>& out) {
+  for (const auto& key : archive.keys()) {
+    torch::Tensor t;
+    torch::serialize::InputArchive child;
+    if (archive.try_read(key, t)) out[prefix + key] = t;
+    else if (archive.try_read(key, child)) saved_tensors(child, prefix + key + ".", out);
+  }
+}
+
+std::string shape(const torch::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? "," : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
+// "a, b, c (+N more)": the first few of a list, for a one-line message.
+std::string first_few(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < std::min<size_t>(items.size(), 4); ++i) out += (i ? ", " : "") + items[i];
+  if (items.size() > 4) out += " (+" + std::to_string(items.size() - 4) + " more)";
+  return out;
+}
+
+// The saved weights must be exactly the model's: same names, shapes and dtypes. LibTorch's
+// Module::load checks only that the model's names exist, so a config edited after training
+// (another width, shortcut or step count) would otherwise load a part of the weights silently.
+void check_fits(torch::serialize::InputArchive& model_archive, VisionModelImpl& model, const std::string& path) {
+  std::map<std::string, torch::Tensor> saved;
+  saved_tensors(model_archive, "", saved);
+  std::map<std::string, torch::Tensor> expected;
+  for (const auto& p : model.named_parameters()) expected[p.key()] = p.value();
+  for (const auto& b : model.named_buffers()) expected[b.key()] = b.value();
+  std::vector<std::string> missing, unexpected, wrong;
+  for (const auto& [name, t] : expected) {
+    auto it = saved.find(name);
+    if (it == saved.end()) missing.push_back(name);
+    else if (!it->second.sizes().equals(t.sizes()) || it->second.scalar_type() != t.scalar_type())
+      wrong.push_back(name + " " + shape(it->second) + " " + c10::toString(it->second.scalar_type()) + " in the file, " +
+                      shape(t) + " " + c10::toString(t.scalar_type()) + " in the model");
+  }
+  for (const auto& [name, t] : saved)
+    if (!expected.count(name)) unexpected.push_back(name);
+  if (missing.empty() && unexpected.empty() && wrong.empty()) return;
+  std::string why;
+  if (!missing.empty()) why += "missing: " + first_few(missing);
+  if (!unexpected.empty()) why += std::string(why.empty() ? "" : "; ") + "unexpected: " + first_few(unexpected);
+  if (!wrong.empty()) why += std::string(why.empty() ? "" : "; ") + "wrong shape or type: " + first_few(wrong);
+  throw InputError(path + ": the weights do not fit the model the config describes (was config.yaml changed after "
+                   "training?): " + why);
+}
 }  // namespace
 
 void save_checkpoint(const std::string& path, VisionModelImpl& model, torch::optim::Optimizer* optimizer,
@@ -47,6 +102,7 @@ TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torc
     archive.load_from(path);
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
+    check_fits(model_archive, model, path);
     model.load(model_archive);
     if (optimizer) {
       torch::serialize::InputArchive opt_archive;

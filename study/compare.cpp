@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "core/io.hpp"
+#include "core/text.hpp"
 #include "eval/sweep.hpp"
 #include "inference/run_dir.hpp"
 #include "models/registry.hpp"
@@ -39,15 +40,9 @@ void check_reusable_runs(const Experiment& x, const std::string& out) {
   for (const auto& m : x.models) {
     RunDir run = run_of(out, m);
     if (!run.holds_config()) continue;
-    Config wanted = model_config(x, m);
-    std::vector<std::string> ignore = keys_not_affecting_training();
-    for (const char* key : {"data.mean", "data.std"})  // empty: measured on the training split and saved
-      if (wanted.get_floats(key).empty()) ignore.push_back(key);
-    if (wanted.get_string("precision") == "auto") ignore.push_back("precision");  // saved as what it chose
-    auto diff = Config::load(run.config()).differences(wanted, ignore);
+    auto diff = training_differences(Config::load(run.config()), model_config(x, m));
     if (diff.empty()) continue;
-    std::string keys;
-    for (const auto& d : diff) keys += (keys.empty() ? "" : ", ") + d;
+    std::string keys = join(diff, ", ");
     throw InputError(run.config() + ": this run of " + m.name + " was trained with a different config than the experiment asks for (" +
                      keys + "); move the run away to retrain it, or give the model another name");
   }

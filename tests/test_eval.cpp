@@ -2,6 +2,7 @@
 #include <set>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "core/config.hpp"
@@ -479,4 +480,47 @@ TEST(Plot, GridSharesOneLegendAndDashesSeriesPastThePalette) {
   }
   EXPECT_GT(solid, 0);
   EXPECT_GT(dashed, 0);
+}
+
+// Issue 17: folder class names are matched to the model's by name (exactly, ignoring case,
+// spaces and punctuation, or through --class-map), never assumed to be in the same order.
+TEST(EvaluationData, FolderClassesAreMatchedByNameNeverByPosition) {
+  TempDir dir;
+  auto image = [&](const std::string& path) {
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    cv::imwrite(path, cv::Mat(28, 28, CV_8UC1, cv::Scalar(7)));
+  };
+  LoadedRun run;
+  run.classes = {"T-shirt/top", "Trouser", "Ankle boot"};
+  run.channels = 1;
+  run.image_size = 28;
+  // Sorted folder names are ankle-boot, t-shirt-top, trouser: another order than the model's.
+  image(dir / "a/trouser/1.png");
+  image(dir / "a/t-shirt-top/1.png");
+  image(dir / "a/ankle-boot/1.png");
+  Dataset d = evaluation_data(run, "folder:" + (dir / "a"), "test", 0);
+  EXPECT_EQ(d.classes, run.classes);
+  EXPECT_EQ(d.labels, (std::vector<int64_t>{2, 0, 1}));  // ankle-boot, t-shirt-top, trouser
+  image(dir / "b/sandal/1.png");
+  image(dir / "b/trouser/1.png");
+  auto error = [&](const std::string& map) {
+    try {
+      evaluation_data(run, "folder:" + (dir / "b"), "test", 0, map);
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  std::string unmatched = error("");
+  EXPECT_NE(unmatched.find("'sandal' match none of the model's classes (T-shirt/top, Trouser, Ankle boot)"),
+            std::string::npos) << unmatched;
+  EXPECT_NE(unmatched.find("--class-map"), std::string::npos) << unmatched;
+  ventral::test::write_text(dir / "map.tsv", "# folder\tmodel class\nsandal\tAnkle boot\n");
+  EXPECT_EQ(error(dir / "map.tsv"), "(accepted)");
+  Dataset mapped = evaluation_data(run, "folder:" + (dir / "b"), "test", 0, dir / "map.tsv");
+  EXPECT_EQ(mapped.labels, (std::vector<int64_t>{2, 1}));  // sandal -> Ankle boot, trouser
+  ventral::test::write_text(dir / "bad.tsv", "sandal Ankle boot\n");
+  EXPECT_NE(error(dir / "bad.tsv").find("bad.tsv:1: expected 'folder name<TAB>model class name'"), std::string::npos);
+  ventral::test::write_text(dir / "wrong.tsv", "sandal\tSneaker\n");
+  EXPECT_NE(error(dir / "wrong.tsv").find("'sandal' (mapped to 'Sneaker')"), std::string::npos) << error(dir / "wrong.tsv");
 }

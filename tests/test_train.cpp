@@ -368,3 +368,75 @@ TEST(Bf16Trained, TrainerNumbersEqualFreshEvaluationsAndCheckpointsAreFp32) {
 
 INSTANTIATE_TEST_SUITE_P(Registry, EveryModelTrained, ::testing::ValuesIn(list_models()),
                          ventral::test::model_param_name);
+
+// Issue 17: a checkpoint loads only into the model it was saved from (names, shapes, dtypes),
+// so a config.yaml edited after training is an error, not a silently different model.
+TEST(Train, ACheckpointLoadsOnlyIntoTheModelItWasSavedFrom) {
+  TempDir dir;
+  auto save = [&](const std::string& name, const std::vector<std::string>& options) {
+    ModelPtr m = create_model(name, model_options(tiny_config(options), 1, 10, 28));
+    save_checkpoint(dir / (name + ".pt"), *m, nullptr, TrainState{});
+  };
+  auto error_loading = [&](const std::string& name, const std::vector<std::string>& options) {
+    ModelPtr m = create_model(name, model_options(tiny_config(options), 1, 10, 28));
+    try {
+      load_checkpoint(dir / (name + ".pt"), *m, nullptr);
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(loaded)");
+  };
+  save("cortical_blt", {"model.name=cortical_blt", "model.width=4", "model.steps=3"});
+  EXPECT_EQ(error_loading("cortical_blt", {"model.name=cortical_blt", "model.width=4", "model.steps=3"}), "(loaded)");
+  std::string wider = error_loading("cortical_blt", {"model.name=cortical_blt", "model.width=8", "model.steps=3"});
+  EXPECT_NE(wider.find("do not fit the model"), std::string::npos) << wider;
+  EXPECT_NE(wider.find("wrong shape or type: "), std::string::npos) << wider;
+  EXPECT_NE(wider.find("IT.bottom_up.weight [32,16,3,3] Float in the file, [64,32,3,3] Float in the model"), std::string::npos) << wider;
+  std::string fewer_steps = error_loading("cortical_blt", {"model.name=cortical_blt", "model.width=4", "model.steps=2"});
+  EXPECT_NE(fewer_steps.find("unexpected: "), std::string::npos) << fewer_steps;
+  save("resnet20", {"model.name=resnet20", "model.width=4"});
+  std::string shortcut = error_loading("resnet20", {"model.name=resnet20", "model.width=4", "model.shortcut=A"});
+  EXPECT_NE(shortcut.find("unexpected: "), std::string::npos) << shortcut;
+  EXPECT_EQ(shortcut.find("missing"), std::string::npos) << shortcut;
+}
+
+// Issue 17: a new run writes only into a new or empty folder, or over an unstarted run of the
+// same config; `--resume` continues the run as configured and refuses a config that would
+// train differently, naming the keys, while speed-only keys may change.
+TEST(Train, RunFoldersAreOnlyWrittenWhenTheyHoldTheSameRun) {
+  TempDir dir;
+  ventral::test::write_text(dir / "foreign/notes.txt", "mine\n");
+  try {
+    train(tiny_config(), dir / "foreign", false);
+    ADD_FAILURE() << "wrote into a foreign folder";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("not empty and holds no ventral run"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(read(dir / "foreign/notes.txt"), "mine\n");
+  tiny_config({"train.epochs=7"}).save(dir / "other/config.yaml");
+  try {
+    train(tiny_config(), dir / "other", false);
+    ADD_FAILURE() << "overwrote another run's config";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.epochs: 7 -> 2"), std::string::npos) << e.what();
+  }
+  tiny_config({"threads=2"}).save(dir / "same/config.yaml");  // the same run, stopped before a checkpoint
+  EXPECT_TRUE(train(tiny_config(), dir / "same", false).finished);
+
+  // --resume through the CLI: a run stopped after 3 steps.
+  const std::string run = dir / "stopped";
+  tiny_config({"train.stop_after_steps=3"}).save(dir / "stop.yaml");
+  auto first = ventral::test::run_ventral("train " + (dir / "stop.yaml") + " --run-dir " + run);
+  ASSERT_EQ(first.status, 75) << first.output;
+  auto changed = ventral::test::run_ventral("train --resume --run-dir " + run + " train.epochs=5");
+  EXPECT_EQ(changed.status, 2) << changed.output;
+  EXPECT_NE(changed.output.find("would train differently"), std::string::npos) << changed.output;
+  EXPECT_NE(changed.output.find("train.epochs: 2 -> 5"), std::string::npos) << changed.output;
+  tiny_config({"train.lr=0.5"}).save(dir / "other.yaml");
+  auto other = ventral::test::run_ventral("train " + (dir / "other.yaml") + " --resume --run-dir " + run);
+  EXPECT_EQ(other.status, 2) << other.output;
+  EXPECT_NE(other.output.find("train.lr: 0.05 -> 0.5"), std::string::npos) << other.output;
+  auto faster = ventral::test::run_ventral("train --resume --run-dir " + run + " threads=2 train.stop_after_steps=0");
+  EXPECT_EQ(faster.status, 0) << faster.output;
+  EXPECT_TRUE(std::filesystem::exists(run + "/test.json"));
+}

@@ -119,6 +119,14 @@ torch::Tensor step_loss(const std::vector<torch::Tensor>& logits, const torch::T
   return sum;
 }
 
+std::vector<std::string> training_differences(const Config& saved, const Config& wanted) {
+  std::vector<std::string> ignore = keys_not_affecting_training();
+  for (const char* key : {"data.mean", "data.std"})
+    if (wanted.get_floats(key).empty()) ignore.push_back(key);
+  if (wanted.get_string("precision") == "auto") ignore.push_back("precision");
+  return saved.differences(wanted, ignore);
+}
+
 TrainOptions TrainOptions::from_config(const Config& cfg) {
   TrainOptions o;
   o.epochs = cfg.get_int("train.epochs");
@@ -161,6 +169,7 @@ class Run {
   bool end_epoch();    // false: a signal arrived during validation
   void finish();
   void stop(const std::string& why, bool saved);
+  void check_new_run_dir() const;
   std::string position() const {
     return "epoch " + std::to_string(state_.epoch + 1) + ", step " + std::to_string(state_.step_in_epoch);
   }
@@ -191,6 +200,7 @@ void Run::setup() {
   if (!resume_ && dir_.started())
     throw InputError(dir_.path() + " already holds a run (checkpoints/last.pt): add --resume to continue it or choose another --run-dir");
   if (resume_ && !dir_.started()) throw InputError(dir_.path() + ": nothing to resume (no checkpoints/last.pt)");
+  if (!resume_) check_new_run_dir();
 
   check_model_options(cfg_);
   torch::manual_seed(o_.seed);
@@ -244,6 +254,25 @@ void Run::setup() {
                cfg_.get_string("model.name").c_str(), data_.train.name.c_str(), (long long)train_loader_->size(),
                (long long)per_epoch, (long long)count_parameters(*model_), (long long)steps_, (long long)threads_,
                device_.str().c_str(), precision.reason.c_str());
+}
+
+// A new run writes only into a new or empty folder, or over a run of the same config that
+// stopped before its first checkpoint; never over someone else's files.
+void Run::check_new_run_dir() const {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path path(dir_.path());
+  if (!fs::exists(path, ec)) return;
+  if (!fs::is_directory(path, ec)) throw InputError("--run-dir " + dir_.path() + ": is a file, not a folder");
+  if (dir_.holds_config()) {
+    std::string diff = join(training_differences(Config::load(dir_.config()), cfg_), ", ");
+    if (diff.empty()) return;
+    throw InputError(dir_.config() + ": this folder holds a run with another config (" + diff +
+                     "); choose another --run-dir, or remove the folder to replace it");
+  }
+  if (fs::directory_iterator(path, ec) != fs::directory_iterator())
+    throw InputError("--run-dir " + dir_.path() + ": the folder is not empty and holds no ventral run (no config.yaml); "
+                     "choose a new or empty folder");
 }
 
 void Run::stop(const std::string& why, bool saved) {

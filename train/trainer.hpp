@@ -41,6 +41,12 @@ struct TrainOptions {
 /// the run without overwriting the last good checkpoint.
 TrainReport train(const Config& cfg, const std::string& run_dir, bool resume);
 
+/// Where a run's saved config (`saved`, its config.yaml) and `wanted` would train differently,
+/// as "key: saved -> wanted" (Config::differences). Not counted: keys that only change speed
+/// (KeySpec::affects_training), a normalisation `wanted` leaves to be measured (data.mean/std
+/// empty: the run saved what it measured) and `precision: auto` (the run saved what it chose).
+std::vector<std::string> training_differences(const Config& saved, const Config& wanted);
+
 /// Loss over a model's per-step logits: "last", "mean" or explicit per-step "weights"
 /// (Σ_t w_t · CE_t, weights as given).
 torch::Tensor step_loss(const std::vector<torch::Tensor>& logits, const torch::Tensor& labels, const std::string& mode,

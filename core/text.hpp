@@ -13,6 +13,12 @@ inline std::string format_number(const char* format, double v) {
   return buf;
 }
 
+/// A number for a CSV cell: format_number, or an empty cell when it is NaN or infinite (a
+/// metric with no data; pandas reads the empty cell as NaN). No file ventral writes holds "nan".
+inline std::string csv_number(const char* format, double v) {
+  return v - v == 0 ? format_number(format, v) : std::string();
+}
+
 /// The items with `separator` between them.
 inline std::string join(const std::vector<std::string>& items, const std::string& separator) {
   std::string out;

@@ -37,8 +37,8 @@ void write_results_csv(const std::string& path, const Summary& s) {
     for (size_t k = 0; k < s.steps.size(); ++k) {
       const AccuracyCell& a = s.cell(c.family, c.severity, k);
       csv += c.family + "," + std::to_string(c.severity) + "," + std::to_string(s.steps[k]) + "," +
-             format_number("%.6f", a.accuracy) + "," + std::to_string(a.n) + "," + format_number("%.6f", a.ci_low) +
-             "," + format_number("%.6f", a.ci_high) + "," + format_number("%.6f", a.mean_confidence) + "\n";
+             csv_number("%.6f", a.accuracy) + "," + std::to_string(a.n) + "," + csv_number("%.6f", a.ci_low) +
+             "," + csv_number("%.6f", a.ci_high) + "," + csv_number("%.6f", a.mean_confidence) + "\n";
     }
   write_file_atomic(path, csv);
 }
@@ -117,8 +117,8 @@ void write_summary_json(const std::string& path, const Summary& s, const EvalPro
 void write_early_exit_csv(const std::string& path, const Summary& s) {
   std::string csv = "threshold,accuracy,mean_steps\n";
   for (const auto& e : s.early_exit)
-    csv += format_number("%g", e.threshold) + "," + format_number("%.6f", e.accuracy) + "," +
-           format_number("%.4f", e.mean_steps) + "\n";
+    csv += csv_number("%g", e.threshold) + "," + csv_number("%.6f", e.accuracy) + "," +
+           csv_number("%.4f", e.mean_steps) + "\n";
   write_file_atomic(path, csv);
 }
 

@@ -1,3 +1,5 @@
+#include <cmath>
+
 #include "core/config.hpp"
 #include "core/precision.hpp"
 #include "core/error.hpp"
@@ -100,6 +102,15 @@ TEST(Text, SplitCsvRowHandlesQuotesAndEmptyFields) {
   EXPECT_EQ(split_csv_row("a,,\"T-shirt, \"\"top\"\"\",z\r"),
             (std::vector<std::string>{"a", "", "T-shirt, \"top\"", "z"}));
   EXPECT_EQ(split_csv_row(""), std::vector<std::string>{""});
+}
+
+TEST(Text, CsvNumbersAreEmptyCellsWhenNotFinite) {
+  EXPECT_EQ(csv_number("%.6f", 0.25), "0.250000");
+  EXPECT_EQ(csv_number("%.6f", NAN), "");
+  EXPECT_EQ(csv_number("%.6f", -NAN), "");
+  EXPECT_EQ(csv_number("%.2f", INFINITY), "");
+  EXPECT_EQ(join({"a", "b", "c"}, ", "), "a, b, c");
+  EXPECT_EQ(join({}, ", "), "");
 }
 
 TEST(Config, EditDistance) {

@@ -258,6 +258,13 @@ TEST(Train, BadInputIsAnInputError) {
   EXPECT_THROW(train(tiny_config({"data.mean=[0.1, 0.2]"}), dir / "b", false), InputError);
   EXPECT_THROW(train(tiny_config(), dir / "none", true), InputError);
   EXPECT_THROW(train(tiny_config({"train.batch_size=5000"}), dir / "c", false), InputError);
+  try {  // one class: nothing to classify (it would "train" to 100%)
+    train(tiny_config({"data.dataset=synthetic:1", "data.val_fraction=0"}), dir / "d", false);
+    ADD_FAILURE() << "a one-class training set was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("holds 1 class(es); training a classifier needs images of at least 2"),
+              std::string::npos) << e.what();
+  }
 }
 
 // One number, whichever path computes it (issue 20). After real training (3 epochs of optimizer

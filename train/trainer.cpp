@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "core/device.hpp"
@@ -205,6 +206,13 @@ void Run::setup() {
   check_model_options(cfg_);
   torch::manual_seed(o_.seed);
   data_ = load_experiment_data(cfg_);
+  {  // one class is no classification: every model would score 100% on it
+    std::set<int64_t> seen;
+    for (int64_t i : data_.split.train) seen.insert(data_.train.labels[i]);
+    if (seen.size() < 2)
+      throw InputError(cfg_.get_string("data.dataset") + ": the training split holds " + std::to_string(seen.size()) +
+                       " class(es); training a classifier needs images of at least 2");
+  }
   // Record the normalisation actually used, so evaluation reproduces it exactly.
   auto list = [](const std::vector<double>& v) {
     std::string s = "[";
@@ -338,11 +346,11 @@ bool Run::end_epoch() {
   const double train_loss = seen_ ? loss_sum_ / seen_ : 0, train_acc = seen_ ? double(correct_) / seen_ : 0;
   double val_acc = val.accuracy.empty() ? train_acc : val.accuracy.back();
   const std::vector<int64_t> val_steps = readout_steps(*model_, steps_);
-  std::string row = std::to_string(state_.epoch + 1) + "," + format_number("%.6g", lr_) + "," +
-                    format_number("%.6f", train_loss) + "," + format_number("%.6f", train_acc) + "," +
-                    format_number("%.6f", val.loss.empty() ? NAN : val.loss.back());
-  for (size_t t = 0; t < val_steps.size(); ++t) row += "," + format_number("%.6f", t < val.accuracy.size() ? val.accuracy[t] : NAN);
-  row += "," + format_number("%.2f", epoch_seconds_) + "\n";
+  std::string row = std::to_string(state_.epoch + 1) + "," + csv_number("%.6g", lr_) + "," +
+                    csv_number("%.6f", train_loss) + "," + csv_number("%.6f", train_acc) + "," +
+                    csv_number("%.6f", val.loss.empty() ? NAN : val.loss.back());
+  for (size_t t = 0; t < val_steps.size(); ++t) row += "," + csv_number("%.6f", t < val.accuracy.size() ? val.accuracy[t] : NAN);
+  row += "," + csv_number("%.2f", epoch_seconds_) + "\n";
   state_.metrics_csv += row;
   std::string accs;
   for (double a : val.accuracy) accs += format_number(" %.2f", 100 * a);

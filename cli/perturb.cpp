@@ -5,6 +5,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "cli/commands.hpp"
+#include "core/io.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
 #include "datasets/image.hpp"
@@ -48,7 +49,7 @@ void add_perturb_command(CLI::App& app) {
       for (const auto& s : specs)
         for (int sev : s.severities) {
           fs::path base = fs::path(a->write) / s.family / std::to_string(sev);
-          for (const auto& name : folders) fs::create_directories(base / name);
+          for (const auto& name : folders) make_directories((base / name).string());
           for (size_t i = 0; i < data.size(); ++i) {
             perturb_image(data, static_cast<int64_t>(i), s.family, sev, a->seed, buf.data());
             char file[32];

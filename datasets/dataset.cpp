@@ -128,6 +128,8 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
     throw InputError("unknown dataset '" + spec +
                      "' (use fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR or synthetic)");
   }
+  if (d.size() == 0)  // nothing to train on or score: every number would be 0 or NaN
+    throw InputError("dataset '" + spec + "': the " + split_name(split) + " split holds no images");
   d = convert(d, options);
   d.name = kind + "/" + split_name(split);
   return d;

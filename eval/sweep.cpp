@@ -174,6 +174,11 @@ std::string run_eval(const EvalOptions& o) {
   if (run.precision.precision != Precision::FP32 || !o.precision.empty())
     std::fprintf(stderr, "eval: precision %s\n", run.precision.reason.c_str());
   const std::vector<int64_t> steps = steps_or_default(o.steps, run);
+  if (!run.model->recurrent() && steps != std::vector<int64_t>{1})
+    throw InputError("--steps: " + run.cfg.get_string("model.name") + " is feed-forward (one step); omit --steps");
+  for (double t : o.exit_thresholds)
+    if (!(t >= 0 && t <= 1))
+      throw InputError("--exit-threshold: " + format_number("%g", t) + " is not a confidence in [0, 1]");
   const std::vector<Condition> conditions = parse_conditions(o.perturb);
   check_feature_areas(*run.model, o.features);
   const std::string out = o.out.empty() ? (fs::path(o.run_dir) / "eval").string() : o.out;

@@ -60,6 +60,9 @@ void check_fits(torch::serialize::InputArchive& model_archive, VisionModelImpl& 
   }
   for (const auto& [name, t] : saved)
     if (!expected.count(name)) unexpected.push_back(name);
+  for (const auto& [name, t] : saved)  // a damaged file must not pass for a model that predicts class 0
+    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
+      throw InputError(path + ": " + name + " holds NaN or infinite values; the checkpoint is damaged");
   if (missing.empty() && unexpected.empty() && wrong.empty()) return;
   std::string why;
   if (!missing.empty()) why += "missing: " + first_few(missing);

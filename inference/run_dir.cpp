@@ -58,7 +58,9 @@ std::optional<InputShape> RunDir::read_input() const {
   json j = read_json(input());
   try {
     InputShape s{j.at("channels").get<int64_t>(), j.at("image_size").get<int64_t>()};
-    if (s.channels < 1 || s.image_size < 1) throw InputError(input() + ": channels and image_size must be positive");
+    if (s.channels < 1 || s.channels > 64 || s.image_size < 8 || s.image_size > 4096)
+      throw InputError(input() + ": channels must be 1-64 and image_size 8-4096, got " + std::to_string(s.channels) +
+                       " and " + std::to_string(s.image_size));
     return s;
   } catch (const json::exception& e) {
     throw InputError(input() + ": expected {\"channels\": C, \"image_size\": S} (" + std::string(e.what()) + ")");

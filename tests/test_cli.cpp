@@ -117,4 +117,11 @@ TEST(Cli, PathsKeysAndFlagsThatCannotWorkAreNamedWithTheFix) {
   expect_input_error("config " + (dir / "adir"), "adir: is a folder, not a file");
   write_text(dir / "a_file", "x");
   expect_input_error("train " + (dir / "adir") + " --run-dir " + (dir / "a_file/run"), "is a folder, not a file");
+  expect_input_error("perturb --data synthetic:8 --family block --write " + (dir / "a_file/out"), "cannot create the folder");
+  // A dataset with no images is refused where it is read, not scored as 0% or "0 images/s".
+  auto none = idx_header({0, 28, 28});
+  auto no_labels = idx_header({0});
+  write_bytes(dir / "empty/train-images-idx3-ubyte", none);
+  write_bytes(dir / "empty/train-labels-idx1-ubyte", no_labels);
+  expect_input_error("data mnist:" + (dir / "empty"), "the train split holds no images");
 }

@@ -258,6 +258,17 @@ TEST(Train, BadInputIsAnInputError) {
   EXPECT_THROW(train(tiny_config({"data.mean=[0.1, 0.2]"}), dir / "b", false), InputError);
   EXPECT_THROW(train(tiny_config(), dir / "none", true), InputError);
   EXPECT_THROW(train(tiny_config({"train.batch_size=5000"}), dir / "c", false), InputError);
+  auto message = [&](const std::vector<std::string>& options) {
+    try {
+      train(tiny_config(options), dir / "e", false);
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("(trained)");
+  };
+  EXPECT_NE(message({"train.min_lr=1"}).find("train.min_lr 1 is above train.lr 0.05"), std::string::npos);
+  EXPECT_NE(message({"train.step_loss=weights", "train.step_weights=[0, 0, 0]"}).find("positive sum"), std::string::npos);
+  EXPECT_NE(message({"train.step_weights=[1, 2, 3]"}).find("train.step_loss is 'mean'"), std::string::npos);
   try {  // one class: nothing to classify (it would "train" to 100%)
     train(tiny_config({"data.dataset=synthetic:1", "data.val_fraction=0"}), dir / "d", false);
     ADD_FAILURE() << "a one-class training set was accepted";
@@ -446,4 +457,31 @@ TEST(Train, RunFoldersAreOnlyWrittenWhenTheyHoldTheSameRun) {
   auto faster = ventral::test::run_ventral("train --resume --run-dir " + run + " threads=2 train.stop_after_steps=0");
   EXPECT_EQ(faster.status, 0) << faster.output;
   EXPECT_TRUE(std::filesystem::exists(run + "/test.json"));
+}
+
+// Issue 17: evaluation refuses what has no meaning or cannot be right, instead of exit 0.
+TEST(Train, EvaluationRefusesMeaninglessOptionsAndDamagedRuns) {
+  TempDir dir;
+  const std::string run = dir / "run";
+  ASSERT_TRUE(train(tiny_config({"model.name=cortical_b", "train.epochs=1"}), run, false).finished);
+  auto expect_error = [&](const std::string& args, const std::string& needle) {
+    auto r = ventral::test::run_ventral("eval " + run + " --out " + (dir / "eval") + " " + args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(needle), std::string::npos) << args << "\n" << r.output;
+  };
+  expect_error("--steps 1:3", "cortical_b is feed-forward (one step); omit --steps");
+  expect_error("--exit-threshold 0.5,1.5", "--exit-threshold: 1.5 is not a confidence in [0, 1]");
+  ventral::test::write_text(run + "/input.json", "{\"channels\": 1, \"image_size\": 100000}\n");
+  expect_error("", "input.json: channels must be 1-64 and image_size 8-4096");
+  ventral::test::write_text(run + "/input.json", "{\"channels\": 1, \"image_size\": 28}\n");
+  // A damaged checkpoint (NaN weights) is refused, not scored as "every image is class 0".
+  Config cfg = Config::load(run + "/config.yaml");
+  ModelPtr m = create_model("cortical_b", model_options(cfg, 1, 10, 28));
+  load_checkpoint(run + "/checkpoints/last.pt", *m, nullptr);
+  {
+    torch::NoGradGuard no_grad;
+    m->parameters().front().fill_(NAN);
+  }
+  save_checkpoint(run + "/checkpoints/last.pt", *m, nullptr, TrainState{});
+  expect_error("", "holds NaN or infinite values; the checkpoint is damaged");
 }

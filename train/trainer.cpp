@@ -136,6 +136,13 @@ TrainOptions TrainOptions::from_config(const Config& cfg) {
   o.stop_after_steps = cfg.get_int("train.stop_after_steps");
   o.step_loss = cfg.get_string("train.step_loss");
   o.step_weights = cfg.get_floats("train.step_weights");
+  double weight_sum = 0;
+  for (double w : o.step_weights) weight_sum += w;
+  if (o.step_loss == "weights" && !(weight_sum > 0))
+    throw InputError(cfg.source() + ": train.step_weights must have a positive sum (all zero: nothing would be learned)");
+  if (o.step_loss != "weights" && !o.step_weights.empty())
+    throw InputError(cfg.source() + ": train.step_weights is set but train.step_loss is '" + o.step_loss +
+                     "'; set train.step_loss: weights or remove the weights");
   o.label_smoothing = cfg.get_float("train.label_smoothing");
   o.grad_clip = cfg.get_float("train.grad_clip");
   o.memory_format = cfg.get_string("memory_format");

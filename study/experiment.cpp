@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 
 #include "core/error.hpp"
@@ -32,6 +33,27 @@ void check_keys(const YAML::Node& node, const std::vector<std::string>& valid, c
   }
 }
 
+// A key's value as text: one scalar (not a list, mapping or null), else an error naming the key.
+std::string text_at(const YAML::Node& n, const std::string& key, const std::string& path, const std::string& what) {
+  if (!n.IsScalar() || n.Scalar().empty())
+    throw InputError(path + ": key '" + key + "' expects " + what + ", got " + (n.IsNull() ? std::string("nothing") : render_value(n)));
+  return n.Scalar();
+}
+
+int64_t count_at(const YAML::Node& n, const std::string& key, const std::string& path) {
+  std::string text = text_at(n, key, path, "a non-negative integer");
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(text.c_str(), &end, 10);
+  if (*end || v < 0 || errno == ERANGE)
+    throw InputError(path + ": key '" + key + "' expects a non-negative integer below 2^63, got '" + text + "'");
+  return v;
+}
+
+void expect_map(const YAML::Node& n, const std::string& key, const std::string& path) {
+  if (!n.IsMap()) throw InputError(path + ": key '" + key + "' expects a mapping of keys, got " + render_value(n));
+}
+
 // Dotted-key overrides from a mapping {train.epochs: 2, model: {name: x}}.
 void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std::string>& out, const std::string& path) {
   for (const auto& item : node) {
@@ -58,8 +80,11 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   x.path = path;
   try {
     if (!root["base"]) throw InputError(path + ": missing key 'base' (the training config every model starts from)");
-    x.base = (fs::path(path).parent_path() / root["base"].as<std::string>()).string();
-    if (root["overrides"]) flatten(root["overrides"], "", x.overrides, path);
+    x.base = (fs::path(path).parent_path() / text_at(root["base"], "base", path, "a config file name")).string();
+    if (root["overrides"]) {
+      expect_map(root["overrides"], "overrides", path);
+      flatten(root["overrides"], "", x.overrides, path);
+    }
     std::vector<std::string> eval_overrides;
     for (const auto& o : overrides) (o.rfind("eval.", 0) == 0 ? eval_overrides : x.overrides).push_back(o);
     if (!root["models"] || !root["models"].IsSequence() || root["models"].size() == 0)
@@ -68,8 +93,9 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
       if (!m.IsMap()) throw InputError(path + ": each entry of 'models' needs a name (and optional config)");
       check_keys(m, {"name", "base", "config"}, "models[].", path);
       if (!m["name"]) throw InputError(path + ": a model entry has no 'name'");
-      CompareModel cm{m["name"].as<std::string>(), "", {"model.name=" + m["name"].as<std::string>()}};
-      if (m["base"]) cm.base = (fs::path(path).parent_path() / m["base"].as<std::string>()).string();
+      const std::string name = text_at(m["name"], "models[].name", path, "a model name");
+      CompareModel cm{name, "", {"model.name=" + name}};
+      if (m["base"]) cm.base = (fs::path(path).parent_path() / text_at(m["base"], "models[].base", path, "a config file name")).string();
       if (std::any_of(x.models.begin(), x.models.end(), [&](const CompareModel& o) { return o.name == cm.name; }))
         throw InputError(path + ": model '" + cm.name + "' is listed twice (names label the runs: give each entry its own)");
       if (m["config"]) {
@@ -87,15 +113,16 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
                                       return std::find(only.begin(), only.end(), m.name) == only.end();
                                     }),
                      x.models.end());
-    x.reference = root["reference"] ? root["reference"].as<std::string>() : x.models.front().name;
+    x.reference = root["reference"] ? text_at(root["reference"], "reference", path, "a model name") : x.models.front().name;
     if (std::none_of(x.models.begin(), x.models.end(), [&](const CompareModel& m) { return m.name == x.reference; }))
       throw InputError(path + ": reference '" + x.reference + "' is not one of the models");
     if (root["eval"]) {
+      expect_map(root["eval"], "eval", path);
       check_keys(root["eval"], {"steps", "perturb", "limit", "seed"}, "eval.", path);
-      if (root["eval"]["steps"]) x.steps = root["eval"]["steps"].as<std::string>();
-      if (root["eval"]["perturb"]) x.perturb = root["eval"]["perturb"].as<std::string>();
-      if (root["eval"]["limit"]) x.limit = root["eval"]["limit"].as<int64_t>();
-      if (root["eval"]["seed"]) x.seed = root["eval"]["seed"].as<uint64_t>();
+      if (root["eval"]["steps"]) x.steps = text_at(root["eval"]["steps"], "eval.steps", path, "a step list such as 1:8");
+      if (root["eval"]["perturb"]) x.perturb = text_at(root["eval"]["perturb"], "eval.perturb", path, "a perturbation list");
+      if (root["eval"]["limit"]) x.limit = count_at(root["eval"]["limit"], "eval.limit", path);
+      if (root["eval"]["seed"]) x.seed = static_cast<uint64_t>(count_at(root["eval"]["seed"], "eval.seed", path));
     }
     for (const auto& o : eval_overrides) {
       std::string key = o.substr(0, o.find('=')), value = o.substr(o.find('=') + 1);

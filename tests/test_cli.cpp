@@ -113,6 +113,20 @@ TEST(Cli, PathsKeysAndFlagsThatCannotWorkAreNamedWithTheFix) {
   expect_input_error("config " + (dir / "complex.yaml"), "line 1: a key must be a plain name, got [a, b]");
   write_text(dir / "exp.yaml", "base: base.yaml\nmodels:\n  - name: a\n    config:\n      {x: 1}: 2\n");
   expect_input_error("compare " + (dir / "exp.yaml"), "a key must be a plain name");
+  // Experiment values of the wrong kind name the key and what it expects.
+  write_text(dir / "base.yaml", "data:\n  dataset: synthetic:64\n");
+  auto experiment = [&](const std::string& tail) {
+    write_text(dir / "x.yaml", "base: base.yaml\nmodels:\n  - name: a\n" + tail);
+    return "compare " + (dir / "x.yaml");
+  };
+  expect_input_error(experiment("eval:\n  limit: abc\n"), "key 'eval.limit' expects a non-negative integer");
+  expect_input_error(experiment("eval:\n  seed: -1\n"), "key 'eval.seed' expects a non-negative integer");
+  expect_input_error(experiment("eval:\n  steps: [1, 2]\n"), "key 'eval.steps' expects a step list such as 1:8, got [1, 2]");
+  expect_input_error(experiment("eval: [1]\n"), "key 'eval' expects a mapping of keys");
+  expect_input_error(experiment("overrides: 5\n"), "key 'overrides' expects a mapping of keys");
+  expect_input_error(experiment("reference: [a]\n"), "key 'reference' expects a model name");
+  write_text(dir / "y.yaml", "base: ~\nmodels:\n  - name: a\n");
+  expect_input_error("compare " + (dir / "y.yaml"), "key 'base' expects a config file name, got nothing");
   std::filesystem::create_directories(dir / "adir");
   expect_input_error("config " + (dir / "adir"), "adir: is a folder, not a file");
   write_text(dir / "a_file", "x");

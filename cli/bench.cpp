@@ -65,6 +65,8 @@ void bench_model(const Args& a, int64_t threads) {
   o.steps = a.steps;
   ModelPtr m = create_model(a.model, o);
   const PrecisionChoice precision = choose_precision(*m, a.precision, a.memory_format, a.channels, a.size);
+  if (a.steps > 1 && !m->recurrent())
+    throw InputError("--steps: " + a.model + " is feed-forward (one step); omit --steps");
   int64_t steps = m->default_steps();
   int64_t macs_per_image;  // every step's, as run (fp32 and bf16 alike)
   {

@@ -30,7 +30,9 @@ void add_eval_command(CLI::App& app) {
                   "from the model's (names are otherwise matched ignoring case, spaces and punctuation)");
   cmd->add_option("--precision", o->precision, "fp32 | bf16 | auto (default: the precision the run trained in)")
       ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
-  cmd->add_option("--seed", o->seed, "perturbation seed (same for every model compared)")->capture_default_str();
+  cmd->add_option("--seed", o->seed, "perturbation seed (same for every model compared)")
+      ->check(CLI::Range(0.0, 18446744073709551615.0))  // not -1 silently wrapped to 2^64 - 1
+      ->capture_default_str();
   cmd->callback([o] {
     std::string out = run_eval(*o);
     std::printf("wrote %s/{results.csv,summary.json,per_image.csv,accuracy_vs_steps.png%s}\n", out.c_str(),

@@ -29,7 +29,9 @@ void add_perturb_command(CLI::App& app) {
   cmd->add_option("--out", a->out, "contact sheet PNG (rows: family x severity 0-5, columns: images)");
   cmd->add_option("--write", a->write,
                   "write the perturbed split as image folders DIR/<family>/<severity>/<class>/<index>.png");
-  cmd->add_option("--seed", a->seed, "perturbation seed")->capture_default_str();
+  cmd->add_option("--seed", a->seed, "perturbation seed")
+      ->check(CLI::Range(0.0, 18446744073709551615.0))  // not -1 silently wrapped to 2^64 - 1
+      ->capture_default_str();
   cmd->callback([a] {
     if (a->out.empty() && a->write.empty()) throw InputError("perturb: give --out sheet.png and/or --write DIR");
     Dataset data = load_dataset(a->data, parse_split(a->split));

@@ -132,6 +132,8 @@ TEST(Cli, PathsKeysAndFlagsThatCannotWorkAreNamedWithTheFix) {
   write_text(dir / "a_file", "x");
   expect_input_error("train " + (dir / "adir") + " --run-dir " + (dir / "a_file/run"), "is a folder, not a file");
   expect_input_error("perturb --data synthetic:8 --family block --write " + (dir / "a_file/out"), "cannot create the folder");
+  expect_input_error("perturb --data synthetic:8 --family block --seed -1", "--seed");
+  expect_input_error("bench --model resnet20 --steps 4 --iters 1 --warmup 0 --batch 2", "resnet20 is feed-forward");
   // A dataset with no images is refused where it is read, not scored as 0% or "0 images/s".
   auto none = idx_header({0, 28, 28});
   auto no_labels = idx_header({0});

@@ -68,14 +68,7 @@ void bench_model(const Args& a, int64_t threads) {
   if (a.steps > 1 && !m->recurrent())
     throw InputError("--steps: " + a.model + " is feed-forward (one step); omit --steps");
   int64_t steps = m->default_steps();
-  int64_t macs_per_image;  // every step's, as run (fp32 and bf16 alike)
-  {
-    torch::NoGradGuard no_grad;
-    EvalModeGuard eval(*m);  // one image: train-mode batch norm would need more than one value per channel
-    MacCounter counter;
-    m->forward(m->inputs(torch::zeros({1, a.channels, a.size, a.size})), steps);
-    macs_per_image = counter.total();
-  }
+  const int64_t macs = macs_per_image(*m, a.channels, a.size);  // every step's (fp32 and bf16 alike)
   torch::Tensor x = m->inputs(torch::randn({a.batch, a.channels, a.size, a.size}));
   torch::Tensor y = torch::randint(a.classes, {a.batch}, torch::kInt64);
   torch::optim::SGD opt(m->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
@@ -105,7 +98,7 @@ void bench_model(const Args& a, int64_t threads) {
   char text[512];
   // GFLOP/s: 2 FLOPs per MAC; a training step is ~3 forward passes (forward, and the two
   // gradient products of the backward).
-  const double train_gflops = 2.0 * 3 * macs_per_image * train / 1e9, eval_gflops = 2.0 * macs_per_image * eval / 1e9;
+  const double train_gflops = 2.0 * 3 * macs * train / 1e9, eval_gflops = 2.0 * macs * eval / 1e9;
   std::snprintf(text, sizeof text,
                 "%s: %lld parameters, batch %lld, %lld step(s), %lld threads, %s, precision %s: train %.1f images/s "
                 "(%.1f ms/batch, %.1f GFLOP/s), eval %.1f images/s (%.1f GFLOP/s), peak memory %.0f MiB",
@@ -117,7 +110,7 @@ void bench_model(const Args& a, int64_t threads) {
          {"steps", steps}, {"memory_format", nhwc ? "channels_last" : "contiguous"},
          {"precision", precision_name(m->precision())}, {"precision_reason", precision.reason},
          {"train_images_per_s", train}, {"eval_images_per_s", eval}, {"train_ms_per_batch", 1000.0 * a.batch / train},
-         {"peak_rss_mib", train_peak}, {"macs_per_image", macs_per_image}, {"train_gflops", train_gflops},
+         {"peak_rss_mib", train_peak}, {"macs_per_image", macs}, {"train_gflops", train_gflops},
          {"eval_gflops", eval_gflops}},
         text);
 }

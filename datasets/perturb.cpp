@@ -11,6 +11,7 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "core/text.hpp"
 #include "core/threads.hpp"
 
 namespace ventral {
@@ -208,10 +209,8 @@ const std::vector<Family>& families() {
 const Family& family(const std::string& name) {
   for (const auto& f : families())
     if (f.name == name) return f;
-  std::string names;
-  for (const auto& f : perturbation_families()) names += (names.empty() ? "" : ", ") + f;
   throw InputError("unknown perturbation '" + name + "' (did you mean '" + closest(name, perturbation_families()) +
-                   "'? valid: " + names + ")");
+                   "'? valid: " + join(perturbation_families(), ", ") + ")");
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "core/io.hpp"
 #include "inference/infer.hpp"
 
@@ -40,11 +41,8 @@ void write_npy(const std::string& path, const std::vector<float>& data, const st
 void check_feature_areas(const VisionModelImpl& model, const std::vector<std::string>& wanted) {
   auto areas = model.areas();
   for (const auto& a : wanted)
-    if (std::find(areas.begin(), areas.end(), a) == areas.end()) {
-      std::string valid;
-      for (const auto& v : areas) valid += (valid.empty() ? "" : ", ") + v;
-      throw InputError("--features: the model has no area '" + a + "' (areas: " + valid + ")");
-    }
+    if (std::find(areas.begin(), areas.end(), a) == areas.end())
+      throw InputError("--features: the model has no area '" + a + "' (areas: " + join(areas, ", ") + ")");
 }
 
 void export_features(LoadedRun& run, const Dataset& data, int64_t steps, const FeatureOptions& o) {

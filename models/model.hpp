@@ -73,8 +73,10 @@ using ModelPtr = std::shared_ptr<VisionModelImpl>;
 int64_t count_parameters(const torch::nn::Module& model);
 /// Number of distinct parameter tensors (storage pointers) and of entries in parameters().
 std::pair<size_t, size_t> unique_parameter_tensors(const torch::nn::Module& model);
-/// Multiply-accumulates per step for one image of `channels` × `size` × `size`: the MACs of a
-/// forward pass of default_steps() steps divided by default_steps().
+/// Multiply-accumulates for one image of `channels` × `size` × `size` over a forward pass of
+/// default_steps() steps (run in eval mode without autograd; the model's mode is restored).
+int64_t macs_per_image(VisionModelImpl& model, int64_t channels, int64_t size);
+/// macs_per_image() divided by default_steps().
 int64_t macs_per_step(VisionModelImpl& model, int64_t channels, int64_t size);
 
 /// MAC accounting: while a MacCounter is alive on a thread, the layers of models/layers.hpp add

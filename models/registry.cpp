@@ -5,6 +5,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace ventral {
 
@@ -33,7 +34,7 @@ std::pair<size_t, size_t> unique_parameter_tensors(const torch::nn::Module& mode
   return {seen.size(), params.size()};
 }
 
-int64_t macs_per_step(VisionModelImpl& model, int64_t channels, int64_t size) {
+int64_t macs_per_image(VisionModelImpl& model, int64_t channels, int64_t size) {
   bool was_training = model.is_training();
   model.eval();
   int64_t total;
@@ -46,7 +47,11 @@ int64_t macs_per_step(VisionModelImpl& model, int64_t channels, int64_t size) {
     total = counter.total();
   }
   model.train(was_training);
-  return total / model.default_steps();
+  return total;
+}
+
+int64_t macs_per_step(VisionModelImpl& model, int64_t channels, int64_t size) {
+  return macs_per_image(model, channels, size) / model.default_steps();
 }
 
 void VisionModelImpl::use_memory_format(c10::MemoryFormat format) {
@@ -79,8 +84,7 @@ void check_model_options(const Config& cfg) {
   for (const std::string& key : cfg.differing_keys(defaults)) {
     if (key.rfind("model.", 0) != 0 || key == "model.name") continue;
     if (std::find(entry.options.begin(), entry.options.end(), key) != entry.options.end()) continue;
-    std::string reads;
-    for (const auto& k : entry.options) reads += (reads.empty() ? "" : ", ") + k;
+    const std::string reads = join(entry.options, ", ");
     throw InputError(cfg.source() + ": key '" + key + "' has no effect on " + name + ", which would ignore it (" + name +
                      " reads " + (reads.empty() ? std::string("no model options") : reads) +
                      "); remove the key or set it back to its default");
@@ -129,10 +133,8 @@ std::vector<std::string> list_models() {
 const ModelEntry& find_model(const std::string& name) {
   for (const auto& e : model_registry().entries())
     if (e.name == name) return e;
-  std::string valid;
-  for (const auto& n : list_models()) valid += (valid.empty() ? "" : ", ") + n;
   throw InputError("unknown model '" + name + "' (did you mean '" + closest(name, list_models()) +
-                   "'? valid: " + valid + ")");
+                   "'? valid: " + join(list_models(), ", ") + ")");
 }
 
 ModelPtr create_model(const std::string& name, const ModelOptions& options) {

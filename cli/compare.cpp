@@ -13,6 +13,7 @@ void add_compare_command(CLI::App& app) {
     std::vector<std::string> positional;
     std::string out;
     std::vector<std::string> models;
+    std::vector<uint64_t> seeds;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("compare", "Train, evaluate and compare models; writes REPORT.md with tables and figures");
@@ -23,12 +24,15 @@ void add_compare_command(CLI::App& app) {
   cmd->add_option("--models", a->models, "run only these of the experiment's models (comma-separated)")
       ->delimiter(',')
       ->allow_extra_args(false);
+  cmd->add_option("--seeds", a->seeds, "train every model once per seed (comma-separated; replaces the experiment's seeds)")
+      ->delimiter(',')
+      ->allow_extra_args(false);
   cmd->callback([a] {
     std::string path;
     std::vector<std::string> overrides;
     for (const auto& p : a->positional) (p.find('=') != std::string::npos ? overrides.push_back(p) : void(path = p));
     if (path.empty()) throw InputError("compare needs an EXPERIMENT.yaml (see configs/compare_quick.yaml)");
-    Experiment x = load_experiment(path, overrides, a->models);
+    Experiment x = load_experiment(path, overrides, a->models, a->seeds);
     std::string out = a->out.empty() ? (std::filesystem::path("runs") / std::filesystem::path(path).stem()).string() : a->out;
     std::string report = run_compare(x, out);
     std::printf("report: %s\n", report.c_str());

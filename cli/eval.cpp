@@ -30,6 +30,10 @@ void add_eval_command(CLI::App& app) {
                   "from the model's (names are otherwise matched ignoring case, spaces and punctuation)");
   cmd->add_option("--precision", o->precision, "fp32 | bf16 | auto (default: the precision the run trained in)")
       ->check(CLI::IsMember({"fp32", "bf16", "auto"}));
+  cmd->add_option("--present", o->present,
+                  "backward masking: show the image at steps 1..K only, for each K (e.g. 1:3); models that take "
+                  "the image at every step");
+  cmd->add_option("--mask", o->mask, "what replaces the image after --present: blank (zeros after normalisation) or noise");
   cmd->add_option("--seed", o->seed, "perturbation seed (same for every model compared)")
       ->check(CLI::Range(0.0, 18446744073709551615.0))  // not -1 silently wrapped to 2^64 - 1
       ->capture_default_str();

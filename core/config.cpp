@@ -43,6 +43,12 @@ std::vector<KeySpec>& schema_storage() {
       {"data.augment.crop_padding", T::Int, "0", "random crop after zero padding by this many pixels (0 = off)", 0, 256},
       {"data.augment.hflip", T::Bool, "false", "random horizontal flip with probability 1/2"},
       {"data.augment.erasing", T::Float, "0", "probability of random erasing (Zhong et al. 2017)", 0, 1},
+      {"data.augment.perturb", T::String, "\"\"",
+       "train under perturbation: families and severities in eval --perturb's grammar, e.g. debris:1-5,block:2-4 "
+       "(empty = off); each image gets a family and a severity drawn uniformly, new every epoch; validation and a "
+       "second test accuracy use the same mix"},
+      {"data.augment.perturb_fraction", T::Float, "1",
+       "share of training, validation and test images perturbed when data.augment.perturb is set (the rest clean)", 0, 1},
       {"data.loader_threads", T::IntOrAuto, "auto", "threads decoding/augmenting batches", 1, 256, {}, false},
       {"data.prefetch", T::Int, "2", "batches prepared ahead of the consumer", 1, 64, {}, false},
 

@@ -5,6 +5,7 @@
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "core/threads.hpp"
+#include "datasets/perturb.hpp"
 
 namespace ventral {
 
@@ -49,6 +50,26 @@ int64_t loader_threads(const Config& cfg) {
 }
 }  // namespace
 
+LoaderPerturbation training_perturbation(const Config& cfg) {
+  LoaderPerturbation p;
+  try {
+    p.specs = parse_perturbations(cfg.get_string("data.augment.perturb"));
+  } catch (const InputError& e) {
+    std::string why = e.what();
+    if (why.rfind("--perturb: ", 0) == 0) why = why.substr(11);
+    throw InputError(cfg.source() + ": key 'data.augment.perturb': " + why);
+  }
+  p.fraction = cfg.get_float("data.augment.perturb_fraction");
+  return p;
+}
+
+LoaderOptions task_loader_options(const Config& cfg, const ExperimentData& data) {
+  LoaderOptions o = evaluation_loader_options(cfg, data.mean, data.std);
+  o.perturbation = training_perturbation(cfg);
+  o.seed = static_cast<uint64_t>(cfg.get_int("seed"));
+  return o;
+}
+
 LoaderOptions loader_options(const Config& cfg, const ExperimentData& data, bool training) {
   if (!training) return evaluation_loader_options(cfg, data.mean, data.std);
   LoaderOptions o;
@@ -59,6 +80,7 @@ LoaderOptions loader_options(const Config& cfg, const ExperimentData& data, bool
   o.augmentation.crop_padding = cfg.get_int("data.augment.crop_padding");
   o.augmentation.hflip = cfg.get_bool("data.augment.hflip");
   o.augmentation.erasing = cfg.get_float("data.augment.erasing");
+  o.perturbation = training_perturbation(cfg);
   o.mean = data.mean;
   o.std = data.std;
   o.threads = loader_threads(cfg);

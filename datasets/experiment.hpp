@@ -18,8 +18,16 @@ struct ExperimentData {
 /// indices. `need_test`: also load the test split.
 ExperimentData load_experiment_data(const Config& cfg, bool need_test = true);
 
+/// data.augment.perturb and data.augment.perturb_fraction (off when the spec is empty);
+/// InputError naming the key for a bad spec.
+LoaderPerturbation training_perturbation(const Config& cfg);
+
 /// Loader options for training (shuffled, augmented, drop_last) or evaluation.
 LoaderOptions loader_options(const Config& cfg, const ExperimentData& data, bool training);
+/// Evaluation batches of the trained task: evaluation_loader_options() plus the training
+/// perturbation, drawn as in epoch 0 with the run's seed (validation that selects best.pt, and
+/// test.json's accuracy under the training perturbation). Clean options when it is off.
+LoaderOptions task_loader_options(const Config& cfg, const ExperimentData& data);
 /// Evaluation batches (the one copy: validation, test, `ventral eval`): unshuffled,
 /// unaugmented, train.eval_batch_size, data.loader_threads and data.prefetch, normalised with
 /// `mean` / `std`.

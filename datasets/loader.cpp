@@ -6,9 +6,33 @@
 
 namespace ventral {
 
+PerturbationDraw draw_perturbation(const LoaderOptions& o, int64_t epoch, int64_t index) {
+  const LoaderPerturbation& p = o.perturbation;
+  if (!p.on()) return {};
+  Rng rng({o.seed, stream::kTrainPerturb, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index)});
+  // Always three draws, in this order, whatever the outcome.
+  const bool perturbed = rng.uniform() < p.fraction;
+  const auto family = static_cast<int>(rng.below(p.specs.size()));
+  const auto& severities = p.specs[static_cast<size_t>(family)].severities;
+  const int severity = severities[rng.below(severities.size())];
+  if (!perturbed) return {};
+  return {family, severity};
+}
+
+uint64_t perturbation_seed(uint64_t seed, int64_t epoch) {
+  return hash_seed({seed, stream::kTrainPerturb, static_cast<uint64_t>(epoch)});
+}
+
 void render_sample(const Dataset& data, int64_t index, const LoaderOptions& o, int64_t epoch, float* out) {
   const int64_t H = data.height, W = data.width, C = data.channels;
   const uint8_t* src = data.image(index);
+  thread_local std::vector<uint8_t> perturbed;
+  if (const PerturbationDraw d = draw_perturbation(o, epoch, index); d.family >= 0) {
+    perturbed.resize(data.image_bytes());
+    perturb_image(data, index, o.perturbation.specs[static_cast<size_t>(d.family)].family, d.severity,
+                  perturbation_seed(o.seed, epoch), perturbed.data());
+    src = perturbed.data();
+  }
   Rng rng({o.seed, stream::kAugment, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index)});
   // Draw in a fixed order whether or not an augmentation is on, so switching one off does not
   // change the others' draws.

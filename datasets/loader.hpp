@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "datasets/dataset.hpp"
+#include "datasets/perturb.hpp"
 
 namespace ventral {
 
@@ -20,12 +21,30 @@ struct Augment {
   double erasing = 0;        ///< probability of random erasing (area .02–.4, aspect .3–3.3, value 0)
 };
 
+/// Training under perturbation (data.augment.perturb): a share of the images is perturbed, each
+/// with a family drawn uniformly from `specs` and a severity drawn uniformly from that family's
+/// list. Every draw depends only on (seed, epoch, image index).
+struct LoaderPerturbation {
+  std::vector<PerturbationSpec> specs;  ///< empty = off
+  double fraction = 1.0;                ///< share of images perturbed
+  bool on() const { return !specs.empty() && fraction > 0; }
+};
+
+/// What the loader does to one image in one epoch: `family` < 0 leaves it clean.
+struct PerturbationDraw {
+  int family = -1;  ///< index into LoaderPerturbation::specs
+  int severity = 0;
+};
+
 struct LoaderOptions {
   int64_t batch_size = 128;
   bool shuffle = true;
   bool drop_last = false;
   bool augment = false;       ///< apply `augmentation` (training) or not (evaluation)
   Augment augmentation;
+  /// Applied whenever on(), augmented or not: the training loader, and the validation and test
+  /// loaders that measure the trained task (their draws are those of the epoch they are started with).
+  LoaderPerturbation perturbation;
   std::vector<double> mean;   ///< per channel, [0,1] units; empty = no normalisation
   std::vector<double> std;
   int64_t threads = 1;
@@ -38,6 +57,12 @@ struct Batch {
   torch::Tensor labels;             ///< B int64
   std::vector<int64_t> indices;     ///< dataset indices of the images
 };
+
+/// The perturbation image `index` gets in `epoch` (drawn from its own stream, so switching
+/// perturbation on changes no other augmentation's draws).
+PerturbationDraw draw_perturbation(const LoaderOptions& options, int64_t epoch, int64_t index);
+/// The seed perturb_image() is called with in `epoch`: new occluder positions every epoch.
+uint64_t perturbation_seed(uint64_t seed, int64_t epoch);
 
 /// Writes image `index` of `data`, augmented with the draws of (seed, epoch, index), into `out`
 /// (C × H × W floats). Exposed for tests; the loader calls it for every sample.

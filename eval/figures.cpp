@@ -63,4 +63,28 @@ std::vector<std::string> write_eval_figures(const std::string& out, const Summar
   return written;
 }
 
+void write_masking_figure(const std::string& path, const Summary& s, const std::vector<MaskedSweep>& masked) {
+  std::vector<Chart> panels;
+  for (const auto& family : families(s)) {
+    const int severity = s.accuracy.at(family).rbegin()->first;
+    const Condition shown{family, severity};
+    Chart c{shown.label(), "step", "accuracy", {}, NAN, NAN};
+    c.series.push_back(over_steps("image at every step", s, s.accuracy.at(family).at(severity)));
+    for (const auto& m : masked) {
+      const auto& conditions = m.result.conditions;
+      const size_t i = static_cast<size_t>(std::find_if(conditions.begin(), conditions.end(), [&](const Condition& x) {
+                                             return x.family == family && x.severity == severity;
+                                           }) - conditions.begin());
+      Series series{"image at steps 1-" + std::to_string(m.present) + ", then " + m.mask, {}, {}};
+      for (size_t k = 0; k < m.result.steps().size(); ++k) {
+        series.x.push_back(static_cast<double>(m.result.steps()[k]));
+        series.y.push_back(accuracy_cell(m.result.predictions.at(i), k).accuracy);
+      }
+      c.series.push_back(series);
+    }
+    panels.push_back(c);
+  }
+  write_png(path, render_grid(panels, s.model + ": backward masking, accuracy vs step"));
+}
+
 }  // namespace ventral

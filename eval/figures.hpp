@@ -14,4 +14,8 @@ std::vector<std::string> families(const Summary& summary);
 /// at the readout step). Returns the file names written.
 std::vector<std::string> write_eval_figures(const std::string& out, const Summary& summary);
 
+/// `path`: accuracy vs step under backward masking, one panel per condition (clean and each
+/// family at its highest severity), one line per presentation K plus the unmasked image.
+void write_masking_figure(const std::string& path, const Summary& summary, const std::vector<MaskedSweep>& masked);
+
 }  // namespace ventral

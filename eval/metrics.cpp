@@ -98,4 +98,93 @@ double median(std::vector<double> values) {
   return values.size() % 2 ? values[m] : (values[m - 1] + values[m]) / 2;
 }
 
+namespace {
+
+// The regularised incomplete beta function I_x(a, b) by its continued fraction (modified
+// Lentz), the standard route to Student's t distribution.
+double incomplete_beta(double a, double b, double x) {
+  if (x <= 0) return 0;
+  if (x >= 1) return 1;
+  if (x > (a + 1) / (a + b + 2)) return 1 - incomplete_beta(b, a, 1 - x);
+  const double front = std::exp(std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x)) / a;
+  const double tiny = 1e-300;
+  double f = 1, c = 1, d = 0;
+  for (int i = 0; i <= 400; ++i) {
+    const int m = i / 2;
+    double numerator;
+    if (i == 0) numerator = 1;
+    else if (i % 2 == 0) numerator = (m * (b - m) * x) / ((a + 2.0 * m - 1) * (a + 2.0 * m));
+    else numerator = -((a + m) * (a + b + m) * x) / ((a + 2.0 * m) * (a + 2.0 * m + 1));
+    d = 1 + numerator * d;
+    if (std::fabs(d) < tiny) d = tiny;
+    d = 1 / d;
+    c = 1 + numerator / c;
+    if (std::fabs(c) < tiny) c = tiny;
+    const double cd = c * d;
+    f *= cd;
+    if (std::fabs(1 - cd) < 1e-15) break;
+  }
+  return front * (f - 1);
+}
+
+double mean_of(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? NAN : s / static_cast<double>(v.size());
+}
+
+}  // namespace
+
+double student_t_two_sided_p(double t, double df) {
+  if (std::isnan(t) || !(df > 0)) return NAN;
+  if (std::isinf(t)) return 0;
+  return incomplete_beta(df / 2, 0.5, df / (df + t * t));
+}
+
+double student_t_quantile_975(double df) {
+  if (!(df > 0)) return NAN;
+  double lo = 0, hi = 1000;  // p falls from 1 at t = 0; bisect p(t) = 0.05
+  for (int i = 0; i < 200; ++i) {
+    const double mid = (lo + hi) / 2;
+    (student_t_two_sided_p(mid, df) > 0.05 ? lo : hi) = mid;
+  }
+  return (lo + hi) / 2;
+}
+
+SeedStats seed_stats(const std::vector<double>& values) {
+  SeedStats s;
+  s.n = static_cast<int64_t>(values.size());
+  s.mean = mean_of(values);
+  if (s.n < 2) return s;
+  double ss = 0;
+  for (double v : values) ss += (v - s.mean) * (v - s.mean);
+  s.sd = std::sqrt(ss / static_cast<double>(s.n - 1));
+  const double half = student_t_quantile_975(static_cast<double>(s.n - 1)) * s.sd / std::sqrt(static_cast<double>(s.n));
+  s.ci_low = s.mean - half;
+  s.ci_high = s.mean + half;
+  return s;
+}
+
+double paired_t_p(const std::vector<double>& d) {
+  const SeedStats s = seed_stats(d);
+  if (s.n < 2) return NAN;
+  if (!(s.sd > 0)) return s.mean == 0 ? 1.0 : NAN;
+  return student_t_two_sided_p(s.mean / (s.sd / std::sqrt(static_cast<double>(s.n))), static_cast<double>(s.n - 1));
+}
+
+double sign_flip_p(const std::vector<double>& d) {
+  const size_t n = d.size();
+  if (n == 0 || n > 24) return NAN;
+  const double observed = std::fabs(mean_of(d));
+  int64_t extreme = 0;
+  const uint64_t patterns = uint64_t{1} << n;
+  for (uint64_t mask = 0; mask < patterns; ++mask) {
+    double sum = 0;
+    for (size_t i = 0; i < n; ++i) sum += (mask >> i & 1) ? -d[i] : d[i];
+    // A relative tolerance, so the observed pattern itself always counts.
+    if (std::fabs(sum) / static_cast<double>(n) >= observed * (1 - 1e-12)) ++extreme;
+  }
+  return static_cast<double>(extreme) / static_cast<double>(patterns);
+}
+
 }  // namespace ventral

@@ -92,6 +92,8 @@ cv::Mat render_chart(const Chart& chart, int width, int height) {
       if (!std::isfinite(s.y[i])) continue;
       xmin = std::min(xmin, s.x[i]), xmax = std::max(xmax, s.x[i]);
       ymin = std::min(ymin, s.y[i]), ymax = std::max(ymax, s.y[i]);
+      if (s.lo.size() == s.x.size() && std::isfinite(s.lo[i])) ymin = std::min(ymin, s.lo[i]);
+      if (s.hi.size() == s.x.size() && std::isfinite(s.hi[i])) ymax = std::max(ymax, s.hi[i]);
     }
   if (!std::isfinite(xmin)) xmin = 0, xmax = 1, ymin = 0, ymax = 1;
   if (std::isfinite(chart.ymin)) ymin = chart.ymin;
@@ -129,6 +131,23 @@ cv::Mat render_chart(const Chart& chart, int width, int height) {
   cv::rotate(label, label, cv::ROTATE_90_COUNTERCLOCKWISE);
   label.copyTo(img(cv::Rect(2, top, 18, plot_h)));  // left of the tick labels
 
+  // Bands first, translucent, so every line stays visible on top of them.
+  for (size_t k = 0; k < chart.series.size(); ++k) {
+    const auto& s = chart.series[k];
+    if (s.lo.size() != s.x.size() || s.hi.size() != s.x.size()) continue;
+    std::vector<cv::Point> upper, lower;
+    for (size_t i = 0; i < s.x.size(); ++i) {
+      if (!std::isfinite(s.lo[i]) || !std::isfinite(s.hi[i])) continue;
+      upper.emplace_back(px(s.x[i]), py(s.hi[i]));
+      lower.emplace_back(px(s.x[i]), py(s.lo[i]));
+    }
+    if (upper.size() < 2) continue;
+    std::vector<cv::Point> polygon(upper.begin(), upper.end());
+    polygon.insert(polygon.end(), lower.rbegin(), lower.rend());
+    cv::Mat layer = img.clone();
+    cv::fillPoly(layer, std::vector<std::vector<cv::Point>>{polygon}, style(k).colour, cv::LINE_AA);
+    cv::addWeighted(layer, 0.18, img, 0.82, 0, img);
+  }
   for (size_t k = 0; k < chart.series.size(); ++k) {
     const auto& s = chart.series[k];
     const Style st = style(k);

@@ -9,6 +9,8 @@ namespace ventral {
 struct Series {
   std::string name;
   std::vector<double> x, y;
+  /// Optional band around the line (e.g. mean ± sd over seeds): as long as x, or empty.
+  std::vector<double> lo, hi;
 };
 
 struct Chart {

@@ -35,6 +35,13 @@ struct SweepResult {
   SweepResult at_step(size_t k) const;
 };
 
+/// A sweep under a presentation schedule (`ventral eval --present K --mask blank|noise`).
+struct MaskedSweep {
+  int64_t present = 1;
+  std::string mask = "blank";
+  SweepResult result;
+};
+
 struct AccuracyCell {
   double accuracy = 0, ci_low = 0, ci_high = 0, mean_confidence = 0;  ///< Wilson 95% interval
   int64_t correct = 0, n = 0;

@@ -147,22 +147,24 @@ Dataset evaluation_data(const LoadedRun& run, const std::string& spec_in, const 
 }
 
 SweepResult sweep(LoadedRun& run, const Dataset& data, const std::vector<Condition>& conditions,
-                  const std::vector<int64_t>& steps, uint64_t seed, const std::string& label_prefix) {
+                  const std::vector<int64_t>& steps, uint64_t seed, const std::string& label_prefix,
+                  const MaskSchedule* masking) {
   SweepResult r;
   r.model = run.cfg.get_string("model.name");
   r.trained_steps = run.model->default_steps();
   r.conditions = conditions;
   for (const auto& c : conditions) {
     Dataset images = c.severity == 0 ? data : perturb_dataset(data, c.family, c.severity, seed);
-    r.predictions.push_back(predict(*run.model, images, steps, run.loader_options(), label_prefix + c.label()));
+    r.predictions.push_back(predict(*run.model, images, steps, run.loader_options(), label_prefix + c.label(), masking));
   }
   return r;
 }
 
 void write_evaluation(const std::string& out, const SweepResult& result, const Summary& summary,
-                      const EvalProvenance& provenance) {
+                      const EvalProvenance& provenance, const std::vector<MaskedSweep>& masked) {
   make_directories(out);
-  write_results_csv((fs::path(out) / "results.csv").string(), summary);
+  write_results_csv((fs::path(out) / "results.csv").string(), summary, masked);
+  if (!masked.empty()) write_masking_figure((fs::path(out) / "masking.png").string(), summary, masked);
   write_per_image_csv((fs::path(out) / "per_image.csv").string(), result);
   write_summary_json((fs::path(out) / "summary.json").string(), summary, provenance);
   if (!summary.early_exit.empty()) write_early_exit_csv((fs::path(out) / "early_exit.csv").string(), summary);
@@ -181,11 +183,28 @@ std::string run_eval(const EvalOptions& o) {
       throw InputError("--exit-threshold: " + format_number("%g", t) + " is not a confidence in [0, 1]");
   const std::vector<Condition> conditions = parse_conditions(o.perturb);
   check_feature_areas(*run.model, o.features);
+  std::vector<int64_t> presents;
+  if (!o.mask.empty() && o.present.empty()) throw InputError("--mask: needs --present K (the steps the image is shown before the mask)");
+  if (!o.present.empty()) {
+    if (!run.model->takes_input_every_step())
+      throw InputError("--present: " + run.cfg.get_string("model.name") +
+                       " does not take the image at every step, so nothing can replace it; backward masking needs "
+                       "cortical models with model.input_every_step, cornet_r or cornet_rt");
+    presents = parse_steps(o.present);
+    if (!o.mask.empty() && o.mask != "blank" && o.mask != "noise")
+      throw InputError("--mask: expects blank or noise, got '" + o.mask + "'");
+  }
   const std::string out = o.out.empty() ? (fs::path(o.run_dir) / "eval").string() : o.out;
   make_directories(out);
   Dataset data = evaluation_data(run, o.data, o.split, o.limit, o.class_map);
 
   SweepResult result = sweep(run, data, conditions, steps, o.seed);
+  std::vector<MaskedSweep> masked;
+  for (int64_t k : presents) {
+    const MaskSchedule schedule{k, o.mask.empty() ? "blank" : o.mask, o.seed};
+    masked.push_back({k, schedule.mask,
+                      sweep(run, data, conditions, steps, o.seed, "present " + std::to_string(k) + " ", &schedule)});
+  }
   std::optional<SweepResult> reference;
   if (!o.reference.empty()) {
     LoadedRun ref = load_run(o.reference, "", o.precision);
@@ -195,7 +214,7 @@ std::string run_eval(const EvalOptions& o) {
   EvalProvenance from{o.run_dir, (o.data.empty() ? run.cfg.get_string("data.dataset") : o.data) + "/" + o.split,
                       count_parameters(*run.model), run.model->recurrent(), o.seed, o.reference,
                       precision_name(run.model->precision())};
-  write_evaluation(out, result, summary, from);
+  write_evaluation(out, result, summary, from, masked);
   if (!o.features.empty())
     export_features(run, data, result.steps().back(),
                     {o.features, o.features_out.empty() ? (fs::path(out) / "features").string() : o.features_out,

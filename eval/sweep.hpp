@@ -29,6 +29,8 @@ struct EvalOptions {
   uint64_t seed = 0;            ///< perturbation seed (shared by every model evaluated)
   std::string precision;        ///< fp32|bf16|auto; default: the precision each run trained in
   std::string class_map;        ///< "folder name<TAB>model class name" lines for --data folders
+  std::string present;          ///< backward masking: show the image at steps 1..K for each K ("1:3", "1,2"); empty = off
+  std::string mask;             ///< what follows the image: blank (default) or noise
 };
 
 /// Parses "1:8" / "1,2,4,8" into sorted unique 1-based steps; InputError on bad text.
@@ -48,14 +50,16 @@ Dataset evaluation_data(const LoadedRun& run, const std::string& spec, const std
                         const std::string& class_map = "");
 
 /// The run's predictions on `data` under every condition (perturbations drawn with `seed`) at
-/// `steps`. Progress lines are labelled `label_prefix` + the condition.
+/// `steps`. Progress lines are labelled `label_prefix` + the condition. With `masking`, every
+/// condition is presented on that schedule.
 SweepResult sweep(LoadedRun& run, const Dataset& data, const std::vector<Condition>& conditions,
-                  const std::vector<int64_t>& steps, uint64_t seed, const std::string& label_prefix = "");
+                  const std::vector<int64_t>& steps, uint64_t seed, const std::string& label_prefix = "",
+                  const MaskSchedule* masking = nullptr);
 
 /// Writes OUT/results.csv, per_image.csv, summary.json, early_exit.csv (when the summary has an
-/// early-exit table) and the figures.
+/// early-exit table) and the figures (masking.png when `masked` is not empty).
 void write_evaluation(const std::string& out, const SweepResult& result, const Summary& summary,
-                      const EvalProvenance& provenance);
+                      const EvalProvenance& provenance, const std::vector<MaskedSweep>& masked = {});
 
 /// Runs the evaluation the options describe and returns the output folder.
 std::string run_eval(const EvalOptions& options);

@@ -31,15 +31,20 @@ json by_family(const std::map<std::string, double>& m) {
 
 }  // namespace
 
-void write_results_csv(const std::string& path, const Summary& s) {
-  std::string csv = "family,severity,step,accuracy,n,ci_low,ci_high,mean_confidence\n";
+void write_results_csv(const std::string& path, const Summary& s, const std::vector<MaskedSweep>& masked) {
+  std::string csv = "family,severity,step,accuracy,n,ci_low,ci_high,mean_confidence,present,mask\n";
+  auto row = [&](const Condition& c, int64_t step, const AccuracyCell& a, const std::string& present, const std::string& mask) {
+    csv += c.family + "," + std::to_string(c.severity) + "," + std::to_string(step) + "," + csv_number("%.6f", a.accuracy) +
+           "," + std::to_string(a.n) + "," + csv_number("%.6f", a.ci_low) + "," + csv_number("%.6f", a.ci_high) + "," +
+           csv_number("%.6f", a.mean_confidence) + "," + present + "," + mask + "\n";
+  };
   for (const auto& c : s.conditions)
-    for (size_t k = 0; k < s.steps.size(); ++k) {
-      const AccuracyCell& a = s.cell(c.family, c.severity, k);
-      csv += c.family + "," + std::to_string(c.severity) + "," + std::to_string(s.steps[k]) + "," +
-             csv_number("%.6f", a.accuracy) + "," + std::to_string(a.n) + "," + csv_number("%.6f", a.ci_low) +
-             "," + csv_number("%.6f", a.ci_high) + "," + csv_number("%.6f", a.mean_confidence) + "\n";
-    }
+    for (size_t k = 0; k < s.steps.size(); ++k) row(c, s.steps[k], s.cell(c.family, c.severity, k), "", "");
+  for (const auto& m : masked)
+    for (size_t c = 0; c < m.result.conditions.size(); ++c)
+      for (size_t k = 0; k < m.result.steps().size(); ++k)
+        row(m.result.conditions[c], m.result.steps()[k], accuracy_cell(m.result.predictions[c], k),
+            std::to_string(m.present), m.mask);
   write_file_atomic(path, csv);
 }
 

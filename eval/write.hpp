@@ -17,8 +17,10 @@ struct EvalProvenance {
   std::string precision = "fp32";  ///< what the model ran in (fp32|bf16)
 };
 
-/// `family,severity,step,accuracy,n,ci_low,ci_high,mean_confidence`, one row per condition and step.
-void write_results_csv(const std::string& path, const Summary& summary);
+/// `family,severity,step,accuracy,n,ci_low,ci_high,mean_confidence,present,mask`, one row per
+/// condition and step, then one per masked sweep, condition and step (present: the steps the
+/// image was shown, empty for the unmasked rows; mask: blank or noise).
+void write_results_csv(const std::string& path, const Summary& summary, const std::vector<MaskedSweep>& masked = {});
 /// `index,label,family,severity,pred_step<t>...`, one row per condition and image.
 void write_per_image_csv(const std::string& path, const SweepResult& result);
 /// Every metric of the summary as JSON (undefined values as null).

@@ -1,8 +1,10 @@
 #include "inference/predict.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 
 #include "core/progress.hpp"
+#include "core/rng.hpp"
 #include "inference/infer.hpp"
 
 namespace ventral {
@@ -43,8 +45,32 @@ Predictions Predictions::at_step(size_t k) const {
   return one;
 }
 
+torch::Tensor mask_images(const MaskSchedule& schedule, const torch::Tensor& images, const std::vector<int64_t>& indices) {
+  if (schedule.mask == "blank") return torch::zeros_like(images);
+  if (schedule.mask != "noise") throw std::invalid_argument("mask must be blank or noise, got " + schedule.mask);
+  const int64_t n = images.size(0), per_image = images.numel() / std::max<int64_t>(1, n);
+  torch::Tensor noise = torch::empty({n, images.size(1), images.size(2), images.size(3)}, torch::kFloat32);
+  float* out = noise.data_ptr<float>();
+  for (int64_t i = 0; i < n; ++i) {
+    Rng rng({schedule.seed, stream::kMaskNoise, static_cast<uint64_t>(indices.at(static_cast<size_t>(i)))});
+    for (int64_t j = 0; j < per_image; ++j) out[i * per_image + j] = static_cast<float>(rng.normal());
+  }
+  return noise.to(images.device()).contiguous(images.suggest_memory_format());
+}
+
+namespace {
+// Clears the model's presentation schedule however the prediction loop ends.
+struct StepInputsGuard {
+  VisionModelImpl& model;
+  ~StepInputsGuard() { model.set_step_inputs({}); }
+};
+}  // namespace
+
 Predictions predict(VisionModelImpl& model, BatchLoader& loader, const std::vector<int64_t>& wanted,
-                    const std::string& label) {
+                    const std::string& label, const MaskSchedule* masking) {
+  if (masking && !model.takes_input_every_step())
+    throw std::invalid_argument("predict: a presentation schedule needs a model that takes input at every step");
+  StepInputsGuard clear_schedule{model};
   Predictions p;
   p.steps = evaluated_steps(model, wanted);
   const bool one_pass = model.unrolls() && model.reads_out_every_step();
@@ -61,6 +87,11 @@ Predictions predict(VisionModelImpl& model, BatchLoader& loader, const std::vect
   loader.start_epoch(0);
   while (auto batch = loader.next()) {
     torch::Tensor x = model.inputs(batch->images.to(device)), labels = batch->labels.to(device);
+    if (masking) {
+      std::vector<torch::Tensor> shown(static_cast<size_t>(std::max<int64_t>(1, masking->present)), x);
+      shown.push_back(model.inputs(mask_images(*masking, x, batch->indices)));
+      model.set_step_inputs(std::move(shown));
+    }
     std::vector<torch::Tensor> per_step(S);
     if (one_pass) {
       auto logits = infer(model, x, p.steps.back());
@@ -94,13 +125,13 @@ Predictions predict(VisionModelImpl& model, BatchLoader& loader, const std::vect
 }
 
 Predictions predict(VisionModelImpl& model, const Dataset& images, const std::vector<int64_t>& wanted,
-                    const LoaderOptions& options, const std::string& label) {
+                    const LoaderOptions& options, const std::string& label, const MaskSchedule* masking) {
   LoaderOptions in_order = options;
   in_order.shuffle = false;
   in_order.augment = false;
   in_order.drop_last = false;
   BatchLoader loader(images, {}, in_order);
-  return predict(model, loader, wanted, label);
+  return predict(model, loader, wanted, label, masking);
 }
 
 }  // namespace ventral

@@ -42,13 +42,25 @@ struct Predictions {
   Predictions at_step(size_t k) const;
 };
 
+/// Backward masking (Tang et al. 2018): the image is shown at steps 1..present, then a mask:
+/// `blank` (zeros after normalisation: the training mean) or `noise` (standard normal in
+/// normalised units, drawn per image from (seed, image index), so it does not depend on batching).
+struct MaskSchedule {
+  int64_t present = 1;
+  std::string mask = "blank";
+  uint64_t seed = 0;
+};
+/// The masks for a batch of `images` (N × C × H × W, any device) whose dataset indices are `indices`.
+torch::Tensor mask_images(const MaskSchedule& schedule, const torch::Tensor& images, const std::vector<int64_t>& indices);
+
 /// The one prediction loop: runs `model` (through infer()) over one unshuffled epoch of
 /// `loader` and records its predictions at evaluated_steps(model, wanted). Shows progress under
-/// `label` when it is not empty.
+/// `label` when it is not empty. With `masking`, every batch is presented on that schedule
+/// (the model must take_input_every_step(); std::invalid_argument otherwise).
 Predictions predict(VisionModelImpl& model, BatchLoader& loader, const std::vector<int64_t>& wanted,
-                    const std::string& label = "");
+                    const std::string& label = "", const MaskSchedule* masking = nullptr);
 /// predict() over every image of `images`, in index order: row i is image i.
 Predictions predict(VisionModelImpl& model, const Dataset& images, const std::vector<int64_t>& wanted,
-                    const LoaderOptions& options, const std::string& label = "");
+                    const LoaderOptions& options, const std::string& label = "", const MaskSchedule* masking = nullptr);
 
 }  // namespace ventral

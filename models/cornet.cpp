@@ -127,7 +127,7 @@ class CORnetRImpl : public VisionModelImpl {
       std::vector<torch::Tensor> previous = outputs;
       for (size_t k = 0; k < 4; ++k) {
         torch::Tensor input;
-        if (k == 0) input = images;
+        if (k == 0) input = step_input(t, images);
         else if (t > 0) input = synchronous_ ? previous[k - 1] : outputs[k - 1];
         // At t = 0 only V1 has input (reference: "no input yet to V2 and up").
         outputs[k] = states[k] = blocks_[k]->forward(input, states[k], n, in_sizes[k], images.options());
@@ -139,6 +139,7 @@ class CORnetRImpl : public VisionModelImpl {
   }
 
   bool recurrent() const override { return true; }
+  bool takes_input_every_step() const override { return true; }
   int64_t default_steps() const override { return times_; }
   std::vector<std::string> areas() const override { return kAreas; }
   bool prefers_channels_last() const override { return false; }  // wide: NHWC measured slower

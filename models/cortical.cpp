@@ -74,7 +74,7 @@ class CorticalNetImpl : public VisionModelImpl {
         torch::Tensor drive;
         auto add = [&](const torch::Tensor& x) { drive = drive.defined() ? drive + x : x; };
         if (k == 0) {
-          if (t == 0 || spec_.input_every_step) add(area->bottom_up(images));
+          if (t == 0 || spec_.input_every_step) add(area->bottom_up(step_input(t, images)));
         } else {
           // Synchronous: the area below as it was at t−1; sequential: as it is now.
           const torch::Tensor& below = spec_.synchronous ? prev[k - 1] : cur[k - 1];
@@ -102,6 +102,7 @@ class CorticalNetImpl : public VisionModelImpl {
   }
 
   bool recurrent() const override { return spec_.lateral || spec_.topdown || spec_.long_range; }
+  bool takes_input_every_step() const override { return recurrent() && spec_.input_every_step; }
   int64_t default_steps() const override { return recurrent() ? spec_.steps : 1; }
   std::vector<std::string> areas() const override { return kAreas; }
 

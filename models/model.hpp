@@ -53,6 +53,14 @@ class VisionModelImpl : public torch::nn::Module {
   void use_precision(Precision precision) { precision_ = precision; }
   Precision precision() const { return precision_; }
 
+  /// Whether the image enters at every step (so what it sees can change from step to step):
+  /// cortical models with model.input_every_step, CORnet-R and CORnet-RT.
+  virtual bool takes_input_every_step() const { return false; }
+  /// Presentation schedules (backward masking): while set, step t (0-based) of a model that
+  /// takes_input_every_step() sees inputs[min(t, size − 1)] instead of the images passed to
+  /// forward(). Each tensor has the images' shape, device and memory format. Empty: the images.
+  void set_step_inputs(std::vector<torch::Tensor> inputs) { step_inputs_ = std::move(inputs); }
+
   /// Installs (or, with nullptr, removes) a probe that sees every area's activation.
   void set_probe(ActivationProbe probe) { probe_ = std::move(probe); }
 
@@ -60,8 +68,14 @@ class VisionModelImpl : public torch::nn::Module {
   void record(const std::string& area, int64_t step, const torch::Tensor& x) const {
     if (probe_) probe_(area, step, x);
   }
+  /// What step `t` (0-based) sees: `images`, or the presentation schedule's input.
+  const torch::Tensor& step_input(int64_t t, const torch::Tensor& images) const {
+    if (step_inputs_.empty()) return images;
+    return step_inputs_[static_cast<size_t>(std::min<int64_t>(t, static_cast<int64_t>(step_inputs_.size()) - 1))];
+  }
 
  private:
+  std::vector<torch::Tensor> step_inputs_;
   ActivationProbe probe_;
   c10::MemoryFormat format_ = c10::MemoryFormat::Contiguous;
   Precision precision_ = Precision::FP32;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 
 #include "core/error.hpp"
 #include "core/io.hpp"
@@ -18,81 +19,103 @@ namespace fs = std::filesystem;
 
 namespace {
 
-RunDir run_of(const std::string& out, const CompareModel& m) { return RunDir((fs::path(out) / "runs" / m.name).string()); }
+// Where a model's run for one seed lives: runs/<name>, or runs/<name>/seed<k> when the
+// experiment lists seeds (eval/ mirrors it).
+std::string run_suffix(const CompareModel& m, std::optional<uint64_t> seed) {
+  return seed ? (fs::path(m.name) / ("seed" + std::to_string(*seed))).string() : m.name;
+}
+RunDir run_of(const std::string& out, const CompareModel& m, std::optional<uint64_t> seed) {
+  return RunDir((fs::path(out) / "runs" / run_suffix(m, seed)).string());
+}
+
+std::string label(const CompareModel& m, std::optional<uint64_t> seed) {
+  return seed ? m.name + " (seed " + std::to_string(*seed) + ")" : m.name;
+}
 
 // Trains (or resumes) a model's run unless it is finished. Interruptions and divergence keep
 // their exit status.
-void ensure_trained(const Experiment& x, const CompareModel& m, const RunDir& run) {
+void ensure_trained(const Experiment& x, const CompareModel& m, std::optional<uint64_t> seed, const RunDir& run) {
   if (run.finished()) {
-    std::fprintf(stderr, "compare: %s already trained, reusing %s\n", m.name.c_str(), run.path().c_str());
+    std::fprintf(stderr, "compare: %s already trained, reusing %s\n", label(m, seed).c_str(), run.path().c_str());
     return;
   }
   const bool resume = run.started();
-  Config cfg = resume ? Config::load(run.config()) : model_config(x, m);
-  std::fprintf(stderr, "compare: %s %s\n", resume ? "resuming" : "training", m.name.c_str());
+  Config cfg = resume ? Config::load(run.config()) : model_config(x, m, seed);
+  std::fprintf(stderr, "compare: %s %s\n", resume ? "resuming" : "training", label(m, seed).c_str());
   TrainReport r = train(cfg, run.path(), resume);
-  if (!r.finished) throw StoppedError("compare: training " + m.name + " stopped: " + r.message, r.exit_status);
+  if (!r.finished) throw StoppedError("compare: training " + label(m, seed) + " stopped: " + r.message, r.exit_status);
 }
 
 }  // namespace
 
 void check_reusable_runs(const Experiment& x, const std::string& out) {
-  for (const auto& m : x.models) {
-    RunDir run = run_of(out, m);
-    if (!run.holds_config()) continue;
-    auto diff = training_differences(Config::load(run.config()), model_config(x, m));
-    if (diff.empty()) continue;
-    std::string keys = join(diff, ", ");
-    throw InputError(run.config() + ": this run of " + m.name + " was trained with a different config than the experiment asks for (" +
-                     keys + "); move the run away to retrain it, or give the model another name");
-  }
+  for (const auto& m : x.models)
+    for (const auto& seed : run_seeds(x)) {
+      RunDir run = run_of(out, m, seed);
+      if (!run.holds_config()) continue;
+      auto diff = training_differences(Config::load(run.config()), model_config(x, m, seed));
+      if (diff.empty()) continue;
+      std::string keys = join(diff, ", ");
+      throw InputError(run.config() + ": this run of " + label(m, seed) +
+                       " was trained with a different config than the experiment asks for (" + keys +
+                       "); move the run away to retrain it, or give the model another name");
+    }
 }
 
 std::string run_compare(const Experiment& x, const std::string& out) {
   make_directories(out);
   check_reusable_runs(x, out);
-  // The reference first: its predictions at its trained step count enter every other summary.
+  // The reference first: its predictions at its trained step count enter every other summary
+  // of the same seed (paired over images within a seed, over seeds in the report).
   std::vector<CompareModel> order = x.models;
   std::stable_partition(order.begin(), order.end(), [&](const CompareModel& m) { return m.name == x.reference; });
   const std::vector<Condition> conditions = parse_conditions(x.perturb);
-  std::optional<SweepResult> reference;
   std::optional<std::pair<Dataset, std::string>> sheet;  // images and their description
-  std::vector<StudyEntry> entries;
-  for (const auto& m : order) {
-    RunDir dir = run_of(out, m);
-    ensure_trained(x, m, dir);
-    LoadedRun run = load_run(dir.path());
-    const std::string dataset = run.cfg.get_string("data.dataset") + "/test";
-    Dataset images = evaluation_data(run, "", "test", x.limit);
-    SweepResult result = sweep(run, images, conditions, steps_or_default(x.steps, run), x.seed);
-    // Paired statistics need the reference's predictions on the very same images.
-    if (reference && result.predictions.front().labels != reference->predictions.front().labels)
-      throw InputError("compare: " + m.name + " is evaluated on " + dataset + ", other images than the reference " +
-                       x.reference + "; compared models must share the test set");
-    if (m.name == x.reference) {
-      // Read out at its trained step count: from this sweep when it was evaluated there.
-      const size_t r = result.readout();
-      reference = result.steps()[r] == result.trained_steps
-                      ? result.at_step(r)
-                      : sweep(run, images, conditions, {result.trained_steps}, x.seed, "reference ");
+  std::map<std::string, StudyModel> studied;
+  for (const auto& seed : run_seeds(x)) {
+    std::optional<SweepResult> reference;
+    for (const auto& m : order) {
+      RunDir dir = run_of(out, m, seed);
+      ensure_trained(x, m, seed, dir);
+      LoadedRun run = load_run(dir.path());
+      const std::string dataset = run.cfg.get_string("data.dataset") + "/test";
+      Dataset images = evaluation_data(run, "", "test", x.limit);
+      SweepResult result = sweep(run, images, conditions, steps_or_default(x.steps, run), x.seed);
+      // Paired statistics need the reference's predictions on the very same images.
+      if (reference && result.predictions.front().labels != reference->predictions.front().labels)
+        throw InputError("compare: " + m.name + " is evaluated on " + dataset + ", other images than the reference " +
+                         x.reference + "; compared models must share the test set");
+      if (m.name == x.reference) {
+        // Read out at its trained step count: from this sweep when it was evaluated there.
+        const size_t r = result.readout();
+        reference = result.steps()[r] == result.trained_steps
+                        ? result.at_step(r)
+                        : sweep(run, images, conditions, {result.trained_steps}, x.seed, "reference ");
+      }
+      if (!sheet && m.name == x.models.front().name)  // the contact sheet shows the first model's test images
+        sheet = {load_dataset(run.cfg.get_string("data.dataset"), Split::Test, {run.channels, run.image_size}), dataset};
+      Summary summary = summarize(result, m.name == x.reference ? nullptr : &*reference);
+      EvalProvenance from{dir.path(), dataset, count_parameters(*run.model), run.model->recurrent(), x.seed,
+                          m.name == x.reference ? "" : run_of(out, order.front(), seed).path(),
+                          precision_name(run.model->precision())};
+      write_evaluation((fs::path(out) / "eval" / run_suffix(m, seed)).string(), result, summary, from);
+      TestRecord test = dir.read_test();
+      StudyModel& sm = studied[m.name];
+      sm.name = m.name;
+      sm.model = summary.model;
+      sm.params = from.params;
+      sm.macs = macs_per_step(*run.model, run.channels, run.image_size);
+      sm.epochs = run.cfg.get_int("train.epochs");
+      sm.train_perturb = run.cfg.get_string("data.augment.perturb");
+      if (!sm.train_perturb.empty() && run.cfg.get_float("data.augment.perturb_fraction") < 1)
+        sm.train_perturb += " (" + format_number("%g", 100 * run.cfg.get_float("data.augment.perturb_fraction")) + "% of images)";
+      sm.runs.push_back({seed.value_or(static_cast<uint64_t>(run.cfg.get_int("seed"))), test.train_seconds,
+                         dir.read_validation_curve(), summary, from.precision});
     }
-    if (m.name == x.models.front().name)  // the contact sheet shows the first model's test images
-      sheet = {load_dataset(run.cfg.get_string("data.dataset"), Split::Test, {run.channels, run.image_size}), dataset};
-    Summary summary = summarize(result, m.name == x.reference ? nullptr : &*reference);
-    EvalProvenance from{dir.path(), dataset, count_parameters(*run.model), run.model->recurrent(), x.seed,
-                        m.name == x.reference ? "" : run_of(out, order.front()).path(),
-                        precision_name(run.model->precision())};
-    write_evaluation((fs::path(out) / "eval" / m.name).string(), result, summary, from);
-    TestRecord test = dir.read_test();
-    entries.push_back({m.name, summary.model, from.params, macs_per_step(*run.model, run.channels, run.image_size),
-                       run.cfg.get_int("train.epochs"), test.train_seconds, dir.read_validation_curve(), summary,
-                       from.precision});
   }
   // The report lists the models in the experiment's order.
-  std::vector<StudyEntry> ordered;
-  for (const auto& m : x.models)
-    for (auto& e : entries)
-      if (e.name == m.name) ordered.push_back(e);
+  std::vector<StudyModel> ordered;
+  for (const auto& m : x.models) ordered.push_back(studied.at(m.name));
   return write_report(out, x, ordered, sheet->first, sheet->second);
 }
 

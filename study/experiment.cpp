@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/error.hpp"
+#include "datasets/experiment.hpp"
 #include "datasets/perturb.hpp"
 #include "eval/sweep.hpp"
 #include "models/registry.hpp"
@@ -63,19 +64,33 @@ void flatten(const YAML::Node& node, const std::string& prefix, std::vector<std:
   }
 }
 
+constexpr const char* kPerturbList = "a perturbation list such as debris:1-5, or none";
+
+// train_perturb: SPEC as the config override it stands for; `none` trains on clean images
+// (for an entry under an experiment-wide train_perturb).
+std::string perturb_override(const std::string& spec) {
+  return "data.augment.perturb=" + (spec == "none" ? std::string("\"\"") : spec);
+}
+
 }  // namespace
 
-Config model_config(const Experiment& x, const CompareModel& m) {
+Config model_config(const Experiment& x, const CompareModel& m, std::optional<uint64_t> seed) {
   std::vector<std::string> all = x.overrides;
   all.insert(all.end(), m.overrides.begin(), m.overrides.end());
+  if (seed) all.push_back("seed=" + std::to_string(*seed));
   return Config::load(m.base.empty() ? x.base : m.base, all);
 }
 
+std::vector<std::optional<uint64_t>> run_seeds(const Experiment& x) {
+  if (x.seeds.empty()) return {std::nullopt};
+  return {x.seeds.begin(), x.seeds.end()};
+}
+
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides,
-                           const std::vector<std::string>& only) {
+                           const std::vector<std::string>& only, const std::vector<uint64_t>& seeds) {
   YAML::Node root = load_yaml_file(path);
   if (!root.IsMap()) throw InputError(path + ": expected a mapping with base, models, reference, eval");
-  check_keys(root, {"base", "overrides", "models", "reference", "eval"}, "", path);
+  check_keys(root, {"base", "overrides", "train_perturb", "seeds", "models", "reference", "eval"}, "", path);
   Experiment x;
   x.path = path;
   try {
@@ -85,13 +100,26 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
       expect_map(root["overrides"], "overrides", path);
       flatten(root["overrides"], "", x.overrides, path);
     }
+    if (root["train_perturb"])
+      x.overrides.push_back(perturb_override(text_at(root["train_perturb"], "train_perturb", path, kPerturbList)));
+    if (root["seeds"]) {
+      const YAML::Node& list = root["seeds"];
+      if (!list.IsSequence() || list.size() == 0)
+        throw InputError(path + ": key 'seeds' expects a list of seeds such as [0, 1, 2], got " + render_value(list));
+      for (const auto& item : list) x.seeds.push_back(static_cast<uint64_t>(count_at(item, "seeds", path)));
+    }
+    if (!seeds.empty()) x.seeds = seeds;
+    for (size_t i = 0; i < x.seeds.size(); ++i)
+      for (size_t j = 0; j < i; ++j)
+        if (x.seeds[i] == x.seeds[j])
+          throw InputError(path + ": seed " + std::to_string(x.seeds[i]) + " is listed twice in 'seeds'");
     std::vector<std::string> eval_overrides;
     for (const auto& o : overrides) (o.rfind("eval.", 0) == 0 ? eval_overrides : x.overrides).push_back(o);
     if (!root["models"] || !root["models"].IsSequence() || root["models"].size() == 0)
       throw InputError(path + ": key 'models' must list the models to compare");
     for (const auto& m : root["models"]) {
       if (!m.IsMap()) throw InputError(path + ": each entry of 'models' needs a name (and optional config)");
-      check_keys(m, {"name", "base", "config"}, "models[].", path);
+      check_keys(m, {"name", "base", "config", "train_perturb"}, "models[].", path);
       if (!m["name"]) throw InputError(path + ": a model entry has no 'name'");
       const std::string name = text_at(m["name"], "models[].name", path, "a model name");
       CompareModel cm{name, "", {"model.name=" + name}};
@@ -102,6 +130,8 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
         if (!m["config"].IsMap()) throw InputError(path + ": models[" + cm.name + "].config must be a mapping of keys");
         flatten(m["config"], "", cm.overrides, path);
       }
+      if (m["train_perturb"])
+        cm.overrides.push_back(perturb_override(text_at(m["train_perturb"], "models[].train_perturb", path, kPerturbList)));
       x.models.push_back(cm);
     }
     for (const auto& name : only)
@@ -141,7 +171,11 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     throw InputError(path + ": " + e.msg);
   }
   // Check everything before hours of training: configs, model names, steps, perturbations.
-  for (const auto& m : x.models) check_model_options(model_config(x, m));
+  for (const auto& m : x.models) {
+    const Config cfg = model_config(x, m, x.seeds.empty() ? std::nullopt : std::optional<uint64_t>(x.seeds.front()));
+    check_model_options(cfg);
+    training_perturbation(cfg);
+  }
   if (!x.steps.empty()) parse_steps(x.steps);
   parse_perturbations(x.perturb);
   return x;

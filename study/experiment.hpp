@@ -1,6 +1,7 @@
 #pragma once
 /// Experiment files for `ventral compare`: a base training config, the models to compare (each
 /// with its own recipe and overrides), the feed-forward reference and the evaluation sweep.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,10 @@ struct Experiment {
   std::string base;                    ///< base training config (resolved path)
   std::vector<std::string> overrides;  ///< applied to every model (experiment + command line)
   std::vector<CompareModel> models;
+  /// `seeds: [0, 1, 2]`: every model trains once per seed (runs/<name>/seed<k>, config key
+  /// `seed` set to k) and the report gives mean ± sd over seeds. Empty: one run per model with
+  /// its config's own seed (runs/<name>).
+  std::vector<uint64_t> seeds;
   std::string reference;               ///< name of the feed-forward baseline
   std::string steps = "";              ///< eval steps, e.g. "1:8"
   std::string perturb = "all";
@@ -30,11 +35,19 @@ struct Experiment {
 /// `overrides` are key=value: eval.steps / eval.perturb / eval.limit / eval.seed replace the
 /// experiment's eval section, every other key applies to every model's training config.
 /// `only`, when not empty, keeps just those models (the reference must be among them).
+/// `seeds`, when not empty, replaces the experiment's seeds (`--seeds 0,1,2`).
+///
+/// `train_perturb: SPEC` (top level, or in a model entry, which wins) is short for the config
+/// override data.augment.perturb: SPEC: the models train (and validate) on perturbed images.
 Experiment load_experiment(const std::string& path, const std::vector<std::string>& overrides = {},
-                           const std::vector<std::string>& only = {});
+                           const std::vector<std::string>& only = {}, const std::vector<uint64_t>& seeds = {});
 
 /// A model's training config: its base (or the experiment's), then the experiment's overrides,
-/// then the model's own.
-Config model_config(const Experiment& experiment, const CompareModel& model);
+/// then the model's own, then `seed` (when the experiment lists seeds).
+Config model_config(const Experiment& experiment, const CompareModel& model,
+                    std::optional<uint64_t> seed = std::nullopt);
+
+/// The seeds a model trains with: the experiment's, or {nullopt} (the config's own seed).
+std::vector<std::optional<uint64_t>> run_seeds(const Experiment& experiment);
 
 }  // namespace ventral

@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <ctime>
+#include <functional>
 #include <filesystem>
 #include <sstream>
 
 #include "core/io.hpp"
 #include "core/text.hpp"
 #include "datasets/perturb.hpp"
+#include "eval/metrics.hpp"
 #include "eval/plot.hpp"
 
 namespace ventral {
@@ -29,8 +31,6 @@ double group_value(const std::map<std::string, double>& m, const std::string& gr
   return it == m.end() ? NAN : it->second;
 }
 
-const std::vector<AccuracyCell>& clean_cells(const StudyEntry& e) { return e.summary.accuracy.at("clean").at(0); }
-
 struct Sweep {  // what the experiment evaluated
   std::vector<PerturbationSpec> specs;
   std::vector<std::string> occlusion;
@@ -41,82 +41,171 @@ struct Sweep {  // what the experiment evaluated
   }
 };
 
-Series over_steps(const StudyEntry& e, const std::vector<AccuracyCell>& cells, int64_t max_step) {
-  Series s{e.name, {}, {}};
-  if (cells.size() == 1) {  // read out once: one value, drawn flat across the steps
-    s.x = {1, static_cast<double>(max_step)};
-    s.y = {cells.front().accuracy, cells.front().accuracy};
-    return s;
+// One number of every run of a model (seed order).
+template <class F>
+std::vector<double> per_run(const StudyModel& m, F value) {
+  std::vector<double> v;
+  for (const auto& r : m.runs) v.push_back(value(r));
+  return v;
+}
+template <class F>
+double mean_of(const StudyModel& m, F value) {
+  return seed_stats(per_run(m, value)).mean;
+}
+
+// Accuracies (fractions) in %: one run's value, or mean ± sd over seeds.
+std::string pct_over_seeds(const std::vector<double>& v) {
+  if (v.size() == 1 || std::none_of(v.begin(), v.end(), [](double a) { return std::isfinite(a); })) return pct(v.front());
+  std::vector<double> written;
+  for (double a : v) written.push_back(as_written(a));
+  const SeedStats s = seed_stats(written);
+  return num(100 * s.mean, "%.2f") + " ± " + num(100 * s.sd, "%.2f");
+}
+// The same with its 95% interval: Wilson over images for one run, Student's t over seeds for several.
+std::string pct_with_interval(const StudyModel& m, const std::function<const AccuracyCell&(const Summary&)>& cell) {
+  if (m.runs.size() == 1) {
+    const AccuracyCell& c = cell(m.runs.front().summary);
+    return pct(c.accuracy) + " (" + pct(c.ci_low) + "–" + pct(c.ci_high) + ")";
   }
-  for (size_t k = 0; k < cells.size(); ++k)
-    s.x.push_back(static_cast<double>(e.summary.steps[k])), s.y.push_back(cells[k].accuracy);
+  std::vector<double> v;
+  for (const auto& r : m.runs) v.push_back(as_written(cell(r.summary).accuracy));
+  const SeedStats s = seed_stats(v);
+  return pct_over_seeds(v) + " (" + num(100 * s.ci_low, "%.2f") + "–" + num(100 * s.ci_high, "%.2f") + ")";
+}
+// A plain number (format f): one run's, or mean ± sd.
+// (The sd never carries the sign of a "%+.2f" format.)
+std::string number_over_seeds(const std::vector<double>& v, const char* f) {
+  const SeedStats s = seed_stats(v);
+  if (std::none_of(v.begin(), v.end(), [](double a) { return std::isfinite(a); })) return num(NAN);
+  std::string sd_format = f;
+  sd_format.erase(std::remove(sd_format.begin(), sd_format.end(), '+'), sd_format.end());
+  return v.size() == 1 ? num(v.front(), f) : num(s.mean, f) + " ± " + num(s.sd, sd_format.c_str());
+}
+
+// A line over steps per run, averaged over seeds; a model read out once is drawn flat.
+Series over_steps(const StudyModel& m, const std::string& family, int severity, int64_t max_step) {
+  Series s{m.name, {}, {}, {}, {}};
+  const auto& first = m.runs.front().summary;
+  const size_t K = first.accuracy.at(family).at(severity).size();
+  std::vector<double> x;
+  if (K == 1) x = {1, static_cast<double>(max_step)};
+  else
+    for (size_t k = 0; k < K; ++k) x.push_back(static_cast<double>(first.steps[k]));
+  for (size_t i = 0; i < x.size(); ++i) {
+    const size_t k = K == 1 ? 0 : i;
+    const SeedStats st = seed_stats(per_run(m, [&](const StudyRun& r) { return r.summary.accuracy.at(family).at(severity).at(k).accuracy; }));
+    s.x.push_back(x[i]);
+    s.y.push_back(st.mean);
+    if (m.runs.size() > 1) s.lo.push_back(st.mean - st.sd), s.hi.push_back(st.mean + st.sd);
+  }
   return s;
 }
 
 // Figures: accuracy vs steps (clean and each family at its hardest severity), accuracy vs
-// severity at the readout step, training curves, a contact sheet. Returns whether the
-// severity figure was drawn.
+// severity at the readout step, training curves, a contact sheet; with several seeds the lines
+// are means and the bands ± sd. Returns whether the severity figure was drawn.
 bool write_figures(const std::string& out, const Experiment& x, const Sweep& sweep,
-                   const std::vector<StudyEntry>& models, const Dataset& images) {
+                   const std::vector<StudyModel>& models, const Dataset& images) {
   const fs::path dir = fs::path(out) / "figures";
   make_directories(dir.string());
+  const bool seeded = models.front().runs.size() > 1;
+  const std::string over = seeded ? " (mean ± sd over " + std::to_string(models.front().runs.size()) + " seeds)" : "";
   int64_t max_step = 1;
-  for (const auto& e : models) max_step = std::max(max_step, e.summary.steps.back());
+  for (const auto& m : models)
+    for (const auto& r : m.runs) max_step = std::max(max_step, r.summary.steps.back());
   std::vector<std::pair<std::string, int>> panels = {{"clean", 0}};
   for (const auto& s : sweep.specs) panels.emplace_back(s.family, sweep.hardest(s.family));
   std::vector<Chart> step_panels, severity_panels;
   for (const auto& [family, sev] : panels) {
     Chart c{family + (sev ? " " + std::to_string(sev) : ""), "step", "accuracy", {}, NAN, NAN};
-    for (const auto& e : models) c.series.push_back(over_steps(e, e.summary.accuracy.at(family).at(sev), max_step));
+    for (const auto& m : models) c.series.push_back(over_steps(m, family, sev, max_step));
     step_panels.push_back(c);
   }
   for (const auto& s : sweep.specs) {
     Chart c{s.family, "severity", "accuracy (final step)", {}, NAN, NAN};
-    for (const auto& e : models) {
-      Series ser{e.name, {0}, {e.summary.headline("clean", 0).accuracy}};
-      for (int sev : s.severities) ser.x.push_back(sev), ser.y.push_back(e.summary.headline(s.family, sev).accuracy);
+    for (const auto& m : models) {
+      Series ser{m.name, {}, {}, {}, {}};
+      std::vector<int> severities = {0};
+      severities.insert(severities.end(), s.severities.begin(), s.severities.end());
+      for (int sev : severities) {
+        const std::string family = sev ? s.family : "clean";
+        const SeedStats st = seed_stats(per_run(m, [&](const StudyRun& r) { return r.summary.headline(family, sev).accuracy; }));
+        ser.x.push_back(sev), ser.y.push_back(st.mean);
+        if (seeded) ser.lo.push_back(st.mean - st.sd), ser.hi.push_back(st.mean + st.sd);
+      }
       c.series.push_back(ser);
     }
     severity_panels.push_back(c);
   }
-  Chart curves{"validation accuracy during training (final step)", "epoch", "accuracy", {}, NAN, NAN};
-  for (const auto& e : models) {
-    Series s{e.name, {}, {}};
-    for (const auto& [epoch, a] : e.curve) s.x.push_back(static_cast<double>(epoch)), s.y.push_back(a);
+  Chart curves{"validation accuracy during training (final step)" + over, "epoch", "accuracy", {}, NAN, NAN};
+  for (const auto& m : models) {
+    Series s{m.name, {}, {}, {}, {}};
+    const auto& first = m.runs.front().curve;
+    for (size_t i = 0; i < first.size(); ++i) {
+      std::vector<double> v;
+      for (const auto& r : m.runs)
+        if (i < r.curve.size()) v.push_back(r.curve[i].second);
+      const SeedStats st = seed_stats(v);
+      s.x.push_back(static_cast<double>(first[i].first)), s.y.push_back(st.mean);
+      if (seeded) s.lo.push_back(st.mean - st.sd), s.hi.push_back(st.mean + st.sd);
+    }
     curves.series.push_back(s);
   }
   write_png((dir / "accuracy_vs_steps.png").string(),
-            render_grid(step_panels, "accuracy vs steps: clean and each family at its hardest severity"));
+            render_grid(step_panels, "accuracy vs steps: clean and each family at its hardest severity" + over));
   if (!severity_panels.empty())
     write_png((dir / "accuracy_vs_severity.png").string(),
-              render_grid(severity_panels, "accuracy vs severity (final step), one panel per family"));
+              render_grid(severity_panels, "accuracy vs severity (final step), one panel per family" + over));
   write_png((dir / "training_curves.png").string(), render_chart(curves, 760, 420));
   write_png((dir / "perturbations.png").string(), render_contact_sheet(images, sweep.specs, 8, x.seed));
   return !severity_panels.empty();
 }
 
-void models_table(std::ostream& md, const Experiment& x, const std::vector<StudyEntry>& models) {
+double clean_first(const StudyRun& r) { return r.summary.clean(0).accuracy; }
+double clean_final(const StudyRun& r) { return r.summary.headline("clean", 0).accuracy; }
+double occlusion_mca(const StudyRun& r) { return group_value(r.summary.mca, "occlusion"); }
+double noise_mca(const StudyRun& r) { return group_value(r.summary.mca, "noise"); }
+double delta_rec_clean(const StudyRun& r) { return 100 * (as_written(clean_final(r)) - as_written(clean_first(r))); }
+
+void models_table(std::ostream& md, const Experiment& x, const std::vector<StudyModel>& models) {
+  const bool trained_on = std::any_of(models.begin(), models.end(), [](const StudyModel& m) { return !m.train_perturb.empty(); });
+  const bool seeded = models.front().runs.size() > 1;
   md << "## Models\n\n";
-  md << "| model | architecture | parameters | MACs/step | steps | clean acc. step 1 (95% CI) | clean acc. final step (95% CI) | "
-        "mCA occlusion | mCA noise | mCE vs reference | Δrec (clean) | epochs | training time |\n";
-  md << "|---|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n";
-  for (const auto& e : models) {
-    const Summary& s = e.summary;
-    const AccuracyCell &first = s.clean(0), &last = s.headline("clean", 0);
-    md << "| " << e.name << " | " << e.model << " | " << e.params << " | " << e.macs << " | " << s.readout_step
-       << " | " << pct(first.accuracy) << " (" << pct(first.ci_low) << "–" << pct(first.ci_high) << ") | "
-       << pct(last.accuracy) << " (" << pct(last.ci_low) << "–" << pct(last.ci_high) << ") | "
-       << pct(group_value(s.mca, "occlusion")) << " | " << pct(group_value(s.mca, "noise")) << " | "
-       << (e.name == x.reference ? std::string("100 (reference)") : num(s.reference ? s.reference->mce : NAN)) << " | "
-       << num(100 * (as_written(last.accuracy) - as_written(first.accuracy)), "%+.2f") << " | " << e.epochs << " | "
-       << num(e.train_seconds / 60, "%.1f min") << " |\n";
+  md << "| model | architecture |" << (trained_on ? " trained on |" : "") << " parameters | MACs/step | steps | clean acc. step 1"
+     << (seeded ? "" : " (95% CI)") << " | clean acc. final step (95% CI) | mCA occlusion | mCA noise | mCE vs reference | "
+        "Δrec (clean) | epochs | training time |\n";
+  md << "|---|---|" << (trained_on ? "---|" : "") << "---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& m : models) {
+    const Summary& s = m.runs.front().summary;
+    md << "| " << m.name << " | " << m.model << " | ";
+    if (trained_on) md << (m.train_perturb.empty() ? std::string("clean") : "`" + m.train_perturb + "`") << " | ";
+    md << m.params << " | " << m.macs << " | " << s.readout_step << " | "
+       << (seeded ? pct_over_seeds(per_run(m, clean_first)) : pct_with_interval(m, [](const Summary& v) -> const AccuracyCell& { return v.clean(0); }))
+       << " | " << pct_with_interval(m, [](const Summary& v) -> const AccuracyCell& { return v.headline("clean", 0); }) << " | "
+       << pct_over_seeds(per_run(m, occlusion_mca)) << " | " << pct_over_seeds(per_run(m, noise_mca)) << " | "
+       << (m.name == x.reference ? std::string("100 (reference)")
+                                 : number_over_seeds(per_run(m, [](const StudyRun& r) {
+                                     return r.summary.reference ? r.summary.reference->mce : NAN;
+                                   }), "%.1f"))
+       << " | " << number_over_seeds(per_run(m, delta_rec_clean), "%+.2f") << " | " << m.epochs << " | "
+       << num(mean_of(m, [](const StudyRun& r) { return r.train_seconds; }) / 60, "%.1f min") << " |\n";
   }
   md << "\nAccuracies in %; mCA: mean accuracy over severities 1–5 and families of the group; mCE: mean corruption "
         "error over families relative to the reference (100 = as good as the reference, lower is better); Δrec: "
         "final step minus step 1 in points. Final step: the number of steps the model was trained with (steps; the "
         "figures show every evaluated step, including those beyond it).";
+  if (seeded)
+    md << " Each model trained once per seed (" << models.front().runs.size()
+       << " seeds): a ± b is the mean and sample standard deviation over seeds, intervals are the 95% Student-t "
+          "intervals of the mean (n − 1 degrees of freedom); training time is the mean per run.";
+  if (trained_on)
+    md << " Trained on: the training perturbation (`data.augment.perturb`, family and severity drawn per image and "
+          "epoch; validation drawn the same way) or clean images.";
   std::map<std::string, std::vector<std::string>> by_precision;
-  for (const auto& e : models) by_precision[e.precision].push_back(e.name);
+  for (const auto& m : models)
+    for (const auto& r : m.runs)
+      if (auto& names = by_precision[r.precision]; std::find(names.begin(), names.end(), m.name) == names.end())
+        names.push_back(m.name);
   if (by_precision.size() == 1) {
     md << " Precision: " << by_precision.begin()->first << ".\n\n";
   } else {  // e.g. `precision: auto` resolved differently: say so, the comparison is not like for like
@@ -130,7 +219,7 @@ void models_table(std::ostream& md, const Experiment& x, const std::vector<Study
   }
 }
 
-void mcnemar_table(std::ostream& md, const Experiment& x, const Sweep& sweep, const std::vector<StudyEntry>& models) {
+void mcnemar_table(std::ostream& md, const Experiment& x, const Sweep& sweep, const std::vector<StudyModel>& models) {
   md << "## Paired tests against " << x.reference << " (McNemar, same images, final steps)\n\n";
   md << "| model | clean p |";
   for (const auto& f : sweep.occlusion) md << " " << f << " " << sweep.hardest(f) << " p |";
@@ -139,62 +228,137 @@ void mcnemar_table(std::ostream& md, const Experiment& x, const Sweep& sweep, co
   md << "\n";
   for (const auto& e : models) {
     if (e.name == x.reference) continue;
-    const auto& m = e.summary.reference.value().mcnemar;
+    const auto& m = e.runs.front().summary.reference.value().mcnemar;
     md << "| " << e.name << " | " << num(m.at("clean").at(0).p, "%.3g") << " |";
     for (const auto& f : sweep.occlusion) md << " " << num(m.at(f).at(sweep.hardest(f)).p, "%.3g") << " |";
     md << "\n";
   }
 }
 
-// A reading generated from the numbers, never hand-written.
-void reading(std::ostream& md, const Experiment& x, const Sweep& sweep, const std::vector<StudyEntry>& models) {
+// One measure compared with the reference seed by seed.
+struct PairedMeasure {
+  std::string label;
+  std::function<double(const StudyRun&)> value;  ///< accuracy (fraction)
+  std::string family;                            ///< for McNemar; empty for means over families
+  int severity = 0;
+};
+
+std::vector<PairedMeasure> paired_measures(const Sweep& sweep) {
+  std::vector<PairedMeasure> out = {{"clean", clean_final, "clean", 0}};
+  for (const auto& f : sweep.occlusion) {
+    const int sev = sweep.hardest(f);
+    out.push_back({f + " " + std::to_string(sev), [f, sev](const StudyRun& r) { return r.summary.headline(f, sev).accuracy; }, f, sev});
+  }
+  out.push_back({"mCA occlusion", occlusion_mca, "", 0});
+  out.push_back({"mCA noise", noise_mca, "", 0});
+  return out;
+}
+
+// Per-seed differences model − reference in points (seeds paired by position).
+std::vector<double> differences(const StudyModel& m, const StudyModel& ref, const PairedMeasure& measure) {
+  std::vector<double> d;
+  // Rounded to the printed accuracies' resolution, so equal differences are exactly equal.
+  for (size_t k = 0; k < m.runs.size() && k < ref.runs.size(); ++k)
+    d.push_back(std::round(1e4 * 100 * (as_written(measure.value(m.runs[k])) - as_written(measure.value(ref.runs[k])))) / 1e4);
+  return d;
+}
+
+void seeded_tests_table(std::ostream& md, const Experiment& x, const Sweep& sweep, const std::vector<StudyModel>& models) {
+  const StudyModel& ref = *std::find_if(models.begin(), models.end(), [&](const StudyModel& m) { return m.name == x.reference; });
+  const size_t n = ref.runs.size();
+  md << "## Paired tests against " << x.reference << " over " << n << " seeds\n\n";
+  md << "Each model's run with seed k is compared with the reference's run with seed k on the same test images. "
+        "Δ: model minus reference in points, mean ± sd over seeds. Per seed: McNemar p on the images (final steps). "
+        "Combined over seeds: the paired t-test of the per-seed Δ (n − 1 = "
+     << n - 1 << " degrees of freedom) and the exact sign-flip permutation test (with " << n
+     << " seeds its smallest possible p is " << num(2.0 / std::pow(2.0, static_cast<double>(n)), "%.3g") << ").\n\n";
+  md << "| model | measure | Δ (points) | McNemar p per seed | paired t p | sign-flip p |\n|---|---|---:|---|---:|---:|\n";
+  for (const auto& m : models) {
+    if (m.name == x.reference) continue;
+    for (const auto& measure : paired_measures(sweep)) {
+      const std::vector<double> d = differences(m, ref, measure);
+      std::string per_seed = "–";
+      if (!measure.family.empty()) {
+        std::vector<std::string> ps;
+        for (const auto& r : m.runs) ps.push_back(num(r.summary.reference.value().mcnemar.at(measure.family).at(measure.severity).p, "%.2g"));
+        per_seed = join(ps, ", ");
+      }
+      md << "| " << m.name << " | " << measure.label << " | " << number_over_seeds(d, "%+.2f") << " | " << per_seed << " | "
+         << num(paired_t_p(d), "%.3g") << " | " << num(sign_flip_p(d), "%.3g") << " |\n";
+    }
+  }
+}
+
+// A reading generated from the numbers (means over seeds), never hand-written.
+void reading(std::ostream& md, const Experiment& x, const Sweep& sweep, const std::vector<StudyModel>& models) {
   md << "## Reading\n\n";
+  const bool seeded = models.front().runs.size() > 1;
+  const std::string over = seeded ? ", mean over " + std::to_string(models.front().runs.size()) + " seeds" : "";
   auto best_by = [&](auto value) {
-    const StudyEntry* best = nullptr;
-    for (const auto& e : models)
-      if (std::isfinite(value(e)) && (!best || value(e) > value(*best))) best = &e;
+    const StudyModel* best = nullptr;
+    for (const auto& m : models)
+      if (std::isfinite(mean_of(m, value)) && (!best || mean_of(m, value) > mean_of(*best, value))) best = &m;
     return best;
   };
-  auto clean_final = [](const StudyEntry& e) { return e.summary.headline("clean", 0).accuracy; };
-  if (const StudyEntry* b = best_by(clean_final))
-    md << "- On clean images **" << b->name << "** is the most accurate at its final step (" << pct(clean_final(*b))
-       << "%).\n";
-  auto occl = [](const StudyEntry& e) { return group_value(e.summary.mca, "occlusion"); };
-  auto noise = [](const StudyEntry& e) { return group_value(e.summary.mca, "noise"); };
-  if (const StudyEntry* b = best_by(occl)) md << "- Under occlusion **" << b->name << "** has the highest mCA (" << pct(occl(*b)) << "%).\n";
-  if (const StudyEntry* b = best_by(noise)) md << "- Under noise **" << b->name << "** has the highest mCA (" << pct(noise(*b)) << "%).\n";
-  for (const auto& e : models) {
-    const auto& clean = clean_cells(e);
-    const Summary& s = e.summary;
-    if (clean.size() < 2) continue;
-    double d = as_written(s.headline("clean", 0).accuracy) - as_written(clean.front().accuracy);
-    md << "- " << e.name << ": clean accuracy " << (d > 0.001 ? "rises" : d < -0.001 ? "falls" : "stays level")
-       << " from step 1 (" << pct(clean.front().accuracy) << "%) to step " << s.readout_step << " ("
-       << pct(s.headline("clean", 0).accuracy) << "%, the trained step count)";
+  if (const StudyModel* b = best_by(clean_final))
+    md << "- On clean images **" << b->name << "** is the most accurate at its final step (" << pct(mean_of(*b, clean_final))
+       << "%" << over << ").\n";
+  if (const StudyModel* b = best_by(occlusion_mca))
+    md << "- Under occlusion **" << b->name << "** has the highest mCA (" << pct(mean_of(*b, occlusion_mca)) << "%" << over << ").\n";
+  if (const StudyModel* b = best_by(noise_mca))
+    md << "- Under noise **" << b->name << "** has the highest mCA (" << pct(mean_of(*b, noise_mca)) << "%" << over << ").\n";
+  for (const auto& m : models) {
+    const Summary& s = m.runs.front().summary;
+    if (s.accuracy.at("clean").at(0).size() < 2) continue;
+    const double first = mean_of(m, clean_first), last = mean_of(m, clean_final);
+    const double d = mean_of(m, delta_rec_clean) / 100;
+    md << "- " << m.name << ": clean accuracy " << (d > 0.001 ? "rises" : d < -0.001 ? "falls" : "stays level")
+       << " from step 1 (" << pct(first) << "%) to step " << s.readout_step << " (" << pct(last) << "%, the trained step count)";
     if (s.steps.back() > s.readout_step)
-      md << ", and is " << pct(clean.back().accuracy) << "% at step " << s.steps.back() << " beyond training";
+      md << ", and is " << pct(mean_of(m, [](const StudyRun& r) { return r.summary.clean(r.summary.steps.size() - 1).accuracy; }))
+         << "% at step " << s.steps.back() << " beyond training";
     std::vector<double> rhos;
-    for (const auto& f : sweep.occlusion)
-      if (double rho = s.delta_rec_trend.at(f); std::isfinite(rho)) rhos.push_back(rho);
+    for (const auto& r : m.runs)
+      for (const auto& f : sweep.occlusion)
+        if (double rho = r.summary.delta_rec_trend.at(f); std::isfinite(rho)) rhos.push_back(rho);
     if (!rhos.empty()) {
-      double m = mean(rhos);
-      md << "; the recurrent benefit Δrec " << (m > 0.5 ? "grows" : m < -0.5 ? "shrinks" : "shows no clear trend")
-         << " with occlusion severity (mean Spearman ρ = " << num(m, "%.2f") << ")";
+      double mr = mean(rhos);
+      md << "; the recurrent benefit Δrec " << (mr > 0.5 ? "grows" : mr < -0.5 ? "shrinks" : "shows no clear trend")
+         << " with occlusion severity (mean Spearman ρ = " << num(mr, "%.2f") << (seeded ? ", over families and seeds" : "") << ")";
     }
     md << ".\n";
   }
-  for (const auto& e : models) {
-    if (e.name == x.reference) continue;
-    double p = e.summary.reference.value().mcnemar.at("clean").at(0).p;
-    md << "- " << e.name << " vs " << x.reference << " on clean images: "
-       << (p < 0.05 ? "the difference is significant" : "no significant difference") << " (McNemar p = " << num(p, "%.3g")
-       << ").\n";
+  if (!seeded) {
+    for (const auto& m : models) {
+      if (m.name == x.reference) continue;
+      double p = m.runs.front().summary.reference.value().mcnemar.at("clean").at(0).p;
+      md << "- " << m.name << " vs " << x.reference << " on clean images: "
+         << (p < 0.05 ? "the difference is significant" : "no significant difference") << " (McNemar p = " << num(p, "%.3g")
+         << ").\n";
+    }
+    return;
+  }
+  const StudyModel& ref = *std::find_if(models.begin(), models.end(), [&](const StudyModel& m) { return m.name == x.reference; });
+  for (const auto& m : models) {
+    if (m.name == x.reference) continue;
+    md << "- " << m.name << " vs " << x.reference << ":";
+    const char* sep = " ";
+    for (const auto& measure : paired_measures(sweep)) {
+      if (measure.label != "clean" && measure.label != "mCA occlusion") continue;
+      const std::vector<double> d = differences(m, ref, measure);
+      const double p = paired_t_p(d);
+      md << sep << measure.label << " " << number_over_seeds(d, "%+.2f") << " points over " << d.size() << " seeds ("
+         << (p < 0.05 ? "significant" : std::isnan(p) ? "no t-test: the same difference every seed" : "not significant")
+         << ", paired t p = " << num(p, "%.3g") << ", sign-flip p = " << num(sign_flip_p(d), "%.3g") << ")";
+      sep = "; ";
+    }
+    md << ".\n";
   }
 }
 
 }  // namespace
 
-std::string write_report(const std::string& out, const Experiment& x, const std::vector<StudyEntry>& models,
+std::string write_report(const std::string& out, const Experiment& x, const std::vector<StudyModel>& models,
                          const Dataset& images, const std::string& dataset) {
   Sweep sweep{parse_perturbations(x.perturb), {}};
   for (const auto& s : sweep.specs)
@@ -207,16 +371,24 @@ std::string write_report(const std::string& out, const Experiment& x, const std:
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   md << "# Comparison: " << fs::path(x.path).stem().string() << "\n\n";
   md << "Generated by `ventral compare " << x.path << "` on " << date << ". Dataset: " << dataset << " ("
-     << models.front().summary.n << " test images). Reference (feed-forward baseline): **" << x.reference
-     << "**. Perturbations: `" << x.perturb << "` (seed " << x.seed << ").\n\n";
+     << models.front().runs.front().summary.n << " test images). Reference (feed-forward baseline): **" << x.reference
+     << "**. Perturbations: `" << x.perturb << "` (seed " << x.seed << ").";
+  if (!x.seeds.empty()) {
+    std::vector<std::string> seeds;
+    for (uint64_t k : x.seeds) seeds.push_back(std::to_string(k));
+    md << " Training seeds: " << join(seeds, ", ") << ".";
+  }
+  md << "\n\n";
   models_table(md, x, models);
-  mcnemar_table(md, x, sweep, models);
+  if (models.front().runs.size() > 1) seeded_tests_table(md, x, sweep, models);
+  else mcnemar_table(md, x, sweep, models);
   md << "\n## Figures\n\n";
   md << "![accuracy vs steps](figures/accuracy_vs_steps.png)\n\n";
   if (severity_figure) md << "![accuracy vs severity](figures/accuracy_vs_severity.png)\n\n";
   md << "![training curves](figures/training_curves.png)\n\n![perturbations](figures/perturbations.png)\n\n";
   reading(md, x, sweep, models);
-  md << "\nPer-model outputs: `eval/<model>/` (results.csv, summary.json, per_image.csv, plots); runs: `runs/<model>/`.\n";
+  md << "\nPer-model outputs: `eval/<model>/" << (x.seeds.empty() ? "" : "seed<k>/")
+     << "` (results.csv, summary.json, per_image.csv, plots); runs: `runs/<model>/" << (x.seeds.empty() ? "" : "seed<k>/") << "`.\n";
   std::string report = (fs::path(out) / "REPORT.md").string();
   write_file_atomic(report, md.str());
   return report;

@@ -1,18 +1,25 @@
 #include <filesystem>
+#include <map>
 #include <set>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <numeric>
+
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
+#include "datasets/experiment.hpp"
 #include "datasets/perturb.hpp"
 #include "eval/metrics.hpp"
 #include "eval/plot.hpp"
 #include "eval/summary.hpp"
 #include "eval/sweep.hpp"
+#include "inference/predict.hpp"
+#include "models/registry.hpp"
+#include "study/experiment.hpp"
 #include "study/compare.hpp"
 #include "helpers.hpp"
 #include "train/trainer.hpp"
@@ -261,7 +268,8 @@ TEST(EvalEndToEnd, WritesEveryFileWithTheDocumentedColumns) {
   o.features_n = 10;
   std::string out = run_eval(o);
   std::string results = read(out + "/results.csv");
-  EXPECT_EQ(results.substr(0, results.find('\n')), "family,severity,step,accuracy,n,ci_low,ci_high,mean_confidence");
+  EXPECT_EQ(results.substr(0, results.find('\n')),
+            "family,severity,step,accuracy,n,ci_low,ci_high,mean_confidence,present,mask");
   EXPECT_EQ(std::count(results.begin(), results.end(), '\n'), 1 + 4 * 5);  // 4 conditions × 5 steps
   EXPECT_NE(results.find("\nblock,2,5,"), std::string::npos);
   std::string per_image = read(out + "/per_image.csv");
@@ -352,6 +360,134 @@ TEST(EvalEndToEnd, WritesEveryFileWithTheDocumentedColumns) {
   auto bad = ventral::test::run_ventral("eval " + (dir / "blt") + " --perturb fog");
   EXPECT_EQ(bad.status, 2);
   EXPECT_NE(bad.output.find("unknown perturbation 'fog'"), std::string::npos) << bad.output;
+
+  // Backward masking: rows per presentation K after the unmasked ones, and a figure.
+  auto masked = ventral::test::run_ventral("eval " + (dir / "blt") + " --present 1:2 --mask noise --limit 40 --perturb block:2 --out " +
+                                           (dir / "masked"));
+  ASSERT_EQ(masked.status, 0) << masked.output;
+  std::string mrows = read(dir / "masked/results.csv");
+  EXPECT_EQ(std::count(mrows.begin(), mrows.end(), '\n'), 1 + 3 * 2 * 3);  // (unmasked, K=1, K=2) × 2 conditions × 3 steps
+  EXPECT_NE(mrows.find("\nclean,0,3,"), std::string::npos);
+  EXPECT_NE(mrows.find(",,\n"), std::string::npos);  // unmasked: present and mask empty
+  EXPECT_NE(mrows.find(",1,noise\nclean,0,2,"), std::string::npos) << mrows;
+  EXPECT_NE(mrows.find("\nblock,2,3,"), std::string::npos);
+  EXPECT_NE(mrows.find(",2,noise\n"), std::string::npos);
+  // Step 1 precedes any mask: its accuracy is the unmasked one for every K.
+  std::map<std::string, std::set<std::string>> step1;
+  std::stringstream mr(mrows);
+  for (std::string l; std::getline(mr, l);)
+    if (auto c = split_csv_row(l); c.size() == 10 && c[2] == "1") step1[c[0]].insert(c[3]);
+  EXPECT_EQ(step1["clean"].size(), 1u);
+  EXPECT_EQ(step1["block"].size(), 1u);
+  EXPECT_TRUE(std::filesystem::exists(dir / "masked/masking.png"));
+  // Models without input at every step, and a mask without a schedule, are one-line errors.
+  auto ff_masked = ventral::test::run_ventral("eval " + (dir / "ff") + " --present 1 --out " + (dir / "ffm"));
+  EXPECT_EQ(ff_masked.status, 2);
+  EXPECT_EQ(std::count(ff_masked.output.begin(), ff_masked.output.end(), '\n'), 1) << ff_masked.output;
+  EXPECT_NE(ff_masked.output.find("--present: cortical_b does not take the image at every step"), std::string::npos)
+      << ff_masked.output;
+  auto no_present = ventral::test::run_ventral("eval " + (dir / "blt") + " --mask noise --out " + (dir / "m2"));
+  EXPECT_EQ(no_present.status, 2);
+  EXPECT_NE(no_present.output.find("--mask: needs --present"), std::string::npos) << no_present.output;
+  auto bad_mask = ventral::test::run_ventral("eval " + (dir / "blt") + " --present 1 --mask fog --out " + (dir / "m3"));
+  EXPECT_EQ(bad_mask.status, 2);
+  EXPECT_NE(bad_mask.output.find("--mask: expects blank or noise, got 'fog'"), std::string::npos) << bad_mask.output;
+}
+
+// Issue 14: seeds. Every model trains once per seed, the report gives mean ± sd, and the
+// combined test equals a hand computation from the per-seed evaluations.
+TEST(CompareEndToEnd, SeedsTrainEveryModelPerSeedAndTheReportCombinesThem) {
+  TempDir dir;
+  ventral::test::write_text(dir / "base.yaml",
+                            "data:\n  dataset: synthetic:300\nmodel:\n  width: 4\ntrain:\n  epochs: 1\n  batch_size: 32\n"
+                            "threads: 1\n");
+  ventral::test::write_text(dir / "x.yaml",
+                            "base: base.yaml\ntrain_perturb: debris:1-3\nseeds: [0, 1]\nmodels:\n  - name: cortical_b\n"
+                            "  - name: cortical_blt\n    config:\n      model.steps: 3\n  - name: blt_clean\n"
+                            "    train_perturb: none\n    config:\n      model.name: cortical_blt\n      model.steps: 3\n"
+                            "reference: cortical_b\neval:\n  perturb: debris:2\n  limit: 60\n");
+  auto r = ventral::test::run_ventral("compare " + (dir / "x.yaml") + " --out " + (dir / "out"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* m : {"cortical_b", "cortical_blt", "blt_clean"})
+    for (const char* seed : {"seed0", "seed1"}) {
+      const std::string run = dir / ("out/runs/" + std::string(m) + "/" + seed);
+      EXPECT_TRUE(std::filesystem::exists(run + "/test.json")) << run;
+      const Config cfg = Config::load(run + "/config.yaml");
+      EXPECT_EQ(cfg.get_int("seed"), seed == std::string("seed0") ? 0 : 1) << run;
+      EXPECT_EQ(cfg.get_string("data.augment.perturb"), std::string(m) == "blt_clean" ? "" : "debris:1-3") << run;
+      EXPECT_TRUE(std::filesystem::exists(dir / ("out/eval/" + std::string(m) + "/" + seed + "/results.csv")));
+    }
+  // Different seeds: different runs.
+  EXPECT_NE(read(dir / "out/runs/cortical_blt/seed0/metrics.csv"), read(dir / "out/runs/cortical_blt/seed1/metrics.csv"));
+  std::string report = read(dir / "out/REPORT.md");
+  EXPECT_NE(report.find("Training seeds: 0, 1."), std::string::npos);
+  EXPECT_NE(report.find("## Paired tests against cortical_b over 2 seeds"), std::string::npos) << report;
+  EXPECT_NE(report.find("`debris:1-3`"), std::string::npos);
+  // The clean row of cortical_blt: per-seed differences from the summaries, by hand.
+  std::vector<double> d;
+  for (const char* seed : {"seed0", "seed1"}) {
+    auto acc = [&](const std::string& m) {
+      auto j = nlohmann::json::parse(read(dir / ("out/eval/" + m + "/" + seed + "/summary.json")));
+      const auto steps = j["steps"].get<std::vector<int64_t>>();
+      const size_t k = static_cast<size_t>(std::find(steps.begin(), steps.end(), j["readout_step"].get<int64_t>()) - steps.begin());
+      return std::stod(format_number("%.6f", j["clean_accuracy"][k].get<double>()));
+    };
+    d.push_back(100 * (acc("cortical_blt") - acc("cortical_b")));
+  }
+  const double mean = (d[0] + d[1]) / 2, sd = std::fabs(d[0] - d[1]) / std::sqrt(2.0);
+  const std::string tests = report.substr(report.find("## Paired tests"));
+  std::string row = tests.substr(tests.find("| cortical_blt | clean | "));
+  row = row.substr(0, row.find('\n'));
+  EXPECT_NE(row.find(format_number("%+.2f", mean) + " ± " + format_number("%.2f", sd)), std::string::npos) << row;
+  if (sd > 0) {  // df 1: p = 1 − 2/π·atan(|t|)
+    const double p = 1 - 2 / M_PI * std::atan(std::fabs(mean) / (sd / std::sqrt(2.0)));
+    EXPECT_NE(row.find("| " + format_number("%.3g", p) + " |"), std::string::npos) << row << " expected p " << p;
+  }
+  // The models table shows mean ± sd with the t-interval.
+  std::string blt = report.substr(report.find("| cortical_blt | cortical_blt |"));
+  blt = blt.substr(0, blt.find('\n'));
+  EXPECT_NE(blt.find(" ± "), std::string::npos) << blt;
+  // --seeds replaces the list: a third seed trains only the new runs.
+  auto more = ventral::test::run_ventral("compare " + (dir / "x.yaml") + " --seeds 0,1,2 --models cortical_b,cortical_blt --out " +
+                                         (dir / "out"));
+  ASSERT_EQ(more.status, 0) << more.output;
+  EXPECT_NE(more.output.find("cortical_blt (seed 1) already trained"), std::string::npos) << more.output;
+  EXPECT_NE(more.output.find("training cortical_blt (seed 2)"), std::string::npos) << more.output;
+  EXPECT_NE(read(dir / "out/REPORT.md").find("over 3 seeds"), std::string::npos);
+  // Bad seed lists are one-line errors.
+  ventral::test::write_text(dir / "twice.yaml", "base: base.yaml\nseeds: [1, 1]\nmodels:\n  - name: cortical_b\n");
+  auto twice = ventral::test::run_ventral("compare " + (dir / "twice.yaml"));
+  EXPECT_EQ(twice.status, 2);
+  EXPECT_NE(twice.output.find("seed 1 is listed twice"), std::string::npos) << twice.output;
+  ventral::test::write_text(dir / "neg.yaml", "base: base.yaml\nseeds: [-1]\nmodels:\n  - name: cortical_b\n");
+  EXPECT_EQ(ventral::test::run_ventral("compare " + (dir / "neg.yaml")).status, 2);
+  ventral::test::write_text(dir / "perturb.yaml", "base: base.yaml\ntrain_perturb: fog:1\nmodels:\n  - name: cortical_b\n");
+  auto fog = ventral::test::run_ventral("compare " + (dir / "perturb.yaml"));
+  EXPECT_EQ(fog.status, 2);
+  EXPECT_NE(fog.output.find("unknown perturbation 'fog'"), std::string::npos) << fog.output;
+}
+
+// Every config shipped in configs/ loads and validates, so a recipe cannot rot: training
+// configs through the schema and the model and data checks, experiments through load_experiment.
+TEST(Configs, EveryShippedConfigLoadsAndValidates) {
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(VENTRAL_SOURCE_DIR) + "/configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    const std::string path = entry.path().string();
+    const bool experiment = read(path).find("\nmodels:") != std::string::npos;
+    SCOPED_TRACE(path);
+    if (experiment) {
+      Experiment x = load_experiment(path);
+      EXPECT_FALSE(x.models.empty());
+    } else {
+      Config cfg = Config::load(path);
+      check_model_options(cfg);
+      training_perturbation(cfg);
+      TrainOptions::from_config(cfg);
+    }
+    ++n;
+  }
+  EXPECT_GE(n, 14);
 }
 
 TEST(CompareExperiment, PerModelBaseSubsetAndEvalOverrides) {
@@ -523,4 +659,105 @@ TEST(EvaluationData, FolderClassesAreMatchedByNameNeverByPosition) {
   EXPECT_NE(error(dir / "bad.tsv").find("bad.tsv:1: expected 'folder name<TAB>model class name'"), std::string::npos);
   ventral::test::write_text(dir / "wrong.tsv", "sandal\tSneaker\n");
   EXPECT_NE(error(dir / "wrong.tsv").find("'sandal' (mapped to 'Sneaker')"), std::string::npos) << error(dir / "wrong.tsv");
+}
+
+// Issue 14: statistics over seeds, checked against closed forms.
+TEST(Metrics, SeedStatisticsMatchHandComputations) {
+  // t quantiles (tables): df 2 → 4.302653, df 4 → 2.776445, df 30 → 2.042272.
+  EXPECT_NEAR(student_t_quantile_975(2), 4.302653, 1e-5);
+  EXPECT_NEAR(student_t_quantile_975(4), 2.776445, 1e-5);
+  EXPECT_NEAR(student_t_quantile_975(30), 2.042272, 1e-5);
+  // Closed forms of the two-sided p: df 1 → 1 − 2/π·atan|t|; df 2 → 1 − |t|/√(t² + 2).
+  EXPECT_NEAR(student_t_two_sided_p(1.7, 1), 1 - 2 / M_PI * std::atan(1.7), 1e-10);
+  EXPECT_NEAR(student_t_two_sided_p(-3.2, 2), 1 - 3.2 / std::sqrt(3.2 * 3.2 + 2), 1e-10);
+  EXPECT_NEAR(student_t_two_sided_p(0, 5), 1.0, 1e-12);
+  // Per-seed accuracies 90, 92, 94 %: mean 92, sd 2, 95% interval 92 ± 4.302653·2/√3.
+  SeedStats s = seed_stats({0.90, 0.92, 0.94});
+  EXPECT_EQ(s.n, 3);
+  EXPECT_NEAR(s.mean, 0.92, 1e-12);
+  EXPECT_NEAR(s.sd, 0.02, 1e-12);
+  EXPECT_NEAR(s.ci_high - s.mean, 4.302653 * 0.02 / std::sqrt(3.0), 1e-6);
+  EXPECT_NEAR(s.mean - s.ci_low, 4.302653 * 0.02 / std::sqrt(3.0), 1e-6);
+  EXPECT_TRUE(std::isnan(seed_stats({0.9}).sd));
+  // A fixed table of per-seed differences (model − reference, points): +1, +2, +3.
+  // t = 2 / (1/√3) = 3.4641, df 2: p = 1 − t/√(t² + 2) = 0.074180. Sign flips: only all-plus and
+  // all-minus reach |mean| 2 → 2/8.
+  EXPECT_NEAR(paired_t_p({1, 2, 3}), 1 - std::sqrt(12.0) / std::sqrt(14.0), 1e-9);
+  EXPECT_NEAR(paired_t_p({1, 2, 3}), 0.074180, 1e-6);
+  EXPECT_DOUBLE_EQ(sign_flip_p({1, 2, 3}), 0.25);
+  // Five seeds, one against: {+2, +1, +3, −1, +2}, sum 7. Flipping a subset F gives 7 − 2·ΣF, so
+  // |sum| ≥ 7 needs ΣF ≤ 0 ({}, {−1}, {+1, −1}) or ΣF ≥ 7 (their complements): 6 of 32 patterns.
+  EXPECT_DOUBLE_EQ(sign_flip_p({2, 1, 3, -1, 2}), 6.0 / 32.0);
+  EXPECT_TRUE(std::isnan(paired_t_p({1.5})));
+  EXPECT_TRUE(std::isnan(paired_t_p({2, 2, 2})));  // no spread: t undefined
+  EXPECT_DOUBLE_EQ(paired_t_p({0, 0}), 1.0);
+}
+
+// Issue 14: backward masking. A blank mask is zero input, and a cortical net's bottom-up
+// convolution has no bias, so "image at step 1, then blank" must equal the same weights built
+// to see the image at the first step only (model.input_every_step: false).
+TEST(Masking, BlankAfterStepOneEqualsAModelThatSeesTheImageOnlyOnce) {
+  auto build = [](bool every_step) {
+    Config cfg = Config::load("", {"model.name=cortical_blt", "model.width=4", "model.steps=4",
+                                   std::string("model.input_every_step=") + (every_step ? "true" : "false")});
+    return create_model("cortical_blt", model_options(cfg, 1, 10, 28));
+  };
+  torch::manual_seed(7);
+  ModelPtr every = build(true), once = build(false);
+  {
+    torch::NoGradGuard no_grad;
+    auto src = every->named_parameters();
+    for (auto& p : once->named_parameters()) p.value().copy_(src[p.key()]);
+    auto bsrc = every->named_buffers();
+    for (auto& b : once->named_buffers()) b.value().copy_(bsrc[b.key()]);
+  }
+  every->eval();
+  once->eval();
+  ASSERT_TRUE(every->takes_input_every_step());
+  ASSERT_FALSE(once->takes_input_every_step());
+  torch::Tensor x = torch::rand({6, 1, 28, 28});
+  {
+    torch::NoGradGuard no_grad;
+    every->set_step_inputs({x, torch::zeros_like(x)});
+    auto masked = every->forward(x, 4);
+    every->set_step_inputs({});
+    auto seen_once = once->forward(x, 4), unmasked = every->forward(x, 4);
+    for (size_t t = 0; t < 4; ++t) EXPECT_TRUE(torch::equal(masked[t], seen_once[t])) << "step " << t + 1;
+    EXPECT_TRUE(torch::equal(masked[0], unmasked[0]));   // step 1 saw the image either way
+    EXPECT_FALSE(torch::equal(masked[3], unmasked[3]));  // the mask changed what followed
+  }
+  // The same through ventral eval's prediction loop (mask built per batch, schedule set and cleared).
+  const std::vector<int64_t> steps = {1, 2, 3, 4};
+  LoaderOptions o;
+  o.batch_size = 32;
+  const MaskSchedule blank{1, "blank", 0};
+  Predictions masked = predict(*every, shapes(), steps, o, "", &blank);
+  Predictions seen_once = predict(*once, shapes(), steps, o);
+  EXPECT_EQ(masked.pred, seen_once.pred);
+  EXPECT_EQ(masked.conf, seen_once.conf);
+  EXPECT_EQ(predict(*every, shapes(), steps, o).conf, predict(*every, shapes(), steps, o, "", nullptr).conf);
+  // The schedule is gone afterwards: a plain prediction is unmasked again.
+  EXPECT_NE(predict(*every, shapes(), steps, o).conf, masked.conf);
+  // Noise: per image, whatever the batch size; equal to presenting image, image, noise by hand.
+  const MaskSchedule noise{2, "noise", 5};
+  Predictions by32 = predict(*every, shapes(), steps, o, "", &noise);
+  o.batch_size = 7;
+  const Predictions by7 = predict(*every, shapes(), steps, o, "", &noise);
+  EXPECT_EQ(by7.pred, by32.pred);
+  for (size_t i = 0; i < by7.conf.size(); ++i) ASSERT_NEAR(by7.conf[i], by32.conf[i], 1e-5) << i;  // batch-size rounding only
+  std::vector<int64_t> first(8);
+  std::iota(first.begin(), first.end(), 0);
+  torch::Tensor eight = torch::empty({8, 1, 28, 28});
+  for (int64_t i = 0; i < 8; ++i) render_sample(shapes(), i, LoaderOptions{}, 0, eight.data_ptr<float>() + i * 28 * 28);
+  torch::Tensor mask = mask_images(noise, eight, first);
+  EXPECT_NEAR(mask.mean().item<double>(), 0.0, 0.05);
+  EXPECT_NEAR(mask.std().item<double>(), 1.0, 0.05);
+  torch::NoGradGuard no_grad;
+  every->set_step_inputs({eight, eight, mask});
+  auto by_hand = every->forward(eight, 4);
+  every->set_step_inputs({});
+  for (int64_t i = 0; i < 8; ++i)
+    EXPECT_NEAR(torch::softmax(by_hand[3][i], 0).max().item<float>(), by32.conf[static_cast<size_t>(i) * 4 + 3], 1e-6) << i;
+  // A model that does not take the image at every step cannot be masked.
+  EXPECT_THROW(predict(*once, shapes(), steps, o, "", &blank), std::invalid_argument);
 }

@@ -1,3 +1,5 @@
+#include <map>
+
 #include "core/rng.hpp"
 #include "datasets/loader.hpp"
 #include "helpers.hpp"
@@ -196,4 +198,93 @@ TEST(Rng, PortableStreams) {
   }
   EXPECT_NEAR(sum / 20000, 0.0, 0.03);
   EXPECT_NEAR(sq / 20000, 1.0, 0.05);
+}
+
+// data.augment.perturb: family and severity per (seed, epoch, index), perturb_image underneath.
+namespace {
+LoaderOptions perturbing(const std::string& spec, double fraction, uint64_t seed = 3) {
+  LoaderOptions o;
+  o.perturbation.specs = parse_perturbations(spec);
+  o.perturbation.fraction = fraction;
+  o.seed = seed;
+  return o;
+}
+std::vector<float> rendered(const Dataset& d, int64_t index, const LoaderOptions& o, int64_t epoch) {
+  std::vector<float> out(d.image_bytes());
+  render_sample(d, index, o, epoch, out.data());
+  return out;
+}
+}  // namespace
+
+TEST(TrainPerturbation, DrawsDependOnlyOnSeedEpochAndIndex) {
+  const Dataset d = make_synthetic(64, 1);
+  const LoaderOptions o = perturbing("debris:1-5,block:2-4", 1.0);
+  int differ_by_epoch = 0, differ_from_clean = 0;
+  const LoaderOptions clean;
+  for (int64_t i = 0; i < 32; ++i) {
+    EXPECT_EQ(rendered(d, i, o, 2), rendered(d, i, o, 2)) << i;  // same (seed, epoch, index): same image
+    differ_by_epoch += rendered(d, i, o, 2) != rendered(d, i, o, 3);
+    differ_from_clean += rendered(d, i, o, 2) != rendered(d, i, clean, 2);
+    // What is drawn is what perturb_image makes of the image.
+    const PerturbationDraw draw = draw_perturbation(o, 2, i);
+    ASSERT_GE(draw.family, 0);
+    std::vector<uint8_t> expected(d.image_bytes());
+    perturb_image(d, i, o.perturbation.specs[static_cast<size_t>(draw.family)].family, draw.severity,
+                  perturbation_seed(o.seed, 2), expected.data());
+    const std::vector<float> got = rendered(d, i, o, 2);
+    for (size_t p = 0; p < expected.size(); ++p) ASSERT_FLOAT_EQ(got[p], expected[p] / 255.f) << i << " pixel " << p;
+  }
+  EXPECT_GE(differ_by_epoch, 28);  // another epoch: other draws (a rare draw may repeat)
+  EXPECT_GE(differ_from_clean, 30);
+  // Another seed draws differently.
+  int differ_by_seed = 0;
+  for (int64_t i = 0; i < 32; ++i) differ_by_seed += rendered(d, i, o, 2) != rendered(d, i, perturbing("debris:1-5,block:2-4", 1.0, 4), 2);
+  EXPECT_GE(differ_by_seed, 28);
+}
+
+TEST(TrainPerturbation, FamiliesSeveritiesAndTheCleanShareAreUniformOver10000Draws) {
+  const LoaderOptions o = perturbing("debris:1-5,block:2-4", 0.8);
+  const int n = 10000;
+  int clean = 0;
+  std::map<std::pair<int, int>, int> counts;
+  std::map<int, int> by_family;
+  for (int64_t i = 0; i < n; ++i) {
+    const PerturbationDraw d = draw_perturbation(o, 5, i);
+    if (d.family < 0) {
+      ++clean;
+      continue;
+    }
+    ++counts[{d.family, d.severity}];
+    ++by_family[d.family];
+  }
+  const int perturbed = n - clean;
+  EXPECT_NEAR(static_cast<double>(perturbed) / n, 0.8, 0.02);
+  ASSERT_EQ(by_family.size(), 2u);
+  for (const auto& [family, c] : by_family) EXPECT_NEAR(static_cast<double>(c) / perturbed, 0.5, 0.02) << family;
+  // debris 1..5 (1/5 each of its draws), block 2..4 (1/3 each); nothing else.
+  EXPECT_EQ(counts.size(), 8u);
+  for (const auto& [key, c] : counts) {
+    const auto& severities = o.perturbation.specs[static_cast<size_t>(key.first)].severities;
+    ASSERT_NE(std::find(severities.begin(), severities.end(), key.second), severities.end());
+    EXPECT_NEAR(static_cast<double>(c) / by_family[key.first], 1.0 / static_cast<double>(severities.size()), 0.02)
+        << key.first << ":" << key.second;
+  }
+  // Off (no spec, or fraction 0): nothing is drawn as perturbed.
+  EXPECT_LT(draw_perturbation(LoaderOptions{}, 0, 0).family, 0);
+  EXPECT_LT(draw_perturbation(perturbing("debris", 0.0), 0, 0).family, 0);
+}
+
+TEST(TrainPerturbation, LoaderBatchesAreTheSameWhateverTheThreadCount) {
+  const Dataset d = make_synthetic(100, 2);
+  LoaderOptions o = perturbing("debris:1-5,bubbles:3", 0.7);
+  o.batch_size = 16;
+  o.augment = true;
+  o.augmentation = {2, true, 0.3};
+  o.threads = 1;
+  BatchLoader one(d, {}, o);
+  o.threads = 3;
+  BatchLoader three(d, {}, o);
+  const auto a = epoch_batches(one, 1), b = epoch_batches(three, 1);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
 }

@@ -485,3 +485,57 @@ TEST(Train, EvaluationRefusesMeaninglessOptionsAndDamagedRuns) {
   save_checkpoint(run + "/checkpoints/last.pt", *m, nullptr, TrainState{});
   expect_error("", "holds NaN or infinite values; the checkpoint is damaged");
 }
+
+// Issue 14: training under perturbation. The draws depend on (seed, epoch, index) only, so a
+// run interrupted mid-epoch and resumed ends bit-identical; validation measures the trained
+// task, and test.json's accuracy under the training perturbation equals a fresh evaluation.
+TEST(Train, ResumeUnderTrainingPerturbationIsBitIdentical) {
+  TempDir dir;
+  const std::vector<std::string> perturb = {"data.augment.perturb=debris:1-5,block:2-4", "data.augment.perturb_fraction=0.7"};
+  auto with = [&](std::vector<std::string> extra) {
+    extra.insert(extra.end(), perturb.begin(), perturb.end());
+    return tiny_config(extra);
+  };
+  Config cfg = with({});
+  ASSERT_TRUE(train(cfg, dir / "full", false).finished);
+  TrainReport stopped = train(with({"train.stop_after_steps=7"}), dir / "split", false);
+  EXPECT_FALSE(stopped.finished);
+  TrainReport resumed = train(Config::load(dir / "split/config.yaml", {"train.stop_after_steps=0"}), dir / "split", true);
+  ASSERT_TRUE(resumed.finished) << resumed.message;
+  auto a = final_weights(cfg, dir / "full");
+  auto b = final_weights(cfg, dir / "split");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+  // The same recipe on clean images learns other weights: the perturbation was really applied.
+  ASSERT_TRUE(train(tiny_config(), dir / "clean", false).finished);
+  auto c = final_weights(cfg, dir / "clean");
+  EXPECT_FALSE(torch::equal(a.front().second, c.front().second));
+
+  // test.json: clean accuracy as before, plus the training perturbation's, which a fresh
+  // evaluation through the task loader reproduces exactly.
+  nlohmann::json test = nlohmann::json::parse(read(dir / "full/test.json"));
+  ASSERT_TRUE(test.contains("train_perturbation")) << test.dump();
+  EXPECT_EQ(test["train_perturbation"]["spec"], "debris:1-5,block:2-4");
+  EXPECT_DOUBLE_EQ(test["train_perturbation"]["fraction"].get<double>(), 0.7);
+  LoadedRun run = load_run(dir / "full");
+  ExperimentData data = load_experiment_data(run.cfg);
+  BatchLoader task(data.test, {}, task_loader_options(run.cfg, data));
+  StepMetrics fresh = evaluate(*run.model, task, run.model->default_steps());
+  EXPECT_EQ(fresh.accuracy, test["train_perturbation"]["accuracy"].get<std::vector<double>>());
+  // Validation ran on perturbed images too: its loader is the task loader.
+  BatchLoader val(data.train, data.split.val, task_loader_options(run.cfg, data));
+  BatchLoader val_clean(data.train, data.split.val, loader_options(run.cfg, data, false));
+  auto images = [](BatchLoader& l) {
+    l.start_epoch(0);
+    return l.next()->images;
+  };
+  EXPECT_FALSE(torch::equal(images(val), images(val_clean)));
+
+  // A bad spec names the key.
+  EXPECT_NE(ventral::test::error_text<InputError>([&] { train(tiny_config({"data.augment.perturb=debris:9"}), dir / "bad", false); })
+                .find("key 'data.augment.perturb': bad severities in 'debris:9'"),
+            std::string::npos);
+  EXPECT_NE(ventral::test::error_text<InputError>([&] { tiny_config({"data.augment.perturb_fraction=1.5"}); })
+                .find("data.augment.perturb_fraction"),
+            std::string::npos);
+}

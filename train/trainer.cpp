@@ -192,7 +192,7 @@ class Run {
   ModelPtr model_;
   int64_t steps_ = 1;
   std::unique_ptr<torch::optim::Optimizer> optimizer_;
-  std::unique_ptr<BatchLoader> train_loader_, val_loader_, test_loader_;
+  std::unique_ptr<BatchLoader> train_loader_, val_loader_, test_loader_, perturbed_test_loader_;
   LrSchedule schedule_;
   TrainState state_;
   int64_t steps_at_start_ = 0;
@@ -243,8 +243,12 @@ void Run::setup() {
   steps_ = model_->default_steps();
 
   train_loader_ = std::make_unique<BatchLoader>(data_.train, data_.split.train, loader_options(cfg_, data_, true));
-  val_loader_ = std::make_unique<BatchLoader>(data_.train, data_.split.val, loader_options(cfg_, data_, false));
+  // Validation measures the trained task (perturbed as training is, when it is), so best.pt
+  // selects for it; the test measures clean images and, when training was perturbed, that mix too.
+  val_loader_ = std::make_unique<BatchLoader>(data_.train, data_.split.val, task_loader_options(cfg_, data_));
   test_loader_ = std::make_unique<BatchLoader>(data_.test, std::vector<int64_t>{}, loader_options(cfg_, data_, false));
+  if (training_perturbation(cfg_).on())
+    perturbed_test_loader_ = std::make_unique<BatchLoader>(data_.test, std::vector<int64_t>{}, task_loader_options(cfg_, data_));
   const int64_t per_epoch = train_loader_->batches_per_epoch();
   require(per_epoch > 0, cfg_.source() + ": train.batch_size " + std::to_string(o_.batch_size) + " exceeds the " +
                              std::to_string(train_loader_->size()) + " training images");
@@ -391,6 +395,13 @@ void Run::finish() {
                          {"loss", report_.test.loss}, {"params", count_parameters(*model_)},
                          {"train_seconds", state_.train_seconds}, {"epochs", o_.epochs},
                          {"precision", precision_name(model_->precision())}};
+  if (perturbed_test_loader_) {
+    const StepMetrics m = evaluate(*model_, *perturbed_test_loader_, steps_, "test (training perturbation)");
+    test["train_perturbation"] = {{"spec", cfg_.get_string("data.augment.perturb")},
+                                  {"fraction", cfg_.get_float("data.augment.perturb_fraction")},
+                                  {"seed", o_.seed}, {"n", m.n}, {"steps", m.steps}, {"accuracy", m.accuracy},
+                                  {"loss", m.loss}};
+  }
   write_file_atomic(dir_.test(), test.dump(2) + "\n");
   append_jsonl(dir_.log(), {{"event", "test"}, {"steps", report_.test.steps}, {"accuracy", report_.test.accuracy}});
 }

@@ -15,6 +15,8 @@
 #include "core/error.hpp"
 #include "core/precision.hpp"
 #include "core/threads.hpp"
+#include "core/text.hpp"
+#include "datasets/experiment.hpp"
 #include "datasets/loader.hpp"
 #include "datasets/perturb.hpp"
 #include "inference/infer.hpp"
@@ -29,6 +31,7 @@ struct Args {
   int64_t batch = 128, iters = 20, warmup = 3, steps = 0, threads = 0, channels = 1, size = 28, classes = 10;
   int64_t loader_threads = 0, images = 2000;
   bool loader = false, peak = false, json = false;
+  std::vector<std::string> overrides;  ///< key=value for --loader: data.augment.perturb, data.augment.perturb_fraction
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -146,7 +149,12 @@ void bench_peak(const Args& a) {
 
 // The training loader of the recipes: crop after 2-pixel padding, flip, random erasing,
 // normalisation, drop_last, on `loader_threads` threads (default: what training uses).
+// With data.augment.perturb=SPEC the images are also perturbed as in training under perturbation.
 void bench_loader(const Args& a) {
+  for (const auto& o : a.overrides)
+    if (o.rfind("data.augment.perturb=", 0) != 0 && o.rfind("data.augment.perturb_fraction=", 0) != 0)
+      throw InputError("bench --loader: '" + o + "': only data.augment.perturb=SPEC and data.augment.perturb_fraction=F apply");
+  const Config cfg = Config::load("", a.overrides);
   Dataset data = load_dataset(a.data, Split::Train);
   LoaderOptions o;
   o.batch_size = a.batch;
@@ -156,16 +164,26 @@ void bench_loader(const Args& a) {
   o.mean.assign(data.channels, 0.286);
   o.std.assign(data.channels, 0.353);
   o.threads = a.loader_threads ? a.loader_threads : std::max<int64_t>(1, available_cores() / 2);
+  try {
+    o.perturbation = training_perturbation(cfg);
+  } catch (const InputError& e) {  // the settings came from this command line, not a file
+    std::string why = e.what();
+    throw InputError("bench --loader: " + why.substr(why.find("key '")));
+  }
+  const std::string what = o.perturbation.on() ? "crop+flip+erasing+perturbation " + cfg.get_string("data.augment.perturb") + " (" +
+                                                     format_number("%g", 100 * o.perturbation.fraction) + "% of images)"
+                                               : "crop+flip+erasing";
   BatchLoader loader(data, {}, o);
   int64_t n = 0;
   auto t0 = std::chrono::steady_clock::now();
   loader.start_epoch(0);
   while (auto batch = loader.next()) n += batch->labels.size(0);
   double rate = n / seconds_since(t0);
-  char text[256];
-  std::snprintf(text, sizeof text, "loader: %s, %lld images, batch %lld, %lld loader thread(s), crop+flip+erasing: %.0f images/s",
-                data.name.c_str(), (long long)n, (long long)a.batch, (long long)o.threads, rate);
+  char text[512];
+  std::snprintf(text, sizeof text, "loader: %s, %lld images, batch %lld, %lld loader thread(s), %s: %.0f images/s",
+                data.name.c_str(), (long long)n, (long long)a.batch, (long long)o.threads, what.c_str(), rate);
   print(a, {{"loader", data.name}, {"images", n}, {"batch", a.batch}, {"loader_threads", o.threads},
+            {"train_perturb", cfg.get_string("data.augment.perturb")}, {"perturb_fraction", o.perturbation.fraction},
             {"images_per_s", rate}}, text);
 }
 
@@ -224,6 +242,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--perturb", a->perturb, "time these perturbations (e.g. all, occluder,noise:3) on --images test images");
   cmd->add_option("--data", a->data, "dataset SPEC for --loader / --perturb")->capture_default_str();
   cmd->add_option("--images", a->images, "test images for --perturb")->check(CLI::Range(1, 10000000))->capture_default_str();
+  cmd->add_option("overrides", a->overrides,
+                  "with --loader: data.augment.perturb=SPEC [data.augment.perturb_fraction=F] (training under perturbation)");
   cmd->add_flag("--json", a->json, "print one JSON object (model: model, params, batch, threads, train_images_per_s, "
                                    "eval_images_per_s, ...)");
   cmd->callback([a] {
@@ -232,6 +252,8 @@ void add_bench_command(CLI::App& app) {
       bench_peak(*a);
     else if (a->loader)
       bench_loader(*a);
+    else if (!a->overrides.empty())
+      throw InputError("bench: '" + a->overrides.front() + "': key=value settings apply to --loader only");
     else if (!a->perturb.empty())
       bench_perturb(*a);
     else

@@ -26,6 +26,7 @@ void add_compare_command(CLI::App& app) {
       ->allow_extra_args(false);
   cmd->add_option("--seeds", a->seeds, "train every model once per seed (comma-separated; replaces the experiment's seeds)")
       ->delimiter(',')
+      ->check(CLI::Range(0.0, 9.2e18))  // the config key seed's range; not -1 wrapped to 2^64 - 1
       ->allow_extra_args(false);
   cmd->callback([a] {
     std::string path;

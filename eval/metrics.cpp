@@ -166,6 +166,8 @@ SeedStats seed_stats(const std::vector<double>& values) {
 }
 
 double paired_t_p(const std::vector<double>& d) {
+  for (double v : d)
+    if (!std::isfinite(v)) return NAN;
   const SeedStats s = seed_stats(d);
   if (s.n < 2) return NAN;
   if (!(s.sd > 0)) return s.mean == 0 ? 1.0 : NAN;
@@ -175,14 +177,22 @@ double paired_t_p(const std::vector<double>& d) {
 double sign_flip_p(const std::vector<double>& d) {
   const size_t n = d.size();
   if (n == 0 || n > 24) return NAN;
-  const double observed = std::fabs(mean_of(d));
+  double observed = 0, scale = 0;
+  for (double v : d) {
+    if (!std::isfinite(v)) return NAN;
+    observed += v;
+    scale += std::fabs(v);
+  }
+  observed = std::fabs(observed);
+  // Sums equal to the observed one up to rounding count as reaching it (the observed pattern
+  // itself always does), whatever the size of the differences.
+  const double tolerance = 1e-9 * scale;
   int64_t extreme = 0;
   const uint64_t patterns = uint64_t{1} << n;
   for (uint64_t mask = 0; mask < patterns; ++mask) {
     double sum = 0;
     for (size_t i = 0; i < n; ++i) sum += (mask >> i & 1) ? -d[i] : d[i];
-    // A relative tolerance, so the observed pattern itself always counts.
-    if (std::fabs(sum) / static_cast<double>(n) >= observed * (1 - 1e-12)) ++extreme;
+    if (std::fabs(sum) >= observed - tolerance) ++extreme;
   }
   return static_cast<double>(extreme) / static_cast<double>(patterns);
 }

@@ -42,11 +42,12 @@ double student_t_two_sided_p(double t, double df);
 /// The two-sided 95% quantile of Student's t (2.776 for df = 4; 1.96 as df → ∞).
 double student_t_quantile_975(double df);
 /// Paired t-test of the differences (model − reference, one per seed) against 0: two-sided p,
-/// NaN with fewer than 2 differences; when they do not vary, 1 if all are 0, else NaN (t is
+/// NaN with fewer than 2 differences or any that is not finite; when they do not vary, 1 if all are 0, else NaN (t is
 /// undefined: report the sign-flip test).
 double paired_t_p(const std::vector<double>& differences);
 /// Exact sign-flip permutation test of the same differences: the share of the 2^n sign
 /// patterns whose |mean| is at least the observed one (two-sided; the smallest possible p is 2/2^n).
+/// NaN for none, more than 24, or any difference that is not finite.
 double sign_flip_p(const std::vector<double>& differences);
 
 /// Median of values (NaN for none).

@@ -190,7 +190,17 @@ std::string run_eval(const EvalOptions& o) {
       throw InputError("--present: " + run.cfg.get_string("model.name") +
                        " does not take the image at every step, so nothing can replace it; backward masking needs "
                        "cortical models with model.input_every_step, cornet_r or cornet_rt");
-    presents = parse_steps(o.present);
+    try {
+      presents = parse_steps(o.present);
+    } catch (const InputError& e) {
+      std::string why = e.what();
+      if (why.rfind("--steps: ", 0) == 0) why = why.substr(9);
+      throw InputError("--present: " + why);
+    }
+    if (presents.back() >= steps.back())
+      throw InputError("--present: K = " + std::to_string(presents.back()) + " shows the image at every evaluated step (the last is " +
+                       std::to_string(steps.back()) + "), so nothing would be masked; use K below " +
+                       std::to_string(steps.back()) + " or evaluate more --steps");
     if (!o.mask.empty() && o.mask != "blank" && o.mask != "noise")
       throw InputError("--mask: expects blank or noise, got '" + o.mask + "'");
   }

@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/io.hpp"
 #include "core/text.hpp"
+#include "datasets/experiment.hpp"
 #include "eval/sweep.hpp"
 #include "inference/run_dir.hpp"
 #include "models/registry.hpp"
@@ -106,7 +107,7 @@ std::string run_compare(const Experiment& x, const std::string& out) {
       sm.params = from.params;
       sm.macs = macs_per_step(*run.model, run.channels, run.image_size);
       sm.epochs = run.cfg.get_int("train.epochs");
-      sm.train_perturb = run.cfg.get_string("data.augment.perturb");
+      sm.train_perturb = training_perturbation(run.cfg).on() ? run.cfg.get_string("data.augment.perturb") : "";
       if (!sm.train_perturb.empty() && run.cfg.get_float("data.augment.perturb_fraction") < 1)
         sm.train_perturb += " (" + format_number("%g", 100 * run.cfg.get_float("data.augment.perturb_fraction")) + "% of images)";
       sm.runs.push_back({seed.value_or(static_cast<uint64_t>(run.cfg.get_int("seed"))), test.train_seconds,

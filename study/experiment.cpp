@@ -112,7 +112,8 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     for (size_t i = 0; i < x.seeds.size(); ++i)
       for (size_t j = 0; j < i; ++j)
         if (x.seeds[i] == x.seeds[j])
-          throw InputError(path + ": seed " + std::to_string(x.seeds[i]) + " is listed twice in 'seeds'");
+          throw InputError((seeds.empty() ? path + ": seed " + std::to_string(x.seeds[i]) + " is listed twice in 'seeds'"
+                                          : "--seeds: seed " + std::to_string(x.seeds[i]) + " is listed twice"));
     std::vector<std::string> eval_overrides;
     for (const auto& o : overrides) (o.rfind("eval.", 0) == 0 ? eval_overrides : x.overrides).push_back(o);
     if (!root["models"] || !root["models"].IsSequence() || root["models"].size() == 0)

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <ctime>
 #include <functional>
+#include <map>
+#include <stdexcept>
 #include <filesystem>
 #include <sstream>
 
@@ -48,9 +50,13 @@ std::vector<double> per_run(const StudyModel& m, F value) {
   for (const auto& r : m.runs) v.push_back(value(r));
   return v;
 }
+// The mean over seeds of the values as results.csv holds them, as the tables average them, so
+// the reading and the tables print the same digits.
 template <class F>
 double mean_of(const StudyModel& m, F value) {
-  return seed_stats(per_run(m, value)).mean;
+  std::vector<double> written;
+  for (double v : per_run(m, value)) written.push_back(as_written(v));
+  return seed_stats(written).mean;
 }
 
 // Accuracies (fractions) in %: one run's value, or mean ± sd over seeds.
@@ -137,17 +143,19 @@ bool write_figures(const std::string& out, const Experiment& x, const Sweep& swe
     }
     severity_panels.push_back(c);
   }
-  Chart curves{"validation accuracy during training (final step)" + over, "epoch", "accuracy", {}, NAN, NAN};
+  const bool mixed = std::any_of(models.begin(), models.end(), [](const StudyModel& m) { return !m.train_perturb.empty(); });
+  Chart curves{std::string("validation accuracy during training (final step") +
+                   (mixed ? "; each model on validation images of its own training distribution" : "") + ")" + over,
+               "epoch", "accuracy", {}, NAN, NAN};
   for (const auto& m : models) {
-    Series s{m.name, {}, {}, {}, {}};
-    const auto& first = m.runs.front().curve;
-    for (size_t i = 0; i < first.size(); ++i) {
-      std::vector<double> v;
-      for (const auto& r : m.runs)
-        if (i < r.curve.size()) v.push_back(r.curve[i].second);
+    Series s{m.name + (m.train_perturb.empty() || !mixed ? "" : " (val perturbed)"), {}, {}, {}, {}};
+    std::map<int64_t, std::vector<double>> by_epoch;  // a run cut short adds fewer points, never misplaced ones
+    for (const auto& r : m.runs)
+      for (const auto& [epoch, a] : r.curve) by_epoch[epoch].push_back(a);
+    for (const auto& [epoch, v] : by_epoch) {
       const SeedStats st = seed_stats(v);
-      s.x.push_back(static_cast<double>(first[i].first)), s.y.push_back(st.mean);
-      if (seeded) s.lo.push_back(st.mean - st.sd), s.hi.push_back(st.mean + st.sd);
+      s.x.push_back(static_cast<double>(epoch)), s.y.push_back(st.mean);
+      if (seeded) s.lo.push_back(v.size() > 1 ? st.mean - st.sd : st.mean), s.hi.push_back(v.size() > 1 ? st.mean + st.sd : st.mean);
     }
     curves.series.push_back(s);
   }
@@ -249,8 +257,9 @@ std::vector<PairedMeasure> paired_measures(const Sweep& sweep) {
     const int sev = sweep.hardest(f);
     out.push_back({f + " " + std::to_string(sev), [f, sev](const StudyRun& r) { return r.summary.headline(f, sev).accuracy; }, f, sev});
   }
-  out.push_back({"mCA occlusion", occlusion_mca, "", 0});
-  out.push_back({"mCA noise", noise_mca, "", 0});
+  // A group's mCA only when the sweep has a family of it.
+  if (!sweep.occlusion.empty()) out.push_back({"mCA occlusion", occlusion_mca, "", 0});
+  if (sweep.occlusion.size() < sweep.specs.size()) out.push_back({"mCA noise", noise_mca, "", 0});
   return out;
 }
 
@@ -258,8 +267,12 @@ std::vector<PairedMeasure> paired_measures(const Sweep& sweep) {
 std::vector<double> differences(const StudyModel& m, const StudyModel& ref, const PairedMeasure& measure) {
   std::vector<double> d;
   // Rounded to the printed accuracies' resolution, so equal differences are exactly equal.
-  for (size_t k = 0; k < m.runs.size() && k < ref.runs.size(); ++k)
+  for (size_t k = 0; k < m.runs.size() && k < ref.runs.size(); ++k) {
+    if (m.runs[k].seed != ref.runs[k].seed)
+      throw std::logic_error("report: " + m.name + "'s run " + std::to_string(k) + " has seed " + std::to_string(m.runs[k].seed) +
+                             ", the reference's " + std::to_string(ref.runs[k].seed));
     d.push_back(std::round(1e4 * 100 * (as_written(measure.value(m.runs[k])) - as_written(measure.value(ref.runs[k])))) / 1e4);
+  }
   return d;
 }
 
@@ -347,9 +360,12 @@ void reading(std::ostream& md, const Experiment& x, const Sweep& sweep, const st
       if (measure.label != "clean" && measure.label != "mCA occlusion") continue;
       const std::vector<double> d = differences(m, ref, measure);
       const double p = paired_t_p(d);
-      md << sep << measure.label << " " << number_over_seeds(d, "%+.2f") << " points over " << d.size() << " seeds ("
-         << (p < 0.05 ? "significant" : std::isnan(p) ? "no t-test: the same difference every seed" : "not significant")
-         << ", paired t p = " << num(p, "%.3g") << ", sign-flip p = " << num(sign_flip_p(d), "%.3g") << ")";
+      const bool measured = std::all_of(d.begin(), d.end(), [](double v) { return std::isfinite(v); });
+      md << sep << measure.label << " " << number_over_seeds(d, "%+.2f") << " points over " << d.size() << " seeds (";
+      if (!measured) md << "not measured)";
+      else
+        md << (p < 0.05 ? "significant" : std::isnan(p) ? "no t-test: the same difference every seed" : "not significant")
+           << ", paired t p = " << num(p, "%.3g") << ", sign-flip p = " << num(sign_flip_p(d), "%.3g") << ")";
       sep = "; ";
     }
     md << ".\n";

@@ -439,10 +439,14 @@ TEST(CompareEndToEnd, SeedsTrainEveryModelPerSeedAndTheReportCombinesThem) {
   std::string row = tests.substr(tests.find("| cortical_blt | clean | "));
   row = row.substr(0, row.find('\n'));
   EXPECT_NE(row.find(format_number("%+.2f", mean) + " ± " + format_number("%.2f", sd)), std::string::npos) << row;
-  if (sd > 0) {  // df 1: p = 1 − 2/π·atan(|t|)
-    const double p = 1 - 2 / M_PI * std::atan(std::fabs(mean) / (sd / std::sqrt(2.0)));
-    EXPECT_NE(row.find("| " + format_number("%.3g", p) + " |"), std::string::npos) << row << " expected p " << p;
-  }
+  // df 1: p = 1 − 2/π·atan(|t|) (undefined, a dash, when both seeds differ equally); sign flips
+  // of two differences: all-plus and all-minus reach the observed |mean|, the mixed two only
+  // when the differences do not share a sign.
+  const double p = sd > 0 ? 1 - 2 / M_PI * std::atan(std::fabs(mean) / (sd / std::sqrt(2.0))) : mean == 0 ? 1.0 : NAN;
+  const double flips = d[0] * d[1] <= 0 ? 1.0 : 0.5;  // flipping one sign reaches |d0 + d1| iff they do not share a sign
+  EXPECT_NE(row.find(" | " + (std::isnan(p) ? std::string("–") : format_number("%.3g", p)) + " | " + format_number("%.3g", flips) + " |"),
+            std::string::npos)
+      << row << " expected p " << p << " and sign-flip p " << flips;
   // The models table shows mean ± sd with the t-interval.
   std::string blt = report.substr(report.find("| cortical_blt | cortical_blt |"));
   blt = blt.substr(0, blt.find('\n'));
@@ -691,6 +695,12 @@ TEST(Metrics, SeedStatisticsMatchHandComputations) {
   EXPECT_TRUE(std::isnan(paired_t_p({1.5})));
   EXPECT_TRUE(std::isnan(paired_t_p({2, 2, 2})));  // no spread: t undefined
   EXPECT_DOUBLE_EQ(paired_t_p({0, 0}), 1.0);
+  // A measure that does not exist (NaN) is never significant.
+  EXPECT_TRUE(std::isnan(sign_flip_p({1, NAN, 2})));
+  EXPECT_TRUE(std::isnan(paired_t_p({1, NAN, 2})));
+  EXPECT_TRUE(std::isnan(sign_flip_p({})));
+  // Tiny differences count exactly like large ones.
+  EXPECT_DOUBLE_EQ(sign_flip_p({1e-7, 2e-7, 3e-7}), 0.25);
 }
 
 // Issue 14: backward masking. A blank mask is zero input, and a cortical net's bottom-up
@@ -735,7 +745,9 @@ TEST(Masking, BlankAfterStepOneEqualsAModelThatSeesTheImageOnlyOnce) {
   Predictions seen_once = predict(*once, shapes(), steps, o);
   EXPECT_EQ(masked.pred, seen_once.pred);
   EXPECT_EQ(masked.conf, seen_once.conf);
-  EXPECT_EQ(predict(*every, shapes(), steps, o).conf, predict(*every, shapes(), steps, o, "", nullptr).conf);
+  // Shown at every step (K = 4 of 4): the same as no schedule.
+  const MaskSchedule all_steps{4, "blank", 0};
+  EXPECT_EQ(predict(*every, shapes(), steps, o, "", &all_steps).conf, predict(*every, shapes(), steps, o).conf);
   // The schedule is gone afterwards: a plain prediction is unmasked again.
   EXPECT_NE(predict(*every, shapes(), steps, o).conf, masked.conf);
   // Noise: per image, whatever the batch size; equal to presenting image, image, noise by hand.

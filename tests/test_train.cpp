@@ -522,9 +522,15 @@ TEST(Train, ResumeUnderTrainingPerturbationIsBitIdentical) {
   BatchLoader task(data.test, {}, task_loader_options(run.cfg, data));
   StepMetrics fresh = evaluate(*run.model, task, run.model->default_steps());
   EXPECT_EQ(fresh.accuracy, test["train_perturbation"]["accuracy"].get<std::vector<double>>());
-  // Validation ran on perturbed images too: its loader is the task loader.
+  // Validation ran on the perturbed mix: the last epoch's val_acc in metrics.csv (trained
+  // step) equals a fresh evaluation of last.pt on the task loader, and differs from clean.
   BatchLoader val(data.train, data.split.val, task_loader_options(run.cfg, data));
   BatchLoader val_clean(data.train, data.split.val, loader_options(run.cfg, data, false));
+  const std::string metrics = read(dir / "full/metrics.csv");
+  std::vector<std::string> last_row = split_csv_row(metrics.substr(metrics.rfind('\n', metrics.size() - 2) + 1));
+  const double logged = std::stod(last_row.at(last_row.size() - 2));  // val_acc at the last step, before seconds
+  const StepMetrics fresh_val = evaluate(*run.model, val, run.model->default_steps());
+  EXPECT_NEAR(logged, fresh_val.accuracy.back(), 1e-6);
   auto images = [](BatchLoader& l) {
     l.start_epoch(0);
     return l.next()->images;

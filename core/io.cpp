@@ -1,6 +1,12 @@
 #include "core/io.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <zlib.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
 
 #include <cstdio>
 #include <filesystem>
@@ -22,26 +28,68 @@ void make_directories(const std::string& path) {
                      (ec ? ec.message() : std::string("a file of that name is in the way")));
 }
 
+namespace {
+
+// "cannot write PATH: no space left on device" from errno.
+std::string system_reason(int error) {
+  std::string why = std::strerror(error);
+  if (!why.empty()) why[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(why[0])));
+  if (error == ENOSPC || error == EDQUOT) why += " (the disk is full: free space or write elsewhere)";
+  return why;
+}
+
+// Writes all of `data` to `fd`; the errno of the first failure, or 0.
+int write_all(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return 0;
+}
+
+}  // namespace
+
 void write_file_atomic(const std::string& path, const std::string& contents) {
   fs::path target(path);
   if (target.has_parent_path()) make_directories(target.parent_path().string());
-  std::string tmp = path + ".tmp." + std::to_string(std::random_device{}());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw InputError("cannot write " + path + ": cannot create " + tmp);
-    out.write(contents.data(), static_cast<std::streamsize>(contents.size()));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw InputError("cannot write " + path + " (disk full?)");
-    }
+  const std::string tmp = path + ".tmp." + std::to_string(std::random_device{}());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) throw InputError("cannot write " + path + ": cannot create " + tmp + ": " + system_reason(errno));
+  // The bytes reach the disk before the rename makes them the file: a crash or power loss
+  // leaves the old file or the new one, never a torn one.
+  int error = write_all(fd, contents.data(), contents.size());
+  if (!error && ::fsync(fd) != 0) error = errno;
+  if (::close(fd) != 0 && !error) error = errno;
+  if (error) {
+    ::unlink(tmp.c_str());
+    throw InputError("cannot write " + path + ": " + system_reason(error));
   }
   std::error_code ec;
   fs::rename(tmp, target, ec);
   if (ec) {
-    std::remove(tmp.c_str());
+    ::unlink(tmp.c_str());
     throw InputError("cannot write " + path + ": " + ec.message());
   }
+  // And the rename itself is durable once the folder is synced (best effort: not every file
+  // system lets a folder be opened for that).
+  const std::string folder = target.has_parent_path() ? target.parent_path().string() : ".";
+  if (const int dir = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dir >= 0) {
+    ::fsync(dir);
+    ::close(dir);
+  }
+}
+
+void append_file(const std::string& path, const std::string& text) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw InputError("cannot append to " + path + ": " + system_reason(errno));
+  int error = write_all(fd, text.data(), text.size());
+  if (::close(fd) != 0 && !error) error = errno;
+  if (error) throw InputError("cannot append to " + path + ": " + system_reason(error));
 }
 
 std::vector<unsigned char> read_file(const std::string& path) {

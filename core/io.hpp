@@ -5,8 +5,13 @@
 
 namespace ventral {
 
-/// Writes `contents` to `path` via a temporary file in the same folder and a rename.
+/// Writes `contents` to `path` via a temporary file in the same folder, fsync and a rename, so
+/// the file is the old one or the new one whatever happens (kill -9, power loss, a full disk).
+/// InputError "cannot write PATH: <reason>" (e.g. "no space left on device") on failure, and
+/// the old file is untouched.
 void write_file_atomic(const std::string& path, const std::string& contents);
+/// Appends `text` to `path` (created if missing); InputError naming the path and the reason.
+void append_file(const std::string& path, const std::string& text);
 /// Creates the folder `path` and its parents; InputError naming it, and why, when that is not
 /// possible (a file in the way, no permission, a read-only file system).
 void make_directories(const std::string& path);

@@ -2,7 +2,11 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
+#include <random>
+#include <set>
 
 #include "core/config.hpp"
 #include "core/error.hpp"
@@ -544,4 +548,95 @@ TEST(Train, ResumeUnderTrainingPerturbationIsBitIdentical) {
   EXPECT_NE(ventral::test::error_text<InputError>([&] { tiny_config({"data.augment.perturb_fraction=1.5"}); })
                 .find("data.augment.perturb_fraction"),
             std::string::npos);
+}
+
+// Issue 17: kill -9 at random moments (during steps, checkpoint writes, validation), five
+// times, resuming each time: the last checkpoint always loads and the final weights are
+// bit-identical to an uninterrupted run's.
+TEST(Train, KillNineAtRandomMomentsThenResumeEndsBitIdentical) {
+  TempDir dir;
+  ventral::test::write_text(dir / "cfg.yaml",
+                            "seed: 3\nthreads: 1\ndata:\n  dataset: synthetic:400\n  loader_threads: 2\n"
+                            "  augment:\n    crop_padding: 2\n    hflip: true\nmodel:\n  name: cortical_blt\n  width: 4\n"
+                            "  steps: 3\ntrain:\n  epochs: 12\n  batch_size: 32\n  lr: 0.05\n  log_every: 3\n");
+  const std::string cfg = dir / "cfg.yaml", run = dir / "killed";
+  auto full = ventral::test::run_ventral("train " + cfg + " --run-dir " + (dir / "full"));
+  ASSERT_EQ(full.status, 0) << full.output;
+  std::mt19937 rng(20261130);
+  std::uniform_real_distribution<double> when(0.6, 4.0);  // seconds after the start: start-up is ~0.5 s
+  int killed = 0;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    const bool started = std::filesystem::exists(run + "/checkpoints/last.pt");
+    if (started) {  // whatever moment the kill hit, the checkpoint it left loads
+      Config c = Config::load(cfg);
+      ModelPtr m = create_model("cortical_blt", model_options(c, 1, 10, 28));
+      EXPECT_NO_THROW(load_checkpoint(run + "/checkpoints/last.pt", *m, nullptr)) << "after kill " << attempt;
+    }
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%.2f", when(rng));
+    auto r = ventral::test::run_shell("timeout -s KILL " + std::string(seconds) + " " + VENTRAL_BINARY + " train " +
+                                      (started ? "--run-dir " + run + " --resume" : cfg + " --run-dir " + run));
+    if (r.status == 137) ++killed;
+    else ASSERT_EQ(r.status, 0) << r.output;  // finished before the kill came
+  }
+  EXPECT_GE(killed, 3);
+  auto rest = ventral::test::run_ventral(std::filesystem::exists(run + "/checkpoints/last.pt")
+                                             ? "train --run-dir " + run + " --resume"
+                                             : "train " + cfg + " --run-dir " + run);
+  ASSERT_EQ(rest.status, 0) << rest.output;
+  Config c = Config::load(cfg);
+  auto a = final_weights(c, dir / "full"), b = final_weights(c, run);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+  EXPECT_EQ(nlohmann::json::parse(read(dir / "full/test.json"))["accuracy"],
+            nlohmann::json::parse(read(run + "/test.json"))["accuracy"]);
+  // No temporary file is mistaken for a result: every file left is one ventral documents or a
+  // .tmp the next write replaces.
+  const std::set<std::string> documented = {"config.yaml", "classes.txt", "input.json", "log.jsonl", "metrics.csv",
+                                             "test.json", "last.pt", "best.pt"};
+  for (const auto& f : std::filesystem::recursive_directory_iterator(run)) {
+    const std::string name = f.path().filename().string();
+    EXPECT_TRUE(f.is_directory() || name.find(".tmp.") != std::string::npos || documented.count(name)) << name;
+  }
+}
+
+// Issue 17: a full disk. On a small tmpfs (mounted when the test runs as root), a resumed run
+// whose checkpoint no longer fits exits 2 with "no space left", and the previous last.pt loads.
+TEST(Train, AFullDiskIsAnInputErrorAndThePreviousCheckpointSurvives) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to mount a tmpfs";
+  TempDir dir;
+  const std::string disk = dir / "disk";
+  std::filesystem::create_directories(disk);
+  if (ventral::test::run_shell("mount -t tmpfs -o size=2m tmpfs " + disk).status != 0)
+    GTEST_SKIP() << "cannot mount a tmpfs here";
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ventral::test::run_shell("umount " + path); }
+  } unmount{disk};
+  ventral::test::write_text(dir / "cfg.yaml",
+                            "threads: 1\ndata:\n  dataset: synthetic:400\nmodel:\n  name: cortical_blt\n  width: 4\n"
+                            "  steps: 3\ntrain:\n  epochs: 3\n  batch_size: 32\n");
+  const std::string run = disk + "/run";
+  auto first = ventral::test::run_ventral("train " + (dir / "cfg.yaml") + " --run-dir " + run + " train.stop_after_steps=15");
+  ASSERT_EQ(first.status, kExitStoppedAfterSteps) << first.output;
+  const std::string before = read(run + "/checkpoints/last.pt");
+  ASSERT_GT(before.size(), 10000u);
+  // Fill the disk, then give back 8 KiB: room for the small files and log lines, not for a checkpoint.
+  ventral::test::run_shell("dd if=/dev/zero of=" + disk + "/filler bs=4k 2>/dev/null; truncate -s -8K " + disk + "/filler");
+  auto full = ventral::test::run_ventral("train --run-dir " + run + " --resume");
+  EXPECT_EQ(full.status, 2) << full.output;
+  EXPECT_NE(full.output.find("error: cannot write " + run + "/checkpoints/"), std::string::npos) << full.output;
+  EXPECT_NE(full.output.find("no space left on device"), std::string::npos) << full.output;
+  size_t errors = 0;  // one error line (progress lines aside), the last thing printed
+  for (size_t at = full.output.find("error:"); at != std::string::npos; at = full.output.find("error:", at + 1)) ++errors;
+  EXPECT_EQ(errors, 1u) << full.output;
+  EXPECT_EQ(full.output.rfind("error:"), full.output.rfind('\n', full.output.size() - 2) + 1) << full.output;
+  EXPECT_EQ(read(run + "/checkpoints/last.pt"), before);
+  Config c = Config::load(dir / "cfg.yaml");
+  ModelPtr m = create_model("cortical_blt", model_options(c, 1, 10, 28));
+  EXPECT_NO_THROW(load_checkpoint(run + "/checkpoints/last.pt", *m, nullptr));
+  // With space again, the run resumes and finishes.
+  std::filesystem::remove(disk + "/filler");
+  auto again = ventral::test::run_ventral("train --run-dir " + run + " --resume train.stop_after_steps=0");
+  EXPECT_EQ(again.status, 0) << again.output;
 }

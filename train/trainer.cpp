@@ -90,12 +90,7 @@ std::string csv_header(const std::vector<int64_t>& steps) {
 
 // One JSON line appended to log.jsonl; a write that fails (disk full, file gone) is an error,
 // not a silently shorter log.
-void append_jsonl(const std::string& path, const nlohmann::json& j) {
-  std::ofstream out(path, std::ios::app);
-  out << j.dump() << "\n";
-  out.flush();
-  if (!out) throw InputError("cannot append to " + path + " (disk full?)");
-}
+void append_jsonl(const std::string& path, const nlohmann::json& j) { append_file(path, j.dump() + "\n"); }
 
 std::string signal_name() { return g_signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted (SIGINT)"; }
 

@@ -110,7 +110,12 @@ std::vector<std::string> keys_not_affecting_training() {
 YAML::Node load_yaml_file(const std::string& path) {
   auto bytes = read_file(path);
   try {
-    return YAML::Load(std::string(bytes.begin(), bytes.end()));
+    // One document per file: a second one (after `---`) would otherwise be silently ignored.
+    std::vector<YAML::Node> docs = YAML::LoadAll(std::string(bytes.begin(), bytes.end()));
+    if (docs.size() > 1)
+      throw InputError(path + ": holds " + std::to_string(docs.size()) +
+                       " YAML documents (separated by '---'); a config is one document: merge them or split the file");
+    return docs.empty() ? YAML::Node() : docs.front();
   } catch (const YAML::Exception& e) {
     throw InputError(path + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }

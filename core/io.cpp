@@ -106,7 +106,7 @@ std::vector<unsigned char> read_file(const std::string& path) {
   return bytes;
 }
 
-std::vector<unsigned char> read_maybe_gzip(const std::string& path, size_t max_bytes) {
+std::vector<unsigned char> read_maybe_gzip(const std::string& path, size_t max_bytes, const SizeFromHeader& needed) {
   std::vector<unsigned char> raw = read_file(path);
   if (raw.size() < 2 || raw[0] != 0x1f || raw[1] != 0x8b) return raw;
 
@@ -115,22 +115,42 @@ std::vector<unsigned char> read_maybe_gzip(const std::string& path, size_t max_b
   zs.next_in = raw.data();
   zs.avail_in = static_cast<uInt>(raw.size());
   std::vector<unsigned char> out;
-  // Grow with the data actually inflated: a lying size never triggers a huge allocation.
+  // Grow with the data actually inflated: a lying size never triggers a huge allocation. Until
+  // the header is known, inflate in small pieces; once it is, never more than it declares (+1
+  // byte, to tell trailing data from the end): a gzip bomb stops there.
+  size_t limit = max_bytes, declared = 0;
   out.resize(std::min<size_t>(max_bytes, raw.size() * 4 + 1024));
   int rc = Z_OK;
   while (true) {
     if (zs.total_out == out.size()) {
-      if (out.size() >= max_bytes)
-        throw InputError(path + ": gzip data inflates beyond " + std::to_string(max_bytes) + " bytes");
-      out.resize(std::min(max_bytes, out.size() * 2));
+      if (out.size() >= limit) {
+        inflateEnd(&zs);
+        throw InputError(path + ": gzip data inflates beyond " +
+                         (declared ? "the " + std::to_string(declared) + " bytes its header declares (trailing data, or a gzip bomb)"
+                                   : std::to_string(max_bytes) + " bytes"));
+      }
+      out.resize(std::min(limit, out.size() * 2));
     }
     zs.next_out = out.data() + zs.total_out;
-    zs.avail_out = static_cast<uInt>(std::min<size_t>(out.size() - zs.total_out, 1u << 30));
+    const size_t piece = needed && !declared ? 4096 : size_t{1} << 30;
+    zs.avail_out = static_cast<uInt>(std::min(out.size() - zs.total_out, piece));
     rc = inflate(&zs, Z_NO_FLUSH);
     if (rc == Z_STREAM_END) break;
     if (rc != Z_OK || (zs.avail_in == 0 && zs.avail_out != 0)) {
       inflateEnd(&zs);
       throw InputError(path + ": corrupt or truncated gzip data");
+    }
+    if (needed && !declared) {
+      try {  // the header may already be refused
+        declared = needed(out.data(), zs.total_out);
+      } catch (...) {
+        inflateEnd(&zs);
+        throw;
+      }
+      if (declared) {
+        limit = std::min(max_bytes, declared + 1);
+        if (out.size() > limit) out.resize(std::max<size_t>(limit, zs.total_out));
+      }
     }
   }
   out.resize(zs.total_out);

@@ -1,5 +1,6 @@
 #pragma once
 /// File helpers: atomic writes so that a crash never leaves a torn result or checkpoint.
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,9 +18,14 @@ void append_file(const std::string& path, const std::string& text);
 void make_directories(const std::string& path);
 /// Reads a whole file; InputError naming the path when it cannot be opened.
 std::vector<unsigned char> read_file(const std::string& path);
+/// Given the first `n` bytes of a file, the total size its header says it has, or 0 while the
+/// header is incomplete (it may throw InputError for a header it refuses).
+using SizeFromHeader = std::function<size_t(const unsigned char* data, size_t n)>;
 /// Reads a file, transparently inflating gzip (detected by its magic bytes). A corrupt gzip
-/// stream is an InputError naming the path. `max_bytes` bounds the inflated size.
-std::vector<unsigned char> read_maybe_gzip(const std::string& path,
-                                           size_t max_bytes = size_t(4) << 30);
+/// stream is an InputError naming the path. `max_bytes` bounds the inflated size; with
+/// `needed`, inflation also stops (InputError) one byte past the size the header declares, so a
+/// gzip bomb is refused before it is inflated beyond what the file needs.
+std::vector<unsigned char> read_maybe_gzip(const std::string& path, size_t max_bytes = size_t(4) << 30,
+                                           const SizeFromHeader& needed = {});
 
 }  // namespace ventral

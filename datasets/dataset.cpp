@@ -1,5 +1,6 @@
 #include "datasets/dataset.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -119,7 +120,7 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
         n = std::stoll(arg, &used);
         if (used != arg.size() || n <= 0 || n > 10000000) throw std::invalid_argument(arg);
       } catch (const std::exception&) {
-        throw InputError("dataset '" + spec + "': synthetic:N needs a positive image count");
+        throw InputError("dataset '" + spec + "': synthetic:N needs an image count from 1 to 10000000");
       }
       if (split == Split::Test) n = std::max<int64_t>(1, n / 4);
     }

@@ -16,18 +16,36 @@ struct IdxFile {
   size_t offset = 0;  // start of the data
 };
 
-IdxFile parse_idx(const std::string& path, size_t expected_dims) {
-  IdxFile f;
-  f.bytes = read_maybe_gzip(path);
-  const auto& b = f.bytes;
-  if (b.size() < 4)
-    throw InputError(path + ": truncated IDX file (" + std::to_string(b.size()) + " bytes, no header)");
+void check_magic(const std::string& path, const unsigned char* b, size_t expected_dims) {
   if (b[0] != 0 || b[1] != 0 || b[2] != 0x08 || b[3] != expected_dims) {
     char magic[16];
     std::snprintf(magic, sizeof magic, "%02x%02x%02x%02x", b[0], b[1], b[2], b[3]);
     throw InputError(path + ": bad IDX magic 0x" + magic + " (expected 0x000008" +
                      (expected_dims == 3 ? "03 for images" : "01 for labels") + ")");
   }
+}
+
+IdxFile parse_idx(const std::string& path, size_t expected_dims) {
+  IdxFile f;
+  // A gzip stream is inflated only as far as the header says the file needs.
+  f.bytes = read_maybe_gzip(path, size_t(4) << 30, [&](const unsigned char* b, size_t n) -> size_t {
+    if (n < 4) return 0;
+    check_magic(path, b, expected_dims);
+    const size_t dims = expected_dims, header = 4 + 4 * dims;
+    if (n < header) return 0;
+    unsigned __int128 total = header;
+    unsigned __int128 count = 1;
+    for (size_t d = 0; d < dims; ++d) {
+      const unsigned char* p = b + 4 + 4 * d;
+      count *= (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3];
+    }
+    total += count;
+    return total > (unsigned __int128)(size_t(4) << 30) ? size_t(4) << 30 : static_cast<size_t>(total);
+  });
+  const auto& b = f.bytes;
+  if (b.size() < 4)
+    throw InputError(path + ": truncated IDX file (" + std::to_string(b.size()) + " bytes, no header)");
+  check_magic(path, b.data(), expected_dims);
   size_t header = 4 + 4 * expected_dims;
   if (b.size() < header) throw InputError(path + ": truncated IDX header");
   unsigned __int128 total = 1;

@@ -95,11 +95,26 @@ std::string run_compare(const Experiment& x, const std::string& out) {
       }
       if (!sheet && m.name == x.models.front().name)  // the contact sheet shows the first model's test images
         sheet = {load_dataset(run.cfg.get_string("data.dataset"), Split::Test, {run.channels, run.image_size}), dataset};
+      // Backward masking for the models that take the image at every step: clean images and
+      // each family at its highest severity, read out at the trained step count.
+      std::vector<MaskedSweep> masked;
+      std::map<int64_t, std::map<std::string, double>> masked_accuracy;
+      if (!x.present.empty() && run.model->takes_input_every_step()) {
+        std::vector<Condition> shown = {Condition{}};
+        for (const auto& spec : parse_perturbations(x.perturb))
+          shown.push_back({spec.family, *std::max_element(spec.severities.begin(), spec.severities.end())});
+        for (int64_t k : parse_steps(x.present)) {
+          const MaskSchedule schedule{k, x.mask, x.seed};
+          SweepResult ms = sweep(run, images, shown, steps_or_default(x.steps, run), x.seed, "present " + std::to_string(k) + " ", &schedule);
+          for (size_t c = 0; c < shown.size(); ++c) masked_accuracy[k][shown[c].label()] = ms.predictions[c].accuracy(ms.readout());
+          masked.push_back({k, x.mask, std::move(ms)});
+        }
+      }
       Summary summary = summarize(result, m.name == x.reference ? nullptr : &*reference);
       EvalProvenance from{dir.path(), dataset, count_parameters(*run.model), run.model->recurrent(), x.seed,
                           m.name == x.reference ? "" : run_of(out, order.front(), seed).path(),
                           precision_name(run.model->precision())};
-      write_evaluation((fs::path(out) / "eval" / run_suffix(m, seed)).string(), result, summary, from);
+      write_evaluation((fs::path(out) / "eval" / run_suffix(m, seed)).string(), result, summary, from, masked);
       TestRecord test = dir.read_test();
       StudyModel& sm = studied[m.name];
       sm.name = m.name;
@@ -111,7 +126,7 @@ std::string run_compare(const Experiment& x, const std::string& out) {
       if (!sm.train_perturb.empty() && run.cfg.get_float("data.augment.perturb_fraction") < 1)
         sm.train_perturb += " (" + format_number("%g", 100 * run.cfg.get_float("data.augment.perturb_fraction")) + "% of images)";
       sm.runs.push_back({seed.value_or(static_cast<uint64_t>(run.cfg.get_int("seed"))), test.train_seconds,
-                         dir.read_validation_curve(), summary, from.precision});
+                         dir.read_validation_curve(), summary, from.precision, masked_accuracy});
     }
   }
   // The report lists the models in the experiment's order.

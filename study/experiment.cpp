@@ -149,7 +149,9 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
       throw InputError(path + ": reference '" + x.reference + "' is not one of the models");
     if (root["eval"]) {
       expect_map(root["eval"], "eval", path);
-      check_keys(root["eval"], {"steps", "perturb", "limit", "seed"}, "eval.", path);
+      check_keys(root["eval"], {"steps", "perturb", "limit", "seed", "present", "mask"}, "eval.", path);
+      if (root["eval"]["present"]) x.present = text_at(root["eval"]["present"], "eval.present", path, "a step list such as 1:3");
+      if (root["eval"]["mask"]) x.mask = text_at(root["eval"]["mask"], "eval.mask", path, "blank or noise");
       if (root["eval"]["steps"]) x.steps = text_at(root["eval"]["steps"], "eval.steps", path, "a step list such as 1:8");
       if (root["eval"]["perturb"]) x.perturb = text_at(root["eval"]["perturb"], "eval.perturb", path, "a perturbation list");
       if (root["eval"]["limit"]) x.limit = count_at(root["eval"]["limit"], "eval.limit", path);
@@ -159,6 +161,8 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
       std::string key = o.substr(0, o.find('=')), value = o.substr(o.find('=') + 1);
       if (key == "eval.steps") x.steps = value;
       else if (key == "eval.perturb") x.perturb = value;
+      else if (key == "eval.present") x.present = value;
+      else if (key == "eval.mask") x.mask = value;
       else if (key == "eval.limit" || key == "eval.seed") {
         char* end = nullptr;
         long long v = std::strtoll(value.c_str(), &end, 10);
@@ -166,7 +170,8 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
         if (key == "eval.limit") x.limit = v;
         else x.seed = static_cast<uint64_t>(v);
       }
-      else throw InputError("compare: unknown override '" + key + "' (eval keys: eval.steps, eval.perturb, eval.limit, eval.seed)");
+      else throw InputError("compare: unknown override '" + key +
+                            "' (eval keys: eval.steps, eval.perturb, eval.limit, eval.seed, eval.present, eval.mask)");
     }
   } catch (const YAML::Exception& e) {
     throw InputError(path + ": " + e.msg);
@@ -179,6 +184,20 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   }
   if (!x.steps.empty()) parse_steps(x.steps);
   parse_perturbations(x.perturb);
+  if (x.mask != "blank" && x.mask != "noise") throw InputError(path + ": key 'eval.mask' expects blank or noise, got '" + x.mask + "'");
+  if (!x.present.empty()) {
+    std::vector<int64_t> presents;
+    try {
+      presents = parse_steps(x.present);
+    } catch (const InputError& e) {
+      std::string why = e.what();
+      throw InputError(path + ": key 'eval.present': " + why.substr(why.find(": ") + 2));
+    }
+    if (!x.steps.empty() && presents.back() >= parse_steps(x.steps).back())
+      throw InputError(path + ": key 'eval.present': K = " + std::to_string(presents.back()) +
+                       " shows the image at every evaluated step (eval.steps ends at " +
+                       std::to_string(parse_steps(x.steps).back()) + "); nothing would be masked");
+  }
   return x;
 }
 

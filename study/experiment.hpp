@@ -29,10 +29,16 @@ struct Experiment {
   std::string perturb = "all";
   int64_t limit = 0;
   uint64_t seed = 0;
+  /// Backward masking (eval.present: "1:3", eval.mask: blank|noise): every model that takes the
+  /// image at every step is also evaluated with the image shown at steps 1..K only, on clean
+  /// images and each family of `perturb` at its highest severity. Empty: off.
+  std::string present;
+  std::string mask = "blank";
 };
 
 /// Reads and checks an experiment file; InputError naming the file and key otherwise.
-/// `overrides` are key=value: eval.steps / eval.perturb / eval.limit / eval.seed replace the
+/// `overrides` are key=value: eval.steps / eval.perturb / eval.limit / eval.seed / eval.present /
+/// eval.mask replace the
 /// experiment's eval section, every other key applies to every model's training config.
 /// `only`, when not empty, keeps just those models (the reference must be among them).
 /// `seeds`, when not empty, replaces the experiment's seeds (`--seeds 0,1,2`).

@@ -14,6 +14,7 @@
 #include "datasets/perturb.hpp"
 #include "eval/metrics.hpp"
 #include "eval/plot.hpp"
+#include "eval/sweep.hpp"
 
 namespace ventral {
 
@@ -302,6 +303,78 @@ void seeded_tests_table(std::ostream& md, const Experiment& x, const Sweep& swee
   }
 }
 
+// The conditions backward masking was evaluated on: clean, then each family at its hardest severity.
+std::vector<Condition> masking_conditions(const Sweep& sweep) {
+  std::vector<Condition> c = {Condition{}};
+  for (const auto& s : sweep.specs) c.push_back({s.family, sweep.hardest(s.family)});
+  return c;
+}
+
+bool masked(const StudyModel& m) { return !m.runs.front().masked.empty(); }
+
+// Accuracy at the trained step with the image shown at steps 1..K (K = 0: shown throughout).
+double masked_accuracy(const StudyRun& r, int64_t k, const Condition& c) {
+  if (k == 0) return r.summary.headline(c.family, c.severity).accuracy;
+  auto it = r.masked.find(k);
+  if (it == r.masked.end() || !it->second.count(c.label())) return NAN;
+  return it->second.at(c.label());
+}
+
+// "## Backward masking": a table (rows: model × presentation) and OUT/figures/masking.png
+// (accuracy at the trained step against the steps the image was shown, one panel per condition).
+void masking_section(std::ostream& md, const std::string& out, const Experiment& x, const Sweep& sweep,
+                     const std::vector<StudyModel>& models) {
+  std::vector<const StudyModel*> shown;
+  for (const auto& m : models)
+    if (masked(m)) shown.push_back(&m);
+  if (shown.empty()) return;
+  const std::vector<Condition> conditions = masking_conditions(sweep);
+  const std::vector<int64_t> presents = parse_steps(x.present);
+  const bool seeded = models.front().runs.size() > 1;
+  md << "\n## Backward masking\n\n";
+  md << "The image is shown at steps 1..K only and replaced by a " << (x.mask == "blank" ? "blank (zeros after normalisation: the training mean)" : "noise mask (standard normal, per image)")
+     << " afterwards; accuracy at each model's trained step" << (seeded ? ", mean ± sd over seeds" : "")
+     << ". Models that take the image once (feed-forward nets, CORnet-S) cannot be masked.\n\n";
+  md << "| model | image shown |";
+  for (const auto& c : conditions) md << " " << c.label() << " |";
+  md << "\n|---|---|";
+  for (size_t i = 0; i < conditions.size(); ++i) md << "---:|";
+  md << "\n";
+  for (const StudyModel* m : shown) {
+    const int64_t readout = m->runs.front().summary.readout_step;
+    for (int64_t k : std::vector<int64_t>{0}) {
+      md << "| " << m->name << " | every step (1–" << readout << ") |";
+      for (const auto& c : conditions) md << " " << pct_over_seeds(per_run(*m, [&](const StudyRun& r) { return masked_accuracy(r, k, c); })) << " |";
+      md << "\n";
+    }
+    for (int64_t k : presents) {
+      md << "| " << m->name << " | steps 1–" << k << ", then " << x.mask << " |";
+      for (const auto& c : conditions) md << " " << pct_over_seeds(per_run(*m, [&](const StudyRun& r) { return masked_accuracy(r, k, c); })) << " |";
+      md << "\n";
+    }
+  }
+  std::vector<Chart> panels;
+  for (const auto& c : conditions) {
+    Chart chart{c.label(), "steps the image was shown", "accuracy (trained step)", {}, NAN, NAN};
+    for (const StudyModel* m : shown) {
+      Series s{m->name, {}, {}, {}, {}};
+      std::vector<int64_t> ks = presents;
+      ks.push_back(0);  // shown throughout, drawn at the trained step count
+      for (int64_t k : ks) {
+        const SeedStats st = seed_stats(per_run(*m, [&](const StudyRun& r) { return masked_accuracy(r, k, c); }));
+        s.x.push_back(static_cast<double>(k ? k : m->runs.front().summary.readout_step));
+        s.y.push_back(st.mean);
+        if (seeded) s.lo.push_back(st.mean - st.sd), s.hi.push_back(st.mean + st.sd);
+      }
+      chart.series.push_back(s);
+    }
+    panels.push_back(chart);
+  }
+  write_png((fs::path(out) / "figures" / "masking.png").string(),
+            render_grid(panels, "backward masking: accuracy at the trained step vs steps the image was shown (then " + x.mask + ")"));
+  md << "\n![backward masking](figures/masking.png)\n";
+}
+
 // A reading generated from the numbers (means over seeds), never hand-written.
 void reading(std::ostream& md, const Experiment& x, const Sweep& sweep, const std::vector<StudyModel>& models) {
   md << "## Reading\n\n";
@@ -340,6 +413,22 @@ void reading(std::ostream& md, const Experiment& x, const Sweep& sweep, const st
          << " with occlusion severity (mean Spearman ρ = " << num(mr, "%.2f") << (seeded ? ", over families and seeds" : "") << ")";
     }
     md << ".\n";
+  }
+  if (!x.present.empty()) {
+    const std::vector<Condition> conditions = masking_conditions(sweep);
+    const int64_t k = parse_steps(x.present).front();
+    for (const auto& m : models) {
+      if (!masked(m)) continue;
+      md << "- " << m.name << " under backward masking (image at steps 1–" << k << ", then " << x.mask << "):";
+      const char* sep = " ";
+      for (const auto& c : conditions) {
+        const double full = mean_of(m, [&](const StudyRun& r) { return masked_accuracy(r, 0, c); });
+        const double cut = mean_of(m, [&](const StudyRun& r) { return masked_accuracy(r, k, c); });
+        md << sep << c.label() << " " << pct(full) << "% → " << pct(cut) << "% (" << num(100 * (cut - full), "%+.2f") << ")";
+        sep = "; ";
+      }
+      md << ".\n";
+    }
   }
   if (!seeded) {
     for (const auto& m : models) {
@@ -401,7 +490,9 @@ std::string write_report(const std::string& out, const Experiment& x, const std:
   md << "\n## Figures\n\n";
   md << "![accuracy vs steps](figures/accuracy_vs_steps.png)\n\n";
   if (severity_figure) md << "![accuracy vs severity](figures/accuracy_vs_severity.png)\n\n";
-  md << "![training curves](figures/training_curves.png)\n\n![perturbations](figures/perturbations.png)\n\n";
+  md << "![training curves](figures/training_curves.png)\n\n![perturbations](figures/perturbations.png)\n";
+  masking_section(md, out, x, sweep, models);
+  md << "\n";
   reading(md, x, sweep, models);
   md << "\nPer-model outputs: `eval/<model>/" << (x.seeds.empty() ? "" : "seed<k>/")
      << "` (results.csv, summary.json, per_image.csv, plots); runs: `runs/<model>/" << (x.seeds.empty() ? "" : "seed<k>/") << "`.\n";

@@ -1,6 +1,7 @@
 #pragma once
 /// The study's report: REPORT.md with tables, paired tests, figures and a reading generated
 /// from the numbers, written from each model's Summary.
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +19,9 @@ struct StudyRun {
   std::vector<std::pair<int64_t, double>> curve;  ///< epoch → validation accuracy at the readout step
   Summary summary;
   std::string precision = "fp32";  ///< what it trained and was evaluated in
+  /// Backward masking (eval.present): accuracy at the readout step with the image shown at
+  /// steps 1..K only, per K and condition label ("clean", "block:5"). Empty when not evaluated.
+  std::map<int64_t, std::map<std::string, double>> masked;
 };
 
 /// One compared model over its seeds (runs in the experiment's seed order, paired by position

@@ -118,6 +118,33 @@ TEST(Idx, MalformedFilesGiveClearErrors) {
   EXPECT_NE(error_of([&] { read_idx(dir / "garbage.gz", dir / "labels", {"a", "b", "c"}); })
                 .find("corrupt or truncated gzip data"), std::string::npos);
 
+  // A gzip bomb: a valid header for 2 images of 2x2, then 64 MiB of zeros, compressed to ~64 KiB.
+  // Refused as soon as the stream passes the 24 bytes the header declares, not after 64 MiB.
+  {
+    std::vector<unsigned char> bomb = idx_header({2, 2, 2});
+    bomb.resize(bomb.size() + (size_t(64) << 20));
+    write_bytes(dir / "bomb.gz", gzip(bomb));
+    std::string why = error_of([&] { read_idx(dir / "bomb.gz", dir / "labels", {"a", "b", "c"}); });
+    EXPECT_NE(why.find("inflates beyond the 24 bytes its header declares"), std::string::npos) << why;
+    // The same header with exactly its data inflates and parses.
+    std::vector<unsigned char> fine = idx_header({2, 2, 2});
+    fine.resize(fine.size() + 8, 7);
+    write_bytes(dir / "fine.gz", gzip(fine));
+    write_bytes(dir / "two_labels", [] {
+      auto l = idx_header({2});
+      l.push_back(0);
+      l.push_back(1);
+      return l;
+    }());
+    EXPECT_EQ(read_idx(dir / "fine.gz", dir / "two_labels", {"a", "b"}).size(), 2u);
+    // A wrong magic inside gzip is named as such, not as a gzip problem.
+    std::vector<unsigned char> wrong = fine;
+    wrong[3] = 0x01;
+    write_bytes(dir / "wrong.gz", gzip(wrong));
+    EXPECT_NE(error_of([&] { read_idx(dir / "wrong.gz", dir / "two_labels", {"a", "b"}); }).find("bad IDX magic 0x00000801"),
+              std::string::npos);
+  }
+
   write_bytes(dir / "tiny", {0, 0});
   EXPECT_NE(error_of([&] { read_idx(dir / "tiny", dir / "labels", {"a"}); }).find("no header"),
             std::string::npos);

@@ -405,7 +405,7 @@ TEST(CompareEndToEnd, SeedsTrainEveryModelPerSeedAndTheReportCombinesThem) {
                             "base: base.yaml\ntrain_perturb: debris:1-3\nseeds: [0, 1]\nmodels:\n  - name: cortical_b\n"
                             "  - name: cortical_blt\n    config:\n      model.steps: 3\n  - name: blt_clean\n"
                             "    train_perturb: none\n    config:\n      model.name: cortical_blt\n      model.steps: 3\n"
-                            "reference: cortical_b\neval:\n  perturb: debris:2\n  limit: 60\n");
+                            "reference: cortical_b\neval:\n  perturb: debris:2\n  limit: 60\n  present: \"1\"\n");
   auto r = ventral::test::run_ventral("compare " + (dir / "x.yaml") + " --out " + (dir / "out"));
   ASSERT_EQ(r.status, 0) << r.output;
   for (const char* m : {"cortical_b", "cortical_blt", "blt_clean"})
@@ -451,6 +451,18 @@ TEST(CompareEndToEnd, SeedsTrainEveryModelPerSeedAndTheReportCombinesThem) {
   std::string blt = report.substr(report.find("| cortical_blt | cortical_blt |"));
   blt = blt.substr(0, blt.find('\n'));
   EXPECT_NE(blt.find(" ± "), std::string::npos) << blt;
+  // Backward masking for the models that take the image at every step (not the feed-forward B).
+  const std::string masking = report.substr(report.find("## Backward masking"));
+  EXPECT_NE(masking.find("| cortical_blt | steps 1–1, then blank |"), std::string::npos) << masking;
+  EXPECT_NE(masking.find("| blt_clean | every step (1–3) |"), std::string::npos) << masking;
+  EXPECT_EQ(masking.substr(0, masking.find("## Reading")).find("| cortical_b |"), std::string::npos) << masking;
+  EXPECT_TRUE(std::filesystem::exists(dir / "out/figures/masking.png"));
+  EXPECT_NE(read(dir / "out/eval/cortical_blt/seed0/results.csv").find(",1,blank\n"), std::string::npos);
+  // "every step" is the models table's final-step clean accuracy (mean ± sd over the seeds).
+  const std::string every_key = "| cortical_blt | every step (1–3) | ";
+  std::string every = masking.substr(masking.find(every_key) + every_key.size());
+  every = every.substr(0, every.find(" |"));
+  EXPECT_NE(blt.find("| " + every + " ("), std::string::npos) << every << " vs " << blt;
   // --seeds replaces the list: a third seed trains only the new runs.
   auto more = ventral::test::run_ventral("compare " + (dir / "x.yaml") + " --seeds 0,1,2 --models cortical_b,cortical_blt --out " +
                                          (dir / "out"));

@@ -273,6 +273,16 @@ TEST(Train, BadInputIsAnInputError) {
   EXPECT_NE(message({"train.min_lr=1"}).find("train.min_lr 1 is above train.lr 0.05"), std::string::npos);
   EXPECT_NE(message({"train.step_loss=weights", "train.step_weights=[0, 0, 0]"}).find("positive sum"), std::string::npos);
   EXPECT_NE(message({"train.step_weights=[1, 2, 3]"}).find("train.step_loss is 'mean'"), std::string::npos);
+  // Step weights must fit the readouts, and mean something: a feed-forward model reads out once.
+  EXPECT_NE(message({"train.step_loss=weights", "train.step_weights=[1, 2]"}).find("has 2 values but cortical_blt reads out at 3 steps"),
+            std::string::npos);
+  EXPECT_NE(message({"model.name=cortical_b", "train.step_loss=weights", "train.step_weights=[1]"})
+                .find("cortical_b reads out once (one step): the weights would be ignored"),
+            std::string::npos);
+  // A second YAML document would be ignored: refused.
+  ventral::test::write_text(dir / "two_docs.yaml", "train:\n  epochs: 2\n---\ntrain:\n  epochs: 5\n");
+  EXPECT_NE(ventral::test::error_text<InputError>([&] { Config::load(dir / "two_docs.yaml"); }).find("holds 2 YAML documents"),
+            std::string::npos);
   try {  // one class: nothing to classify (it would "train" to 100%)
     train(tiny_config({"data.dataset=synthetic:1", "data.val_fraction=0"}), dir / "d", false);
     ADD_FAILURE() << "a one-class training set was accepted";

@@ -236,6 +236,17 @@ void Run::setup() {
   cfg_.set("precision=" + precision_name(precision.precision), "resolved precision");
   optimizer_ = make_optimizer(cfg_, *model_);
   steps_ = model_->default_steps();
+  if (o_.step_loss == "weights") {  // checked before the first step, not at it
+    const size_t readouts = readout_steps(*model_, steps_).size();
+    if (readouts == 1)
+      throw InputError(cfg_.source() + ": train.step_loss is 'weights' but " + cfg_.get_string("model.name") +
+                       " reads out once (one step): the weights would be ignored; remove train.step_weights and use "
+                       "train.step_loss: last");
+    if (o_.step_weights.size() != readouts)
+      throw InputError(cfg_.source() + ": train.step_weights has " + std::to_string(o_.step_weights.size()) +
+                       " values but " + cfg_.get_string("model.name") + " reads out at " + std::to_string(readouts) +
+                       " steps (model.steps); give one weight per step");
+  }
 
   train_loader_ = std::make_unique<BatchLoader>(data_.train, data_.split.train, loader_options(cfg_, data_, true));
   // Validation measures the trained task (perturbed as training is, when it is), so best.pt

@@ -238,7 +238,7 @@ TEST(Specs, UnknownSpecListsTheValidOnes) {
   std::string msg = error_of([] { load_dataset("imagenet", Split::Test); });
   EXPECT_NE(msg.find("unknown dataset 'imagenet'"), std::string::npos);
   EXPECT_NE(msg.find("fashion-mnist"), std::string::npos);
-  EXPECT_NE(error_of([] { load_dataset("synthetic:-3", Split::Test); }).find("positive image count"),
+  EXPECT_NE(error_of([] { load_dataset("synthetic:-3", Split::Test); }).find("synthetic:N needs an image count from 1 to 10000000"),
             std::string::npos);
 }
 

@@ -568,12 +568,15 @@ TEST(Train, KillNineAtRandomMomentsThenResumeEndsBitIdentical) {
   ventral::test::write_text(dir / "cfg.yaml",
                             "seed: 3\nthreads: 1\ndata:\n  dataset: synthetic:400\n  loader_threads: 2\n"
                             "  augment:\n    crop_padding: 2\n    hflip: true\nmodel:\n  name: cortical_blt\n  width: 4\n"
-                            "  steps: 3\ntrain:\n  epochs: 12\n  batch_size: 32\n  lr: 0.05\n  log_every: 3\n");
+                            "  steps: 3\ntrain:\n  epochs: 60\n  batch_size: 32\n  lr: 0.05\n  log_every: 3\n");
   const std::string cfg = dir / "cfg.yaml", run = dir / "killed";
   auto full = ventral::test::run_ventral("train " + cfg + " --run-dir " + (dir / "full"));
   ASSERT_EQ(full.status, 0) << full.output;
   std::mt19937 rng(20261130);
-  std::uniform_real_distribution<double> when(0.6, 4.0);  // seconds after the start: start-up is ~0.5 s
+  // Seconds after the start (start-up takes ~0.5 s). The run needs ~15 s of work (60 short
+  // epochs, a checkpoint after each), more than five attempts can use up, so every attempt is
+  // killed mid-run whatever the machine's speed within a factor of two.
+  std::uniform_real_distribution<double> when(0.6, 2.0);
   int killed = 0;
   for (int attempt = 0; attempt < 5; ++attempt) {
     const bool started = std::filesystem::exists(run + "/checkpoints/last.pt");
@@ -589,7 +592,7 @@ TEST(Train, KillNineAtRandomMomentsThenResumeEndsBitIdentical) {
     if (r.status == 137) ++killed;
     else ASSERT_EQ(r.status, 0) << r.output;  // finished before the kill came
   }
-  EXPECT_GE(killed, 3);
+  EXPECT_GE(killed, 4);
   auto rest = ventral::test::run_ventral(std::filesystem::exists(run + "/checkpoints/last.pt")
                                              ? "train --run-dir " + run + " --resume"
                                              : "train " + cfg + " --run-dir " + run);

@@ -100,9 +100,7 @@ std::string run_compare(const Experiment& x, const std::string& out) {
       std::vector<MaskedSweep> masked;
       std::map<int64_t, std::map<std::string, double>> masked_accuracy;
       if (!x.present.empty() && run.model->takes_input_every_step()) {
-        std::vector<Condition> shown = {Condition{}};
-        for (const auto& spec : parse_perturbations(x.perturb))
-          shown.push_back({spec.family, *std::max_element(spec.severities.begin(), spec.severities.end())});
+        const std::vector<Condition> shown = masking_conditions(x.perturb);
         for (int64_t k : parse_steps(x.present)) {
           const MaskSchedule schedule{k, x.mask, x.seed};
           SweepResult ms = sweep(run, images, shown, steps_or_default(x.steps, run), x.seed, "present " + std::to_string(k) + " ", &schedule);

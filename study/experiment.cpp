@@ -81,6 +81,13 @@ Config model_config(const Experiment& x, const CompareModel& m, std::optional<ui
   return Config::load(m.base.empty() ? x.base : m.base, all);
 }
 
+std::vector<Condition> masking_conditions(const std::string& perturb) {
+  std::vector<Condition> c = {Condition{}};
+  for (const auto& spec : parse_perturbations(perturb))
+    c.push_back({spec.family, *std::max_element(spec.severities.begin(), spec.severities.end())});
+  return c;
+}
+
 std::vector<std::optional<uint64_t>> run_seeds(const Experiment& x) {
   if (x.seeds.empty()) return {std::nullopt};
   return {x.seeds.begin(), x.seeds.end()};

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "eval/summary.hpp"
 
 namespace ventral {
 
@@ -52,6 +53,10 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
 /// then the model's own, then `seed` (when the experiment lists seeds).
 Config model_config(const Experiment& experiment, const CompareModel& model,
                     std::optional<uint64_t> seed = std::nullopt);
+
+/// The conditions backward masking is evaluated on: clean images, then each family of
+/// `perturb` at its highest severity.
+std::vector<Condition> masking_conditions(const std::string& perturb);
 
 /// The seeds a model trains with: the experiment's, or {nullopt} (the config's own seed).
 std::vector<std::optional<uint64_t>> run_seeds(const Experiment& experiment);

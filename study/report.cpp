@@ -303,13 +303,6 @@ void seeded_tests_table(std::ostream& md, const Experiment& x, const Sweep& swee
   }
 }
 
-// The conditions backward masking was evaluated on: clean, then each family at its hardest severity.
-std::vector<Condition> masking_conditions(const Sweep& sweep) {
-  std::vector<Condition> c = {Condition{}};
-  for (const auto& s : sweep.specs) c.push_back({s.family, sweep.hardest(s.family)});
-  return c;
-}
-
 bool masked(const StudyModel& m) { return !m.runs.front().masked.empty(); }
 
 // Accuracy at the trained step with the image shown at steps 1..K (K = 0: shown throughout).
@@ -328,7 +321,7 @@ void masking_section(std::ostream& md, const std::string& out, const Experiment&
   for (const auto& m : models)
     if (masked(m)) shown.push_back(&m);
   if (shown.empty()) return;
-  const std::vector<Condition> conditions = masking_conditions(sweep);
+  const std::vector<Condition> conditions = masking_conditions(x.perturb);
   const std::vector<int64_t> presents = parse_steps(x.present);
   const bool seeded = models.front().runs.size() > 1;
   md << "\n## Backward masking\n\n";
@@ -342,13 +335,11 @@ void masking_section(std::ostream& md, const std::string& out, const Experiment&
   md << "\n";
   for (const StudyModel* m : shown) {
     const int64_t readout = m->runs.front().summary.readout_step;
-    for (int64_t k : std::vector<int64_t>{0}) {
-      md << "| " << m->name << " | every step (1–" << readout << ") |";
-      for (const auto& c : conditions) md << " " << pct_over_seeds(per_run(*m, [&](const StudyRun& r) { return masked_accuracy(r, k, c); })) << " |";
-      md << "\n";
-    }
-    for (int64_t k : presents) {
-      md << "| " << m->name << " | steps 1–" << k << ", then " << x.mask << " |";
+    std::vector<int64_t> rows = {0};  // 0: shown throughout
+    rows.insert(rows.end(), presents.begin(), presents.end());
+    for (int64_t k : rows) {
+      md << "| " << m->name << " | "
+         << (k ? "steps 1–" + std::to_string(k) + ", then " + x.mask : "every step (1–" + std::to_string(readout) + ")") << " |";
       for (const auto& c : conditions) md << " " << pct_over_seeds(per_run(*m, [&](const StudyRun& r) { return masked_accuracy(r, k, c); })) << " |";
       md << "\n";
     }
@@ -415,7 +406,7 @@ void reading(std::ostream& md, const Experiment& x, const Sweep& sweep, const st
     md << ".\n";
   }
   if (!x.present.empty()) {
-    const std::vector<Condition> conditions = masking_conditions(sweep);
+    const std::vector<Condition> conditions = masking_conditions(x.perturb);
     const int64_t k = parse_steps(x.present).front();
     for (const auto& m : models) {
       if (!masked(m)) continue;

@@ -46,6 +46,13 @@ double changed_fraction(const Dataset& d, int64_t i, const std::vector<uint8_t>&
   return double(n) / out.size();
 }
 
+// The training config of the compare end-to-end tests: tiny models on synthetic shapes, 1 epoch.
+void write_tiny_base(const TempDir& dir) {
+  ventral::test::write_text(dir / "base.yaml",
+                            "data:\n  dataset: synthetic:300\nmodel:\n  width: 4\ntrain:\n  epochs: 1\n  batch_size: 32\n"
+                            "threads: 1\n");
+}
+
 std::string read(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -398,9 +405,7 @@ TEST(EvalEndToEnd, WritesEveryFileWithTheDocumentedColumns) {
 // combined test equals a hand computation from the per-seed evaluations.
 TEST(CompareEndToEnd, SeedsTrainEveryModelPerSeedAndTheReportCombinesThem) {
   TempDir dir;
-  ventral::test::write_text(dir / "base.yaml",
-                            "data:\n  dataset: synthetic:300\nmodel:\n  width: 4\ntrain:\n  epochs: 1\n  batch_size: 32\n"
-                            "threads: 1\n");
+  write_tiny_base(dir);
   ventral::test::write_text(dir / "x.yaml",
                             "base: base.yaml\ntrain_perturb: debris:1-3\nseeds: [0, 1]\nmodels:\n  - name: cortical_b\n"
                             "  - name: cortical_blt\n    config:\n      model.steps: 3\n  - name: blt_clean\n"
@@ -535,9 +540,7 @@ TEST(CompareExperiment, PerModelBaseSubsetAndEvalOverrides) {
 
 TEST(CompareEndToEnd, ReportTableMatchesTheEvaluation) {
   TempDir dir;
-  ventral::test::write_text(dir / "base.yaml",
-                            "data:\n  dataset: synthetic:300\nmodel:\n  width: 4\ntrain:\n  epochs: 1\n  batch_size: 32\n"
-                            "threads: 1\n");
+  write_tiny_base(dir);
   ventral::test::write_text(dir / "x.yaml",
                             "base: base.yaml\nmodels:\n  - name: cortical_b\n  - name: cortical_blt\n    config:\n"
                             "      model.steps: 3\nreference: cortical_b\neval:\n  steps: \"1:4\"\n"

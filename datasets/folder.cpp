@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdio>
 
 #include "core/error.hpp"
@@ -21,10 +22,30 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// The formats ventral decodes, recognised by their leading bytes exactly as OpenCV's own
+// decoders recognise them, so the decoder OpenCV then picks is the one named here. Anything else
+// is refused before OpenCV sees it: Debian's OpenCV also carries decoders (DICOM through GDCM,
+// among others) that abort the process on malformed input instead of failing (found by fuzzing:
+// tests/fuzz/corpus/image/regression_gdcm_abort).
+const char* image_format(const std::vector<unsigned char>& b) {
+  auto starts = [&](std::initializer_list<unsigned char> sig) {
+    return b.size() >= sig.size() && std::equal(sig.begin(), sig.end(), b.begin());
+  };
+  if (starts({0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'})) return "PNG";
+  if (starts({0xff, 0xd8, 0xff})) return "JPEG";
+  if (starts({'B', 'M'})) return "BMP";
+  if (b.size() >= 3 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6' && std::isspace(b[2])) return "PNM";
+  if (starts({'I', 'I', 0x2a, 0x00}) || starts({'M', 'M', 0x00, 0x2a})) return "TIFF";
+  if (b.size() >= 12 && starts({'R', 'I', 'F', 'F'}) && std::equal(b.begin() + 8, b.begin() + 12, "WEBP")) return "WebP";
+  return nullptr;
+}
+
 // libpng and friends print their own complaints on stderr before OpenCV returns an empty
 // image; the user gets our one-line error instead, so silence them while decoding.
 cv::Mat decode_quietly(const std::string& path) {
   std::vector<unsigned char> bytes = read_file(path);
+  if (!image_format(bytes))
+    throw InputError(path + ": cannot decode image (not a PNG, JPEG, BMP, PNM, TIFF or WebP file: unrecognised header)");
   std::fflush(stderr);
   int saved = dup(STDERR_FILENO);
   int null_fd = open("/dev/null", O_WRONLY);

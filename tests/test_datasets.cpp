@@ -230,6 +230,15 @@ TEST(Folder, BadFoldersAndFilesNameTheCulprit) {
   write_bytes(dir / "x/cls/corrupt.png", png);
   msg = error_of([&] { load_dataset("folder:" + (dir / "x"), Split::Test); });
   EXPECT_NE(msg.find("corrupt.png: cannot decode image"), std::string::npos) << msg;
+  std::filesystem::remove(dir / "x/cls/corrupt.png");
+  // A malformed DICOM file (128-byte preamble, then "DICM"): Debian's OpenCV hands it to GDCM,
+  // which aborted the process (a fuzzing finding). Only the formats ventral names are decoded.
+  std::vector<unsigned char> dicom(128, 0xff);
+  dicom[0] = 'P', dicom[1] = '4';
+  for (char c : std::string("DICM. ")) dicom.push_back(static_cast<unsigned char>(c));
+  write_bytes(dir / "x/cls/scan.png", dicom);
+  msg = error_of([&] { load_dataset("folder:" + (dir / "x"), Split::Test); });
+  EXPECT_NE(msg.find("scan.png: cannot decode image (not a PNG, JPEG, BMP, PNM, TIFF or WebP file"), std::string::npos) << msg;
   EXPECT_NE(error_of([&] { load_dataset("folder:" + (dir / "nope"), Split::Test); }).find("no such folder"),
             std::string::npos);
 }

@@ -4,8 +4,10 @@
 #include <filesystem>
 
 #include "cli/commands.hpp"
+#include "cli/launch.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
+#include "train/distributed.hpp"
 #include "train/trainer.hpp"
 
 namespace ventral::cli {
@@ -15,6 +17,7 @@ void add_train_command(CLI::App& app) {
     std::vector<std::string> positional;
     std::string run_dir;
     bool resume = false;
+    int nproc = 1;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("train", "Train a model as a YAML config says; resumable, atomic checkpoints");
@@ -23,10 +26,14 @@ void add_train_command(CLI::App& app) {
                   "is used and CONFIG may be omitted)");
   cmd->add_option("--run-dir", args->run_dir, "run directory (default: runs/<config name>)");
   cmd->add_flag("--resume", args->resume, "continue the run in --run-dir from checkpoints/last.pt");
+  cmd->add_option("--nproc", args->nproc,
+                  "train data-parallel in N processes on this machine (c10d/Gloo; train.batch_size stays the "
+                  "global batch). Multi-node: launch with torchrun or srun instead (README)")
+      ->check(CLI::Range(1, 1024));
   cmd->footer(
       "Writes RUN_DIR/config.yaml, log.jsonl, metrics.csv, test.json and checkpoints/{last,best}.pt.\n"
       "Exit status: 0 finished; 2 bad input; 3 loss became NaN/Inf; 130/143 interrupted by SIGINT/SIGTERM\n"
-      "(checkpoint saved); 75 stopped by train.stop_after_steps.");
+      "(checkpoint saved); 75 stopped by train.stop_after_steps; 4 another process of a multi-process run failed.");
   cmd->callback([args] {
     std::string config_path;
     std::vector<std::string> overrides;
@@ -62,11 +69,28 @@ void add_train_command(CLI::App& app) {
       cfg = Config::load(config_path, overrides);
     }
     std::string run_dir = args->run_dir.empty() ? (fs::path("runs") / fs::path(config_path).stem()).string() : args->run_dir;
-    TrainReport r = train(cfg, run_dir, args->resume);
+    if (args->nproc > 1) {  // this process only launches the ranks, each of which runs this command
+      std::vector<std::string> rank_args{"train"};
+      rank_args.insert(rank_args.end(), args->positional.begin(), args->positional.end());
+      rank_args.insert(rank_args.end(), {"--run-dir", run_dir});
+      if (args->resume) rank_args.push_back("--resume");
+      const int status = launch_local_ranks(args->nproc, rank_args);
+      if (status != 0) throw ExitStatus{status};
+      return;
+    }
+    TrainReport r;
+    try {
+      r = train(cfg, run_dir, args->resume);
+    } catch (const ProcessGroup::PeerLost& e) {
+      std::fprintf(stderr, "error: %s; the last checkpoint is %s\n", e.what(),
+                   (fs::path(run_dir) / "checkpoints" / "last.pt").c_str());
+      throw ExitStatus{kExitPeerLost};
+    }
     if (!r.finished) {
-      std::fprintf(stderr, "%s%s\n", r.exit_status == kExitDiverged ? "error: " : "", r.message.c_str());
+      if (r.lead) std::fprintf(stderr, "%s%s\n", r.exit_status == kExitDiverged ? "error: " : "", r.message.c_str());
       throw ExitStatus{r.exit_status};
     }
+    if (!r.lead) return;
     std::printf("test accuracy (%lld images) by step:", (long long)r.test.n);
     for (size_t t = 0; t < r.test.steps.size(); ++t)
       std::printf(" step %lld %.2f%%", (long long)r.test.steps[t], 100 * r.test.accuracy[t]);

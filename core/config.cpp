@@ -79,6 +79,14 @@ std::vector<KeySpec>& schema_storage() {
       {"train.log_every", T::Int, "50", "log (and print, off a terminal) every this many steps", 1, 1 << 30, {}, false},
       {"train.stop_after_steps", T::Int, "0",
        "stop as if interrupted after this many optimizer steps (0 = off; tests resume)", 0, 1LL << 40, {}, false},
+      {"train.sync_bn", T::Bool, "false",
+       "multi-process training: batch norm over the statistics of the whole global batch (PyTorch's SyncBatchNorm) "
+       "instead of each process's part"},
+      {"train.distributed.backend", T::Choice, "auto", "multi-process training: c10d backend (auto: gloo on CPU)",
+       -kBig, kBig, {"auto", "gloo", "nccl"}, false},
+      {"train.distributed.timeout", T::Float, "300",
+       "multi-process training: seconds to wait for the other processes (rendezvous, each collective)", 1, 86400, {},
+       false},
   };
   return schema;
 }

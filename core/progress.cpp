@@ -1,5 +1,7 @@
 #include "core/progress.hpp"
 
+#include <atomic>
+
 #include <unistd.h>
 
 #include <cmath>
@@ -39,7 +41,14 @@ void Progress::update(int64_t done, const std::string& extra) {
 
 void Progress::finish(const std::string& extra) { draw(true, extra); }
 
+namespace {
+std::atomic<bool> g_silenced{false};
+}
+
+void Progress::silence(bool quiet) { g_silenced = quiet; }
+
 void Progress::draw(bool final, const std::string& extra) {
+  if (g_silenced) return;
   double secs = elapsed_seconds();
   double rate = secs > 0 ? done_ / secs : 0;
   double eta = rate > 0 ? (total_ - done_) / rate : NAN;

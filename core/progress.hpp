@@ -19,6 +19,8 @@ class Progress {
   double elapsed_seconds() const;
   /// Whether stderr is a terminal (bars) or not (plain lines).
   static bool interactive();
+  /// Silences every Progress of this process (the ranks of a multi-process run but rank 0).
+  static void silence(bool quiet);
 
  private:
   void draw(bool final, const std::string& extra);

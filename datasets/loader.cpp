@@ -2,6 +2,8 @@
 
 #include <opencv2/core.hpp>
 
+#include <algorithm>
+
 #include "core/rng.hpp"
 
 namespace ventral {
@@ -83,13 +85,18 @@ BatchLoader::BatchLoader(const Dataset& data, std::vector<int64_t> indices, Load
   options_.threads = std::max<int64_t>(1, options_.threads);
   options_.prefetch = std::max<int64_t>(1, options_.prefetch);
   options_.batch_size = std::max<int64_t>(1, options_.batch_size);
+  options_.shard_count = std::max<int64_t>(1, options_.shard_count);
+  options_.shard_rank = std::clamp<int64_t>(options_.shard_rank, 0, options_.shard_count - 1);
 }
 
 BatchLoader::~BatchLoader() { stop(); }
 
 int64_t BatchLoader::batches_per_epoch() const {
-  int64_t n = size(), b = options_.batch_size;
-  return options_.drop_last ? n / b : (n + b - 1) / b;
+  const int64_t n = size(), b = options_.batch_size;
+  const int64_t global = options_.drop_last ? n / b : (n + b - 1) / b;
+  const int64_t r = options_.shard_rank, k = options_.shard_count;
+  if (k <= 1 || options_.split_batches) return global;
+  return global > r ? (global - r + k - 1) / k : 0;
 }
 
 void BatchLoader::stop() {
@@ -121,8 +128,15 @@ void BatchLoader::start_epoch(int64_t epoch, int64_t first_batch) {
 }
 
 Batch BatchLoader::build(int64_t b) const {
-  int64_t begin = b * options_.batch_size;
+  const int64_t r = options_.shard_rank, k = std::max<int64_t>(1, options_.shard_count);
+  const int64_t global = options_.split_batches ? b : r + b * k;  // this loader's batch b in the epoch
+  int64_t begin = global * options_.batch_size;
   int64_t end = std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order_.size()));
+  if (k > 1 && options_.split_batches) {  // this rank's part of the global batch
+    const int64_t n = end - begin;
+    end = begin + n * (r + 1) / k;
+    begin = begin + n * r / k;
+  }
   int64_t n = end - begin, C = data_.channels, H = data_.height, W = data_.width;
   Batch batch;
   batch.images = torch::empty({n, C, H, W}, torch::kFloat32);

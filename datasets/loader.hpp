@@ -50,6 +50,15 @@ struct LoaderOptions {
   int64_t threads = 1;
   int64_t prefetch = 2;
   uint64_t seed = 0;
+  /// Data parallelism: this loader serves shard `shard_rank` of `shard_count` of every epoch
+  /// (the permutation is the same on every rank: it depends on (seed, epoch) only). With
+  /// `split_batches` (training) each global batch of `batch_size` images is cut into
+  /// `shard_count` contiguous parts and part `shard_rank` is served, so the parts of all ranks
+  /// are exactly the batch one process would see; otherwise (evaluation) every
+  /// `shard_count`-th batch from batch `shard_rank` is served. Either way the shards are
+  /// disjoint and together hold every image of the epoch once.
+  int64_t shard_rank = 0, shard_count = 1;
+  bool split_batches = true;
 };
 
 struct Batch {
@@ -83,6 +92,7 @@ class BatchLoader {
   void start_epoch(int64_t epoch, int64_t first_batch = 0);
   /// The next batch of the epoch, or nullopt at its end.
   std::optional<Batch> next();
+  /// Batches this loader serves per epoch (with sharding: this shard's).
   int64_t batches_per_epoch() const;
   int64_t size() const { return static_cast<int64_t>(indices_.size()); }
 

@@ -159,16 +159,16 @@ class V1SImpl : public torch::nn::Module {
  public:
   explicit V1SImpl(int64_t in) {
     conv1 = register_module("conv1", nn::Conv2d(torch::nn::Conv2dOptions(in, 64, 7).stride(2).padding(3).bias(false)));
-    norm1 = register_module("norm1", torch::nn::BatchNorm2d(64));
+    norm1 = register_module("norm1", nn::BatchNorm2d(64));
     conv2 = register_module("conv2", nn::conv(64, 64, 3));
-    norm2 = register_module("norm2", torch::nn::BatchNorm2d(64));
+    norm2 = register_module("norm2", nn::BatchNorm2d(64));
   }
   torch::Tensor forward(const torch::Tensor& x) {
     torch::Tensor y = torch::max_pool2d(torch::relu(norm1(conv1(x))), 3, 2, 1);
     return torch::relu(norm2(conv2(y)));
   }
   nn::Conv2d conv1{nullptr}, conv2{nullptr};
-  torch::nn::BatchNorm2d norm1{nullptr}, norm2{nullptr};
+  nn::BatchNorm2d norm1{nullptr}, norm2{nullptr};
 };
 TORCH_MODULE(V1S);
 
@@ -178,16 +178,16 @@ class SBlockImpl : public torch::nn::Module {
   SBlockImpl(int64_t in, int64_t out, int64_t times) : times_(times) {
     conv_input = register_module("conv_input", nn::conv(in, out, 1));
     skip = register_module("skip", nn::conv(out, out, 1, 2));
-    norm_skip = register_module("norm_skip", torch::nn::BatchNorm2d(out));
+    norm_skip = register_module("norm_skip", nn::BatchNorm2d(out));
     conv1 = register_module("conv1", nn::conv(out, out * scale, 1));
     // The first repetition downsamples: a separate stride-2 view of the same weight, rather
     // than mutating the conv's stride inside forward as the reference does.
     conv2 = register_module("conv2", nn::conv(out * scale, out * scale, 3));
     conv3 = register_module("conv3", nn::conv(out * scale, out, 1));
     for (int64_t t = 0; t < times; ++t) {
-      norm1_.push_back(register_module("norm1_" + std::to_string(t), torch::nn::BatchNorm2d(out * scale)));
-      norm2_.push_back(register_module("norm2_" + std::to_string(t), torch::nn::BatchNorm2d(out * scale)));
-      norm3_.push_back(register_module("norm3_" + std::to_string(t), torch::nn::BatchNorm2d(out)));
+      norm1_.push_back(register_module("norm1_" + std::to_string(t), nn::BatchNorm2d(out * scale)));
+      norm2_.push_back(register_module("norm2_" + std::to_string(t), nn::BatchNorm2d(out * scale)));
+      norm3_.push_back(register_module("norm3_" + std::to_string(t), nn::BatchNorm2d(out)));
     }
   }
   torch::Tensor forward(const torch::Tensor& input) {
@@ -211,8 +211,8 @@ class SBlockImpl : public torch::nn::Module {
   }
   int64_t times_;
   nn::Conv2d conv_input{nullptr}, skip{nullptr}, conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
-  torch::nn::BatchNorm2d norm_skip{nullptr};
-  std::vector<torch::nn::BatchNorm2d> norm1_, norm2_, norm3_;
+  nn::BatchNorm2d norm_skip{nullptr};
+  std::vector<nn::BatchNorm2d> norm1_, norm2_, norm3_;
 };
 TORCH_MODULE(SBlock);
 

@@ -1,9 +1,38 @@
 #pragma once
 /// torch layers that also count their multiply-accumulates while a MacCounter is active.
 /// Parameter names and behaviour are those of the torch modules they extend.
+#include "core/collective.hpp"
 #include "models/model.hpp"
 
 namespace ventral::nn {
+
+/// Synchronised batch norm (train.sync_bn). While a collective is set, every nn::BatchNorm2d in
+/// training mode normalises with the mean and variance of the whole global batch (its statistics
+/// summed across processes by the collective, forward and backward), as PyTorch's
+/// SyncBatchNorm does; nullptr (the default) restores per-process statistics. Eval mode is
+/// unaffected. Set by the trainer for the length of a run.
+void set_batch_norm_collective(Collective* collective);
+Collective* batch_norm_collective();
+
+/// Batch norm over whole-batch statistics gathered through `collective` (exposed for tests).
+torch::Tensor sync_batch_norm(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                              torch::Tensor& running_mean, torch::Tensor& running_var, double eps, double momentum,
+                              Collective& collective);
+
+/// torch's BatchNorm2d (same parameters and buffers, same names), synchronised across processes
+/// while a batch-norm collective is set. Every batch norm of every model is one of these, so
+/// train.sync_bn reaches them all (the trainer checks that none is a plain torch one).
+class BatchNorm2dImpl : public torch::nn::BatchNorm2dImpl {
+ public:
+  using torch::nn::BatchNorm2dImpl::BatchNorm2dImpl;
+  torch::Tensor forward(const torch::Tensor& x) {
+    Collective* c = batch_norm_collective();
+    if (!c || !is_training()) return torch::nn::BatchNorm2dImpl::forward(x);
+    return sync_batch_norm(x, weight, bias, running_mean, running_var, options.eps(),
+                           options.momentum().value_or(0.1), *c);
+  }
+};
+TORCH_MODULE(BatchNorm2d);
 
 /// MACs of a convolution per image: every output element reduces Cin/groups × kh × kw inputs.
 inline void count_conv_macs(const torch::Tensor& y, const torch::Tensor& weight) {
@@ -44,7 +73,7 @@ TORCH_MODULE(Linear);
 /// therefore served stale folds to every validation after the first (issue 20). Folding costs
 /// one pass over the convolution's weights, small against a batch's activations (measured
 /// in bench/RESULTS.md).
-inline torch::Tensor conv_bn(Conv2dImpl& conv, torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x) {
+inline torch::Tensor conv_bn(Conv2dImpl& conv, BatchNorm2dImpl& bn, const torch::Tensor& x) {
   auto foldable = [&] {
     return bn.options.affine() && bn.options.track_running_stats() &&
            c10::get_if<torch::ExpandingArray<2>>(&conv.options.padding()) &&

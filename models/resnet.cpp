@@ -9,13 +9,13 @@ namespace ventral {
 
 TimeBatchNormImpl::TimeBatchNormImpl(int64_t channels, int64_t copies) {
   norms_ = register_module("norms", torch::nn::ModuleList());
-  for (int64_t t = 0; t < copies; ++t) norms_->push_back(torch::nn::BatchNorm2d(channels));
+  for (int64_t t = 0; t < copies; ++t) norms_->push_back(nn::BatchNorm2d(channels));
 }
 
 torch::Tensor TimeBatchNormImpl::forward(const torch::Tensor& x, int64_t step) { return at(step).forward(x); }
 
-torch::nn::BatchNorm2dImpl& TimeBatchNormImpl::at(int64_t step) {
-  return *norms_->ptr<torch::nn::BatchNorm2dImpl>(std::min<int64_t>(step, copies() - 1));
+nn::BatchNorm2dImpl& TimeBatchNormImpl::at(int64_t step) {
+  return *norms_->ptr<nn::BatchNorm2dImpl>(std::min<int64_t>(step, copies() - 1));
 }
 
 BasicBlockImpl::BasicBlockImpl(int64_t in, int64_t planes, int64_t stride, char shortcut, int64_t norm_copies)
@@ -26,15 +26,15 @@ BasicBlockImpl::BasicBlockImpl(int64_t in, int64_t planes, int64_t stride, char 
     tbn1 = register_module("bn1", TimeBatchNorm(planes, norm_copies));
     tbn2 = register_module("bn2", TimeBatchNorm(planes, norm_copies));
   } else {
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(planes));
-    bn2 = register_module("bn2", torch::nn::BatchNorm2d(planes));
+    bn1 = register_module("bn1", nn::BatchNorm2d(planes));
+    bn2 = register_module("bn2", nn::BatchNorm2d(planes));
   }
   if (stride != 1 || in != planes) {
     if (shortcut == 'A') {
       pad_channels_ = planes - in;
     } else {
       downsample = register_module(
-          "downsample", torch::nn::Sequential(nn::conv(in, planes, 1, stride), torch::nn::BatchNorm2d(planes)));
+          "downsample", torch::nn::Sequential(nn::conv(in, planes, 1, stride), nn::BatchNorm2d(planes)));
     }
   }
 }
@@ -62,14 +62,14 @@ torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x, int64_t step) {
 
 BottleneckImpl::BottleneckImpl(int64_t in, int64_t planes, int64_t stride) {
   conv1 = register_module("conv1", nn::conv(in, planes, 1));
-  bn1 = register_module("bn1", torch::nn::BatchNorm2d(planes));
+  bn1 = register_module("bn1", nn::BatchNorm2d(planes));
   conv2 = register_module("conv2", nn::conv(planes, planes, 3, stride));
-  bn2 = register_module("bn2", torch::nn::BatchNorm2d(planes));
+  bn2 = register_module("bn2", nn::BatchNorm2d(planes));
   conv3 = register_module("conv3", nn::conv(planes, planes * expansion, 1));
-  bn3 = register_module("bn3", torch::nn::BatchNorm2d(planes * expansion));
+  bn3 = register_module("bn3", nn::BatchNorm2d(planes * expansion));
   if (stride != 1 || in != planes * expansion)
     downsample = register_module("downsample", torch::nn::Sequential(nn::conv(in, planes * expansion, 1, stride),
-                                                                     torch::nn::BatchNorm2d(planes * expansion)));
+                                                                     nn::BatchNorm2d(planes * expansion)));
 }
 
 torch::Tensor BottleneckImpl::forward(const torch::Tensor& x) {
@@ -112,7 +112,7 @@ class ResNetImpl : public VisionModelImpl {
     conv1 = register_module("conv1", small_stem_ ? nn::conv(o.in_channels, w0, 3)
                                                  : nn::Conv2d(torch::nn::Conv2dOptions(o.in_channels, w0, 7)
                                                                   .stride(2).padding(3).bias(false)));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(w0));
+    bn1 = register_module("bn1", nn::BatchNorm2d(w0));
     char shortcut = spec.cifar ? o.shortcut.at(0) : 'B';
     int64_t in = w0;
     for (size_t s = 0; s < spec.blocks.size(); ++s) {
@@ -153,7 +153,7 @@ class ResNetImpl : public VisionModelImpl {
  private:
   bool small_stem_ = false;
   nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  nn::BatchNorm2d bn1{nullptr};
   std::vector<torch::nn::Sequential> layers_;
   nn::Linear fc{nullptr};
 };

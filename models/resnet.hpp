@@ -14,7 +14,7 @@ class TimeBatchNormImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, int64_t step);
   int64_t copies() const { return static_cast<int64_t>(norms_->size()); }
   /// The norm used at `step`.
-  torch::nn::BatchNorm2dImpl& at(int64_t step);
+  nn::BatchNorm2dImpl& at(int64_t step);
 
  private:
   torch::nn::ModuleList norms_;
@@ -38,7 +38,7 @@ class BasicBlockImpl : public torch::nn::Module {
  private:
   nn::Conv2d conv1{nullptr}, conv2{nullptr};
   // Exactly one of each pair is set: plain BN (torchvision names) or per-step BN.
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
   TimeBatchNorm tbn1{nullptr}, tbn2{nullptr};
   torch::nn::Sequential downsample{nullptr};
   int64_t pad_channels_ = 0, stride_ = 1;
@@ -54,7 +54,7 @@ class BottleneckImpl : public torch::nn::Module {
 
  private:
   nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv3{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
+  nn::BatchNorm2d bn1{nullptr}, bn2{nullptr}, bn3{nullptr};
   torch::nn::Sequential downsample{nullptr};
 };
 TORCH_MODULE(Bottleneck);

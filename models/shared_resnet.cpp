@@ -18,13 +18,13 @@ class SharedResNetImpl : public VisionModelImpl {
     int64_t w = o.width ? o.width : (share_all ? 48 : 16);
     widths_ = share_all ? std::vector<int64_t>{w, w, w} : std::vector<int64_t>{w, 2 * w, 4 * w};
     conv1 = register_module("conv1", nn::conv(o.in_channels, w, 3));
-    bn1 = register_module("bn1", torch::nn::BatchNorm2d(w));
+    bn1 = register_module("bn1", nn::BatchNorm2d(w));
     for (size_t s = 1; s < widths_.size(); ++s) {
       // Stage transition: 2×2 average pool + 1×1 projection (cheap, loses no positions).
       transitions_.push_back(register_module(
           "transition" + std::to_string(s + 1),
           torch::nn::Sequential(torch::nn::AvgPool2d(2), nn::conv(widths_[s - 1], widths_[s], 1),
-                                torch::nn::BatchNorm2d(widths_[s]))));
+                                nn::BatchNorm2d(widths_[s]))));
     }
     if (share_all) {
       blocks_.push_back(register_module("block", BasicBlock(w, w, 1, 'B', steps_ * 3)));
@@ -62,7 +62,7 @@ class SharedResNetImpl : public VisionModelImpl {
   int64_t steps_;
   std::vector<int64_t> widths_;
   nn::Conv2d conv1{nullptr};
-  torch::nn::BatchNorm2d bn1{nullptr};
+  nn::BatchNorm2d bn1{nullptr};
   std::vector<torch::nn::Sequential> transitions_;
   std::vector<BasicBlock> blocks_;
   nn::Linear fc{nullptr};

@@ -18,7 +18,9 @@
 #include "inference/checkpoint.hpp"
 #include "inference/infer.hpp"
 #include "inference/run_dir.hpp"
+#include "models/layers.hpp"
 #include "models/registry.hpp"
+#include "train/distributed.hpp"
 #include "train/schedule.hpp"
 
 namespace ventral {
@@ -154,6 +156,8 @@ class Run {
   Run(const Config& cfg, const std::string& run_dir, bool resume)
       : cfg_(cfg), dir_(run_dir), resume_(resume), o_(TrainOptions::from_config(cfg)) {}
 
+  ~Run() { nn::set_batch_norm_collective(nullptr); }
+
   TrainReport operator()() {
     setup();
     SignalGuard signals;
@@ -173,6 +177,11 @@ class Run {
   void finish();
   void stop(const std::string& why, bool saved);
   void check_new_run_dir() const;
+  void join_process_group();
+  void broadcast_model();
+  StepMetrics evaluate_shards(BatchLoader& loader, const std::string& label);
+  /// Whether any rank was signalled (every rank then stops at the same point).
+  bool signalled_anywhere();
   std::string position() const {
     return "epoch " + std::to_string(state_.epoch + 1) + ", step " + std::to_string(state_.step_in_epoch);
   }
@@ -181,6 +190,10 @@ class Run {
   RunDir dir_;
   bool resume_;
   TrainOptions o_;
+  DistEnv env_;
+  std::unique_ptr<ProcessGroup> group_;  ///< null: one process
+  LocalCollective local_;                ///< train.sync_bn in one process: the same arithmetic
+  bool lead_ = true;                     ///< rank 0: the one that writes and prints
   int64_t threads_ = 1;
   torch::Device device_ = torch::kCPU;
   ExperimentData data_;
@@ -192,18 +205,67 @@ class Run {
   TrainState state_;
   int64_t steps_at_start_ = 0;
   // The epoch in progress.
-  double loss_sum_ = 0, lr_ = 0, epoch_seconds_ = 0;
+  double loss_sum_ = 0, lr_ = 0, epoch_seconds_ = 0, comm_seconds_ = 0;
   int64_t correct_ = 0, seen_ = 0;
   TrainReport report_;
 };
 
+void Run::join_process_group() {
+  env_ = read_dist_env();
+  report_.lead = true;
+  if (!env_.distributed()) return;
+  const std::string backend = cfg_.get_string("train.distributed.backend");
+  if (backend == "nccl" && !device_.is_cuda())
+    throw InputError(cfg_.source() + ": train.distributed.backend is nccl, but the model runs on " + device_.str() +
+                     " (NCCL needs CUDA tensors and a CUDA build of LibTorch); use gloo or auto");
+  if (o_.batch_size % env_.world_size != 0)
+    throw InputError(cfg_.source() + ": train.batch_size " + std::to_string(o_.batch_size) +
+                     " is the global batch and must divide among the " + std::to_string(env_.world_size) +
+                     " processes (" + env_.source + "); choose a multiple of " + std::to_string(env_.world_size));
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg_.get_float("train.distributed.timeout") * 1000));
+  group_ = std::make_unique<ProcessGroup>(env_, timeout);
+  lead_ = report_.lead = env_.rank == 0;
+  Progress::silence(!lead_);
+}
+
+// Every rank starts from rank 0's weights and buffers (they are equal already, being drawn from
+// the same seed; the broadcast makes it so whatever happened), as PyTorch's DDP does.
+void Run::broadcast_model() {
+  if (!group_) return;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> tensors;
+  for (const auto& p : model_->parameters()) tensors.push_back(p.data());
+  for (const auto& b : model_->buffers()) tensors.push_back(b);
+  group_->broadcast(tensors, 0);
+}
+
+StepMetrics Run::evaluate_shards(BatchLoader& loader, const std::string& label) {
+  StepMetrics local = evaluate(*model_, loader, steps_, label);
+  return group_ ? combine_shards(local, *group_) : local;
+}
+
+bool Run::signalled_anywhere() {
+  if (!group_) return g_signal != 0;
+  std::vector<torch::Tensor> flags{torch::tensor({g_signal == SIGINT ? 1.0 : 0.0, g_signal == SIGTERM ? 1.0 : 0.0})};
+  group_->all_reduce_sum(flags);
+  if (!g_signal && flags[0][1].item<double>() > 0) g_signal = SIGTERM;
+  if (!g_signal && flags[0][0].item<double>() > 0) g_signal = SIGINT;
+  return g_signal != 0;
+}
+
 void Run::setup() {
-  threads_ = configure_threads(cfg_.get_int_or_auto("threads"));
   device_ = resolve_device(cfg_.get_string("device"));
+  join_process_group();
+  {  // `auto` shares the cores among the processes of this machine
+    std::optional<int64_t> threads = cfg_.get_int_or_auto("threads");
+    if (!threads && env_.distributed()) threads = std::max<int64_t>(1, available_cores() / env_.local_world_size);
+    threads_ = configure_threads(threads);
+  }
   if (!resume_ && dir_.started())
     throw InputError(dir_.path() + " already holds a run (checkpoints/last.pt): add --resume to continue it or choose another --run-dir");
   if (resume_ && !dir_.started()) throw InputError(dir_.path() + ": nothing to resume (no checkpoints/last.pt)");
   if (!resume_) check_new_run_dir();
+  if (group_) group_->barrier();  // every rank has checked the run directory before rank 0 writes to it
 
   check_model_options(cfg_);
   torch::manual_seed(o_.seed);
@@ -230,6 +292,12 @@ void Run::setup() {
   ModelOptions mo = model_options(cfg_, input.channels, static_cast<int64_t>(data_.train.classes.size()), input.image_size);
   model_ = create_model(cfg_.get_string("model.name"), mo);
   model_->to(device_);
+  if (cfg_.get_bool("train.sync_bn")) {
+    for (const auto& m : model_->modules())
+      if (m->as<torch::nn::BatchNorm2dImpl>() && !m->as<nn::BatchNorm2dImpl>())
+        throw std::logic_error(cfg_.get_string("model.name") + " has a batch norm that train.sync_bn cannot reach");
+    nn::set_batch_norm_collective(group_ ? static_cast<Collective*>(group_.get()) : &local_);
+  }
   // Resolved once: `auto` is saved as what it chose, so a resume and `ventral eval` run the same.
   const PrecisionChoice precision =
       choose_precision(*model_, cfg_.get_string("precision"), o_.memory_format, input.channels, input.image_size);
@@ -248,37 +316,53 @@ void Run::setup() {
                        " steps (model.steps); give one weight per step");
   }
 
-  train_loader_ = std::make_unique<BatchLoader>(data_.train, data_.split.train, loader_options(cfg_, data_, true));
+  // With several processes each takes its shard: its part of every training batch, and every
+  // world-size-th batch of validation and test (counts summed afterwards).
+  auto shard = [&](LoaderOptions o, bool split_batches) {
+    o.shard_rank = env_.rank, o.shard_count = env_.world_size, o.split_batches = split_batches;
+    return o;
+  };
+  train_loader_ = std::make_unique<BatchLoader>(data_.train, data_.split.train, shard(loader_options(cfg_, data_, true), true));
   // Validation measures the trained task (perturbed as training is, when it is), so best.pt
   // selects for it; the test measures clean images and, when training was perturbed, that mix too.
-  val_loader_ = std::make_unique<BatchLoader>(data_.train, data_.split.val, task_loader_options(cfg_, data_));
-  test_loader_ = std::make_unique<BatchLoader>(data_.test, std::vector<int64_t>{}, loader_options(cfg_, data_, false));
+  val_loader_ = std::make_unique<BatchLoader>(data_.train, data_.split.val, shard(task_loader_options(cfg_, data_), false));
+  test_loader_ = std::make_unique<BatchLoader>(data_.test, std::vector<int64_t>{}, shard(loader_options(cfg_, data_, false), false));
   if (training_perturbation(cfg_).on())
-    perturbed_test_loader_ = std::make_unique<BatchLoader>(data_.test, std::vector<int64_t>{}, task_loader_options(cfg_, data_));
+    perturbed_test_loader_ = std::make_unique<BatchLoader>(data_.test, std::vector<int64_t>{},
+                                                           shard(task_loader_options(cfg_, data_), false));
   const int64_t per_epoch = train_loader_->batches_per_epoch();
   require(per_epoch > 0, cfg_.source() + ": train.batch_size " + std::to_string(o_.batch_size) + " exceeds the " +
                              std::to_string(train_loader_->size()) + " training images");
   schedule_ = LrSchedule::from_config(cfg_, per_epoch);
 
-  make_directories(dir_.checkpoints());
-  if (resume_) {
+  if (lead_) make_directories(dir_.checkpoints());
+  if (resume_) {  // every rank reads last.pt (the run directory is shared, as it is for torchrun's restarts)
     state_ = load_checkpoint(dir_.last(), *model_, optimizer_.get());
     apply_memory_format(*model_, o_.memory_format);  // the load adopted the saved layout
-    append_jsonl(dir_.log(), {{"event", "resume"}, {"epoch", state_.epoch}, {"global_step", state_.global_step}});
+    if (lead_)
+      append_jsonl(dir_.log(), {{"event", "resume"}, {"epoch", state_.epoch}, {"global_step", state_.global_step},
+                                {"world_size", env_.world_size}});
   } else {
     state_.metrics_csv = csv_header(readout_steps(*model_, steps_));
-    write_file_atomic(dir_.log(), "");
+    if (lead_) write_file_atomic(dir_.log(), "");
   }
+  broadcast_model();
   steps_at_start_ = state_.global_step;
-  cfg_.save(dir_.config());
-  std::string classes;
-  for (const auto& c : data_.train.classes) classes += c + "\n";
-  write_file_atomic(dir_.classes(), classes);
-  dir_.write_input(input);
-  std::fprintf(stderr, "train: %s on %s (%lld images, %lld per epoch), %lld parameters, %lld step(s), %lld threads, %s, precision %s\n",
-               cfg_.get_string("model.name").c_str(), data_.train.name.c_str(), (long long)train_loader_->size(),
-               (long long)per_epoch, (long long)count_parameters(*model_), (long long)steps_, (long long)threads_,
-               device_.str().c_str(), precision.reason.c_str());
+  if (lead_) {
+    cfg_.save(dir_.config());
+    std::string classes;
+    for (const auto& c : data_.train.classes) classes += c + "\n";
+    write_file_atomic(dir_.classes(), classes);
+    dir_.write_input(input);
+  }
+  const std::string world = group_ ? ", " + std::to_string(env_.world_size) + " processes (" + env_.source +
+                                         ", gloo" + (cfg_.get_bool("train.sync_bn") ? ", sync_bn" : "") + ")"
+                                   : "";
+  if (lead_)
+    std::fprintf(stderr, "train: %s on %s (%lld images, %lld per epoch), %lld parameters, %lld step(s), %lld threads%s, %s, precision %s\n",
+                 cfg_.get_string("model.name").c_str(), data_.train.name.c_str(), (long long)train_loader_->size(),
+                 (long long)per_epoch, (long long)count_parameters(*model_), (long long)steps_, (long long)threads_,
+                 (group_ ? " per process" + world : world).c_str(), device_.str().c_str(), precision.reason.c_str());
 }
 
 // A new run writes only into a new or empty folder, or over a run of the same config that
@@ -301,7 +385,7 @@ void Run::check_new_run_dir() const {
 }
 
 void Run::stop(const std::string& why, bool saved) {
-  if (!saved) save_checkpoint(dir_.last(), *model_, optimizer_.get(), state_);
+  if (!saved && lead_) save_checkpoint(dir_.last(), *model_, optimizer_.get(), state_);
   report_.exit_status = g_signal == SIGTERM ? kExitSigterm : g_signal ? kExitSigint : kExitStoppedAfterSteps;
   report_.message = why + " at " + position() + ": saved " + dir_.last() +
                     " (continue with: ventral train --run-dir " + dir_.path() + " --resume)";
@@ -313,7 +397,7 @@ bool Run::train_epoch() {
   const int64_t per_epoch = train_loader_->batches_per_epoch();
   Progress progress("epoch " + std::to_string(state_.epoch + 1) + "/" + std::to_string(o_.epochs),
                     (per_epoch - state_.step_in_epoch) * o_.batch_size, "img", o_.log_every);
-  loss_sum_ = 0, lr_ = 0, correct_ = 0, seen_ = 0;
+  loss_sum_ = 0, lr_ = 0, correct_ = 0, seen_ = 0, comm_seconds_ = 0;
   auto t0 = std::chrono::steady_clock::now();
   while (auto batch = train_loader_->next()) {
     lr_ = schedule_.at(state_.global_step);
@@ -321,7 +405,23 @@ bool Run::train_epoch() {
     torch::Tensor images = model_->inputs(batch->images.to(device_)), labels = batch->labels.to(device_);
     auto logits = forward_logits(*model_, images, steps_);
     torch::Tensor loss = step_loss(logits, labels, o_.step_loss, o_.step_weights, o_.label_smoothing);
-    double loss_value = loss.item<double>();
+    const int64_t local_n = labels.size(0);
+    optimizer_->zero_grad();
+    loss.backward();
+    // This step's loss × images, correct answers, images and stop requests, summed over the
+    // ranks in the gradient all-reduce (one collective per step), so every rank decides alike.
+    std::vector<double> totals{loss.item<double>() * local_n,
+                               static_cast<double>(logits.back().argmax(1).eq(labels).sum().item<int64_t>()),
+                               static_cast<double>(local_n), g_signal == SIGINT ? 1.0 : 0.0,
+                               g_signal == SIGTERM ? 1.0 : 0.0};
+    if (group_) {
+      const auto c0 = std::chrono::steady_clock::now();
+      average_gradients(*group_, model_->parameters(), totals);
+      comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
+      if (!g_signal && totals[4] > 0) g_signal = SIGTERM;
+      if (!g_signal && totals[3] > 0) g_signal = SIGINT;
+    }
+    const double loss_value = totals[0] / totals[2];
     if (!std::isfinite(loss_value)) {
       report_.exit_status = kExitDiverged;
       report_.message = "loss became " + std::string(std::isnan(loss_value) ? "NaN" : "Inf") + " at epoch " +
@@ -330,18 +430,16 @@ bool Run::train_epoch() {
                         (dir_.started() ? dir_.last() : std::string("(none yet)")) + "; lower train.lr or set train.grad_clip";
       return false;
     }
-    optimizer_->zero_grad();
-    loss.backward();
     if (o_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), o_.grad_clip);
     optimizer_->step();
     ++state_.global_step;
     ++state_.step_in_epoch;
-    int64_t n = labels.size(0);
-    loss_sum_ += loss_value * n;
-    correct_ += logits.back().argmax(1).eq(labels).sum().item<int64_t>();
+    const auto n = static_cast<int64_t>(totals[2]);
+    loss_sum_ += totals[0];
+    correct_ += static_cast<int64_t>(totals[1]);
     seen_ += n;
     progress.update(n, "loss " + format_number("%.4f", loss_sum_ / seen_) + " acc " + format_number("%.2f%%", 100.0 * correct_ / seen_));
-    if (state_.global_step % o_.log_every == 0)
+    if (lead_ && state_.global_step % o_.log_every == 0)
       append_jsonl(dir_.log(), {{"event", "step"}, {"epoch", state_.epoch + 1}, {"step", state_.step_in_epoch},
                                 {"global_step", state_.global_step}, {"lr", lr_}, {"loss", loss_sum_ / seen_},
                                 {"acc", double(correct_) / seen_}, {"images_per_s", seen_ / progress.elapsed_seconds()}});
@@ -359,7 +457,10 @@ bool Run::train_epoch() {
 }
 
 bool Run::end_epoch() {
-  StepMetrics val = val_loader_->size() ? evaluate(*model_, *val_loader_, steps_) : StepMetrics{};
+  // Batch-norm running statistics are per rank (without train.sync_bn): rank 0's are the ones
+  // validated and saved everywhere, as DDP's buffer broadcast makes them.
+  broadcast_model();
+  StepMetrics val = val_loader_->size() ? evaluate_shards(*val_loader_, "") : StepMetrics{};
   const double train_loss = seen_ ? loss_sum_ / seen_ : 0, train_acc = seen_ ? double(correct_) / seen_ : 0;
   double val_acc = val.accuracy.empty() ? train_acc : val.accuracy.back();
   const std::vector<int64_t> val_steps = readout_steps(*model_, steps_);
@@ -371,29 +472,34 @@ bool Run::end_epoch() {
   state_.metrics_csv += row;
   std::string accs;
   for (double a : val.accuracy) accs += format_number(" %.2f", 100 * a);
-  std::fprintf(stderr, "epoch %lld/%lld: val acc (%%) by step:%s\n", (long long)state_.epoch + 1, (long long)o_.epochs,
-               accs.c_str());
-  append_jsonl(dir_.log(), {{"event", "epoch"}, {"epoch", state_.epoch + 1}, {"lr", lr_}, {"train_loss", train_loss},
+  if (lead_)
+    std::fprintf(stderr, "epoch %lld/%lld: val acc (%%) by step:%s\n", (long long)state_.epoch + 1,
+                 (long long)o_.epochs, accs.c_str());
+  if (lead_)
+    append_jsonl(dir_.log(), {{"event", "epoch"}, {"epoch", state_.epoch + 1}, {"lr", lr_}, {"train_loss", train_loss},
                             {"train_acc", train_acc}, {"val_steps", val.steps}, {"val_acc", val.accuracy},
-                            {"val_loss", val.loss}, {"seconds", epoch_seconds_}});
+                            {"val_loss", val.loss}, {"seconds", epoch_seconds_},
+                            {"gradient_allreduce_seconds", comm_seconds_}, {"world_size", env_.world_size}});
   TrainState next = state_;
   ++next.epoch;
   next.step_in_epoch = 0;
   if (val_acc > state_.best_val) {
     next.best_val = val_acc;
-    save_checkpoint(dir_.best(), *model_, optimizer_.get(), next);
+    if (lead_) save_checkpoint(dir_.best(), *model_, optimizer_.get(), next);
   }
-  save_checkpoint(dir_.last(), *model_, optimizer_.get(), next);
-  write_file_atomic(dir_.metrics(), state_.metrics_csv);
+  if (lead_) {
+    save_checkpoint(dir_.last(), *model_, optimizer_.get(), next);
+    write_file_atomic(dir_.metrics(), state_.metrics_csv);
+  }
   state_.best_val = next.best_val;
-  if (!g_signal) return true;
+  if (!signalled_anywhere()) return true;
   state_ = next;
   stop(signal_name(), true);
   return false;
 }
 
 void Run::finish() {
-  report_.test = evaluate(*model_, *test_loader_, steps_, "test");
+  report_.test = evaluate_shards(*test_loader_, "test");
   report_.finished = true;
   report_.train_seconds = state_.train_seconds;
   nlohmann::json test = {{"model", cfg_.get_string("model.name")}, {"dataset", data_.test.name},
@@ -402,12 +508,14 @@ void Run::finish() {
                          {"train_seconds", state_.train_seconds}, {"epochs", o_.epochs},
                          {"precision", precision_name(model_->precision())}};
   if (perturbed_test_loader_) {
-    const StepMetrics m = evaluate(*model_, *perturbed_test_loader_, steps_, "test (training perturbation)");
+    const StepMetrics m = evaluate_shards(*perturbed_test_loader_, "test (training perturbation)");
     test["train_perturbation"] = {{"spec", cfg_.get_string("data.augment.perturb")},
                                   {"fraction", cfg_.get_float("data.augment.perturb_fraction")},
                                   {"seed", o_.seed}, {"n", m.n}, {"steps", m.steps}, {"accuracy", m.accuracy},
                                   {"loss", m.loss}};
   }
+  if (group_) test["world_size"] = env_.world_size;
+  if (!lead_) return;
   write_file_atomic(dir_.test(), test.dump(2) + "\n");
   append_jsonl(dir_.log(), {{"event", "test"}, {"steps", report_.test.steps}, {"accuracy", report_.test.accuracy}});
 }

@@ -19,6 +19,7 @@ struct TrainReport {
   std::string message;     ///< one line for the user when not finished
   StepMetrics test;        ///< test-set metrics at every step (finished runs)
   double train_seconds = 0;
+  bool lead = true;        ///< rank 0 of a multi-process run (or the only process): the one that reports
 };
 
 /// What the training loop reads from the config (train.* and a few top-level keys), typed once.

@@ -1,0 +1,146 @@
+// The single-node launcher: fork + exec of /proc/self/exe once per rank, the environment
+// torchrun would set, signal forwarding, and the worst rank's exit status.
+#include "cli/launch.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "core/error.hpp"
+
+namespace ventral::cli {
+
+namespace {
+
+volatile std::sig_atomic_t g_forward = 0;
+extern "C" void on_launcher_signal(int sig) { g_forward = sig; }
+
+// A TCP port that is free on 127.0.0.1 now (the kernel picks it; rank 0 binds it moments later).
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw InputError(std::string("--nproc: cannot open a socket to find a free port: ") + std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    close(fd);
+    throw InputError(std::string("--nproc: cannot find a free port on 127.0.0.1: ") + std::strerror(errno));
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+int status_code(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+}  // namespace
+
+int launch_local_ranks(int nproc, const std::vector<std::string>& args) {
+  for (const char* var : {"RANK", "WORLD_SIZE"})
+    if (std::getenv(var))
+      throw InputError(std::string("--nproc: this process is already a rank (") + var +
+                       " is set); launch with either --nproc or torchrun/srun, not both");
+  const int port = free_port();
+  std::vector<std::string> argv_strings{"ventral"};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  g_forward = 0;
+  auto old_int = std::signal(SIGINT, on_launcher_signal);
+  auto old_term = std::signal(SIGTERM, on_launcher_signal);
+  std::vector<pid_t> pids;
+  for (int r = 0; r < nproc; ++r) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      for (pid_t p : pids) kill(p, SIGKILL);
+      throw InputError(std::string("--nproc: cannot start a process: ") + std::strerror(errno));
+    }
+    if (pid == 0) {
+      std::signal(SIGINT, SIG_DFL);
+      std::signal(SIGTERM, SIG_DFL);
+      setenv("RANK", std::to_string(r).c_str(), 1);
+      setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
+      setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
+      setenv("LOCAL_WORLD_SIZE", std::to_string(nproc).c_str(), 1);
+      setenv("MASTER_ADDR", "127.0.0.1", 1);
+      setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      unsetenv("SLURM_PROCID");
+      unsetenv("SLURM_NTASKS");
+      execv("/proc/self/exe", argv.data());
+      std::fprintf(stderr, "error: --nproc: cannot run /proc/self/exe: %s\n", std::strerror(errno));
+      _exit(127);
+    }
+    pids.push_back(pid);
+  }
+
+  // A rank that stops (train.stop_after_steps, a signal) stops with the others at the same
+  // step; one that fails leaves them blocked on it until their collectives fail. Either way the
+  // others get 10 s to exit on their own, then SIGTERM, then SIGKILL 30 s later.
+  using Clock = std::chrono::steady_clock;
+  int first_failure = 0;
+  size_t running = pids.size();
+  std::vector<bool> done(pids.size(), false);
+  Clock::time_point term_at{}, kill_at{};
+  bool forwarded = false;
+  while (running > 0) {
+    if (g_forward && !forwarded) {  // a signal to the launcher goes to every rank
+      for (size_t i = 0; i < pids.size(); ++i)
+        if (!done[i]) kill(pids[i], g_forward);
+      forwarded = true;
+    }
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid > 0) {
+      for (size_t i = 0; i < pids.size(); ++i) {
+        if (pids[i] != pid) continue;
+        done[i] = true;
+        --running;
+        const int code = status_code(status);
+        if (code != 0 && first_failure == 0) {
+          first_failure = code;
+          term_at = Clock::now() + std::chrono::seconds(10);
+        }
+      }
+      continue;
+    }
+    if (pid < 0 && errno != EINTR) break;
+    const auto now = Clock::now();
+    if (term_at != Clock::time_point{} && now > term_at) {
+      std::fprintf(stderr, "train: a rank exited with status %d; stopping the %zu still running\n", first_failure, running);
+      for (size_t j = 0; j < pids.size(); ++j)
+        if (!done[j]) kill(pids[j], SIGTERM);
+      term_at = {};
+      kill_at = now + std::chrono::seconds(30);
+    }
+    if (kill_at != Clock::time_point{} && now > kill_at) {
+      for (size_t j = 0; j < pids.size(); ++j)
+        if (!done[j]) kill(pids[j], SIGKILL);
+      kill_at = {};
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::signal(SIGINT, old_int);
+  std::signal(SIGTERM, old_term);
+  return first_failure;
+}
+
+}  // namespace ventral::cli

@@ -3,7 +3,9 @@
 #include <filesystem>
 
 #include "cli/commands.hpp"
+#include "cli/launch.hpp"
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "study/compare.hpp"
 
 namespace ventral::cli {
@@ -14,6 +16,8 @@ void add_compare_command(CLI::App& app) {
     std::string out;
     std::vector<std::string> models;
     std::vector<uint64_t> seeds;
+    int nproc = 1;
+    bool plan = false;
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("compare", "Train, evaluate and compare models; writes REPORT.md with tables and figures");
@@ -28,6 +32,11 @@ void add_compare_command(CLI::App& app) {
       ->delimiter(',')
       ->check(CLI::Range(0.0, 9.2e18))  // the config key seed's range; not -1 wrapped to 2^64 - 1
       ->allow_extra_args(false);
+  cmd->add_option("--nproc", a->nproc, "train each run data-parallel in N processes on this machine (ventral train --nproc)")
+      ->check(CLI::Range(1, 1024));
+  cmd->add_flag("--plan", a->plan,
+                "print one self-contained `ventral train` command per run still needed (for a Slurm job array or "
+                "xargs -P) and exit; a later `ventral compare` picks the finished runs up");
   cmd->callback([a] {
     std::string path;
     std::vector<std::string> overrides;
@@ -35,7 +44,21 @@ void add_compare_command(CLI::App& app) {
     if (path.empty()) throw InputError("compare needs an EXPERIMENT.yaml (see configs/compare_quick.yaml)");
     Experiment x = load_experiment(path, overrides, a->models, a->seeds);
     std::string out = a->out.empty() ? (std::filesystem::path("runs") / std::filesystem::path(path).stem()).string() : a->out;
-    std::string report = run_compare(x, out);
+    auto with_nproc = [&](std::vector<std::string> args) {
+      if (a->nproc > 1) args.insert(args.end(), {"--nproc", std::to_string(a->nproc)});
+      return args;
+    };
+    if (a->plan) {
+      for (const auto& args : plan_compare(x, out)) {
+        std::string line = "ventral";
+        for (const auto& arg : with_nproc(args)) line += " " + shell_quote(arg);
+        std::printf("%s\n", line.c_str());
+      }
+      return;
+    }
+    TrainCommand external;
+    if (a->nproc > 1) external = [&](const std::vector<std::string>& args) { return launch_local_ranks(a->nproc, args); };
+    std::string report = run_compare(x, out, external);
     std::printf("report: %s\n", report.c_str());
   });
 }

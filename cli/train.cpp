@@ -43,6 +43,21 @@ void add_train_command(CLI::App& app) {
       else throw InputError("train: more than one config file given ('" + config_path + "' and '" + p + "')");
     }
     namespace fs = std::filesystem;
+    if (!args->resume && args->nproc == 1) {
+      // Under torchrun --max_restarts, a restarted group (TORCHELASTIC_RESTART_COUNT > 0)
+      // resumes from last.pt by itself: the command torchrun repeats is the first one.
+      const DistEnv env = read_dist_env();
+      const std::string dir = !args->run_dir.empty() ? args->run_dir
+                              : config_path.empty()  ? std::string()
+                                                     : (fs::path("runs") / fs::path(config_path).stem()).string();
+      if (env.restart > 0 && !dir.empty() && fs::exists(fs::path(dir) / "checkpoints" / "last.pt")) {
+        if (env.rank == 0)
+          std::fprintf(stderr, "train: torchrun restart %lld: resuming %s from checkpoints/last.pt\n",
+                       (long long)env.restart, dir.c_str());
+        args->resume = true;
+        args->run_dir = dir;
+      }
+    }
     Config cfg;
     if (args->resume) {
       if (args->run_dir.empty()) throw InputError("train --resume needs --run-dir DIR");

@@ -84,7 +84,7 @@ std::vector<KeySpec>& schema_storage() {
        "instead of each process's part"},
       {"train.distributed.backend", T::Choice, "auto", "multi-process training: c10d backend (auto: gloo on CPU)",
        -kBig, kBig, {"auto", "gloo", "nccl"}, false},
-      {"train.distributed.timeout", T::Float, "300",
+      {"train.distributed.timeout_s", T::Float, "60",
        "multi-process training: seconds to wait for the other processes (rendezvous, each collective)", 1, 86400, {},
        false},
   };

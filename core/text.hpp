@@ -26,6 +26,16 @@ inline std::string join(const std::vector<std::string>& items, const std::string
   return out;
 }
 
+/// `word` as one shell word: unchanged when it holds only safe characters, else in single quotes.
+inline std::string shell_quote(const std::string& word) {
+  const bool safe = !word.empty() && word.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                           "0123456789_-+=.,/:@%") == std::string::npos;
+  if (safe) return word;
+  std::string q = "'";
+  for (char c : word) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
 /// A class name usable as a folder name: '/' and '\\' become '-' ("T-shirt/top" →
 /// "T-shirt-top"). `ventral perturb --write` names folders this way and eval matches them back.
 inline std::string folder_name(std::string name) {

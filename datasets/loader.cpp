@@ -99,6 +99,19 @@ int64_t BatchLoader::batches_per_epoch() const {
   return global > r ? (global - r + k - 1) / k : 0;
 }
 
+int64_t BatchLoader::images_per_epoch() const {
+  const int64_t n = size(), b = options_.batch_size, r = options_.shard_rank, k = options_.shard_count;
+  const int64_t global = options_.drop_last ? n / b : (n + b - 1) / b;
+  int64_t images = 0;
+  for (int64_t g = 0; g < global; ++g) {
+    const int64_t in_batch = std::min(b, n - g * b);
+    if (k <= 1) images += in_batch;
+    else if (options_.split_batches) images += in_batch * (r + 1) / k - in_batch * r / k;
+    else if (g % k == r) images += in_batch;
+  }
+  return images;
+}
+
 void BatchLoader::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);

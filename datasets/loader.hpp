@@ -95,6 +95,8 @@ class BatchLoader {
   /// Batches this loader serves per epoch (with sharding: this shard's).
   int64_t batches_per_epoch() const;
   int64_t size() const { return static_cast<int64_t>(indices_.size()); }
+  /// Images this loader serves per epoch: size() less a dropped last batch, or this shard's.
+  int64_t images_per_epoch() const;
 
  private:
   void stop();

@@ -74,7 +74,7 @@ Predictions predict(VisionModelImpl& model, BatchLoader& loader, const std::vect
   Predictions p;
   p.steps = evaluated_steps(model, wanted);
   const bool one_pass = model.unrolls() && model.reads_out_every_step();
-  const size_t S = p.steps.size(), N = static_cast<size_t>(loader.size());
+  const size_t S = p.steps.size(), N = static_cast<size_t>(loader.images_per_epoch());
   p.pred.assign(N * S, -1);
   p.conf.assign(N * S, 0.f);
   p.labels.reserve(N);

@@ -33,16 +33,36 @@ std::string label(const CompareModel& m, std::optional<uint64_t> seed) {
   return seed ? m.name + " (seed " + std::to_string(*seed) + ")" : m.name;
 }
 
+// The `ventral train` arguments that train (or resume) one run; a new run's config is written
+// to OUT/plan/ so the command stands alone.
+std::vector<std::string> train_args(const Experiment& x, const CompareModel& m, std::optional<uint64_t> seed,
+                                    const std::string& out, const RunDir& run) {
+  if (run.started()) return {"train", "--run-dir", run.path(), "--resume"};
+  const fs::path config = fs::path(out) / "plan" / (run_suffix(m, seed) + ".yaml");
+  make_directories(config.parent_path().string());
+  model_config(x, m, seed).save(config.string());
+  return {"train", config.string(), "--run-dir", run.path()};
+}
+
 // Trains (or resumes) a model's run unless it is finished. Interruptions and divergence keep
 // their exit status.
-void ensure_trained(const Experiment& x, const CompareModel& m, std::optional<uint64_t> seed, const RunDir& run) {
+void ensure_trained(const Experiment& x, const CompareModel& m, std::optional<uint64_t> seed, const RunDir& run,
+                    const std::string& out, const TrainCommand& external) {
   if (run.finished()) {
     std::fprintf(stderr, "compare: %s already trained, reusing %s\n", label(m, seed).c_str(), run.path().c_str());
     return;
   }
   const bool resume = run.started();
-  Config cfg = resume ? Config::load(run.config()) : model_config(x, m, seed);
   std::fprintf(stderr, "compare: %s %s\n", resume ? "resuming" : "training", label(m, seed).c_str());
+  if (external) {
+    const int status = external(train_args(x, m, seed, out, run));
+    if (status != 0 || !run.finished())
+      throw StoppedError("compare: training " + label(m, seed) + " stopped (exit status " + std::to_string(status) +
+                             "); run `ventral compare` again to resume it",
+                         status ? status : 1);
+    return;
+  }
+  Config cfg = resume ? Config::load(run.config()) : model_config(x, m, seed);
   TrainReport r = train(cfg, run.path(), resume);
   if (!r.finished) throw StoppedError("compare: training " + label(m, seed) + " stopped: " + r.message, r.exit_status);
 }
@@ -63,7 +83,19 @@ void check_reusable_runs(const Experiment& x, const std::string& out) {
     }
 }
 
-std::string run_compare(const Experiment& x, const std::string& out) {
+std::vector<std::vector<std::string>> plan_compare(const Experiment& x, const std::string& out) {
+  make_directories(out);
+  check_reusable_runs(x, out);
+  std::vector<std::vector<std::string>> plan;
+  for (const auto& seed : run_seeds(x))
+    for (const auto& m : x.models) {
+      RunDir run = run_of(out, m, seed);
+      if (!run.finished()) plan.push_back(train_args(x, m, seed, out, run));
+    }
+  return plan;
+}
+
+std::string run_compare(const Experiment& x, const std::string& out, const TrainCommand& external) {
   make_directories(out);
   check_reusable_runs(x, out);
   // The reference first: its predictions at its trained step count enter every other summary
@@ -77,7 +109,7 @@ std::string run_compare(const Experiment& x, const std::string& out) {
     std::optional<SweepResult> reference;
     for (const auto& m : order) {
       RunDir dir = run_of(out, m, seed);
-      ensure_trained(x, m, seed, dir);
+      ensure_trained(x, m, seed, dir, out, external);
       LoadedRun run = load_run(dir.path());
       const std::string dataset = run.cfg.get_string("data.dataset") + "/test";
       Dataset images = evaluation_data(run, "", "test", x.limit);

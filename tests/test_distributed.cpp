@@ -117,7 +117,7 @@ std::string write_config(const TempDir& dir, const std::string& extra = "") {
                             "  augment:\n    crop_padding: 2\n    hflip: true\n"
                             "model:\n  name: cortical_blt\n  width: 4\n  steps: 3\n"
                             "train:\n  epochs: 2\n  batch_size: 32\n  lr: 0.05\n  log_every: 5\n"
-                            "  distributed:\n    timeout: 60\n" +
+                            "  distributed:\n    timeout_s: 60\n" +
                                 extra);
   return path;
 }
@@ -253,6 +253,7 @@ TEST(LoaderShards, TrainingPartsAreTheGlobalBatchCutInOrder) {
     s.shard_rank = r, s.shard_count = 3, s.split_batches = true;
     BatchLoader shard(d, {}, s);
     EXPECT_EQ(shard.batches_per_epoch(), whole.batches_per_epoch());
+    EXPECT_EQ(shard.images_per_epoch(), 8 * 4);
     parts.push_back(epoch_indices(shard, 3));
   }
   ASSERT_EQ(global.size(), 8u);
@@ -277,6 +278,8 @@ TEST(LoaderShards, EvaluationShardsAreDisjointAndHoldEveryImageOnce) {
     s.shard_rank = r, s.shard_count = 4, s.split_batches = false;
     BatchLoader shard(d, {}, s);
     EXPECT_EQ(shard.batches_per_epoch(), r < 3 ? 3 : 2);  // 11 batches: 3, 3, 3, 2
+    const std::vector<int64_t> served = {30, 30, 23, 20};  // batches r, r + 4, r + 8; batch 10 holds 3
+    EXPECT_EQ(shard.images_per_epoch(), served[static_cast<size_t>(r)]);
     for (const auto& b : epoch_indices(shard, 0)) seen.insert(b.begin(), b.end());
   }
   EXPECT_EQ(seen.size(), 103u);
@@ -457,13 +460,16 @@ TEST(DistributedTrain, AKilledRankStopsTheOtherAndTheRunResumesWithTwoOrOneRanks
   // 40 epochs: long enough to be killed in; the test later resumes for a few steps only.
   const std::string run = dir / "run";
   const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " WORLD_SIZE=2 ";
-  const std::string cmd = std::string(VENTRAL_BINARY) + " train " + cfg + " train.epochs=40 train.distributed.timeout=20 --run-dir " + run;
+  const std::string cmd = std::string(VENTRAL_BINARY) + " train " + cfg + " train.epochs=40 train.distributed.timeout_s=20 --run-dir " + run;
   // Rank 1 in the background, killed with SIGKILL once the first checkpoint is written.
   auto r = run_shell(env + "RANK=1 " + cmd + " > /dev/null 2>&1 & victim=$!; " +
                      "( while [ ! -f " + run + "/checkpoints/last.pt ]; do sleep 0.1; done; sleep 0.5; kill -9 $victim ) & " +
                      "start=$(date +%s); " + env + "RANK=0 " + cmd + "; s=$?; echo \"rank0 status $s after $(( $(date +%s) - start ))s\"; exit $s");
   EXPECT_EQ(r.status, kExitPeerLost) << r.output;
-  EXPECT_NE(r.output.find("another rank failed, was killed or timed out"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("error: rank 0 of 2: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("across the process group failed: another rank failed, was killed or timed out"),
+            std::string::npos)
+      << r.output;
   ASSERT_TRUE(std::filesystem::exists(run + "/checkpoints/last.pt"));
   const int64_t at = last_global_step(run);
   EXPECT_GE(at, 11);
@@ -491,4 +497,58 @@ TEST(DistributedTrain, TorchrunLaunchesTheBinary) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(std::filesystem::exists(dir / "torchrun/test.json")) << r.output;
   EXPECT_TRUE(identical(dir / "torchrun", dir / "launched"));
+}
+
+TEST(DistributedTrain, ComparePlansSelfContainedCommandsAndTrainsThroughTheLauncher) {
+  TempDir dir;
+  ventral::test::write_text(dir / "base.yaml",
+                            "data:\n  dataset: synthetic:300\nmodel:\n  width: 4\ntrain:\n  epochs: 1\n  batch_size: 32\n"
+                            "threads: 1\n");
+  ventral::test::write_text(dir / "x.yaml",
+                            "base: base.yaml\nseeds: [0, 1]\nmodels:\n  - name: cortical_b\n  - name: cortical_blt\n"
+                            "    config:\n      model.steps: 3\nreference: cortical_b\neval:\n  perturb: block:2\n  limit: 60\n");
+  const std::string exp = (dir / "x.yaml") + " --out " + (dir / "out");
+  auto plan = run_ventral("compare " + exp + " --plan --nproc 2");
+  ASSERT_EQ(plan.status, 0) << plan.output;
+  std::vector<std::string> lines;
+  std::stringstream ss(plan.output);
+  for (std::string l; std::getline(ss, l);) lines.push_back(l);
+  ASSERT_EQ(lines.size(), 4u) << plan.output;  // 2 models x 2 seeds
+  EXPECT_EQ(lines[0], "ventral train " + (dir / "out/plan/cortical_b/seed0.yaml") + " --run-dir " +
+                          (dir / "out/runs/cortical_b/seed0") + " --nproc 2");
+  // One planned command, run by hand, is picked up: the plan shrinks and compare reuses the run.
+  auto first = run_shell(std::string(VENTRAL_BINARY) + lines[0].substr(std::string("ventral").size()));
+  ASSERT_EQ(first.status, 0) << first.output;
+  auto rest = run_ventral("compare " + exp + " --plan");
+  ASSERT_EQ(rest.status, 0) << rest.output;
+  EXPECT_EQ(std::count(rest.output.begin(), rest.output.end(), '\n'), 3) << rest.output;
+  auto r = run_ventral("compare " + exp + " --nproc 2");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("already trained, reusing"), std::string::npos) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(dir / "out/REPORT.md"));
+  for (const char* run : {"cortical_b/seed0", "cortical_b/seed1", "cortical_blt/seed0", "cortical_blt/seed1"})
+    EXPECT_EQ(nlohmann::json::parse(std::ifstream(dir / ("out/runs/" + std::string(run) + "/test.json")))["world_size"], 2)
+        << run;
+  EXPECT_EQ(run_ventral("compare " + exp + " --plan").output, "");
+}
+
+TEST(DistributedTrain, ARestartedTorchrunGroupResumesFromLastPtByItself) {
+  TempDir dir;
+  const std::string cfg = write_config(dir);
+  const std::string run = dir / "run";
+  const std::string cmd = std::string(VENTRAL_BINARY) + " train " + cfg + " train.stop_after_steps=5 --run-dir " + run;
+  auto first = run_shell(cmd);
+  ASSERT_EQ(first.status, 75) << first.output;
+  // The command torchrun repeats after a failure, now with TORCHELASTIC_RESTART_COUNT=1.
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) +
+                          " WORLD_SIZE=2 TORCHELASTIC_RESTART_COUNT=1 ";
+  auto again = run_shell(env + "RANK=1 " + cmd + " > /dev/null 2>&1 & " + env + "RANK=0 " + cmd + "; s=$?; wait $!; exit $s");
+  ASSERT_EQ(again.status, 75) << again.output;
+  EXPECT_NE(again.output.find("torchrun restart 1: resuming " + run + " from checkpoints/last.pt"), std::string::npos)
+      << again.output;
+  EXPECT_EQ(last_global_step(run), 10);
+  // Without the restart count the same command refuses to overwrite the run.
+  auto fresh = run_shell(cmd);
+  EXPECT_EQ(fresh.status, 2) << fresh.output;
+  EXPECT_NE(fresh.output.find("already holds a run"), std::string::npos) << fresh.output;
 }

@@ -66,6 +66,8 @@ DistEnv read_dist_env(const EnvLookup& lookup) {
     e.local_world_size = env_integer([&](const std::string&) { return std::optional<std::string>(digits); },
                                      local_world_var, 1, kMaxWorld, "a per-node process count");
   }
+  if (lookup("TORCHELASTIC_RESTART_COUNT"))
+    e.restart = env_integer(lookup, "TORCHELASTIC_RESTART_COUNT", 0, 1 << 30, "a restart count");
   if (!e.distributed()) return e;
   if (!lookup("MASTER_ADDR") || lookup("MASTER_ADDR")->empty())
     throw InputError("environment: MASTER_ADDR is not set: " + e.source +
@@ -79,8 +81,6 @@ DistEnv read_dist_env(const EnvLookup& lookup) {
     throw InputError("environment: " + local_var + "=" + std::to_string(e.local_rank) + " but " + local_world_var + "=" +
                      std::to_string(e.local_world_size));
   e.agent_store = lookup("TORCHELASTIC_USE_AGENT_STORE").value_or("") == "True";
-  if (lookup("TORCHELASTIC_RESTART_COUNT"))
-    e.restart = env_integer(lookup, "TORCHELASTIC_RESTART_COUNT", 0, 1 << 30, "a restart count");
   return e;
 }
 
@@ -134,12 +134,13 @@ ProcessGroup::~ProcessGroup() = default;
 
 namespace {
 template <class F>
-void collective(const char* what, F&& f) {
+void collective(const DistEnv& env, const char* what, F&& f) {
   try {
     f();
   } catch (const std::exception& e) {
-    throw ProcessGroup::PeerLost(std::string(what) + " across the process group failed: another rank failed, was killed or " +
-                                 "timed out (" + first_line(e.what()) + ")");
+    throw ProcessGroup::PeerLost("rank " + std::to_string(env.rank) + " of " + std::to_string(env.world_size) + ": " +
+                                 what + " across the process group failed: another rank failed, was killed or timed out (" +
+                                 first_line(e.what()) + ")");
   }
 }
 }  // namespace
@@ -148,7 +149,7 @@ void ProcessGroup::all_reduce_sum(std::vector<torch::Tensor>& tensors) {
   for (auto& t : tensors) {
     TORCH_CHECK(t.is_contiguous(), "all_reduce_sum: tensors must be contiguous");
     std::vector<at::Tensor> one{t};
-    collective("an all-reduce", [&] { impl_->gloo->allreduce(one)->wait(); });
+    collective(env_, "an all-reduce", [&] { impl_->gloo->allreduce(one)->wait(); });
   }
 }
 
@@ -158,13 +159,13 @@ void ProcessGroup::broadcast(std::vector<torch::Tensor>& tensors, int64_t root) 
   for (auto& t : tensors) {
     torch::Tensor buffer = t.is_contiguous() ? t : t.contiguous();
     std::vector<at::Tensor> one{buffer};
-    collective("a broadcast", [&] { impl_->gloo->broadcast(one, o)->wait(); });
+    collective(env_, "a broadcast", [&] { impl_->gloo->broadcast(one, o)->wait(); });
     if (!buffer.is_same(t)) t.copy_(buffer);
   }
 }
 
 void ProcessGroup::barrier() {
-  collective("a barrier", [&] { impl_->gloo->barrier()->wait(); });
+  collective(env_, "a barrier", [&] { impl_->gloo->barrier()->wait(); });
 }
 
 void average_gradients(ProcessGroup& group, const std::vector<torch::Tensor>& parameters, std::vector<double>& totals) {

@@ -222,7 +222,7 @@ void Run::join_process_group() {
     throw InputError(cfg_.source() + ": train.batch_size " + std::to_string(o_.batch_size) +
                      " is the global batch and must divide among the " + std::to_string(env_.world_size) +
                      " processes (" + env_.source + "); choose a multiple of " + std::to_string(env_.world_size));
-  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg_.get_float("train.distributed.timeout") * 1000));
+  const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg_.get_float("train.distributed.timeout_s") * 1000));
   group_ = std::make_unique<ProcessGroup>(env_, timeout);
   lead_ = report_.lead = env_.rank == 0;
   Progress::silence(!lead_);

@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/text.hpp"
 #include "study/compare.hpp"
+#include "train/distributed.hpp"
 
 namespace ventral::cli {
 
@@ -42,6 +43,10 @@ void add_compare_command(CLI::App& app) {
     std::vector<std::string> overrides;
     for (const auto& p : a->positional) (p.find('=') != std::string::npos ? overrides.push_back(p) : void(path = p));
     if (path.empty()) throw InputError("compare needs an EXPERIMENT.yaml (see configs/compare_quick.yaml)");
+    if (read_dist_env().distributed())
+      throw InputError("compare: this process is one rank of a multi-process job (" + read_dist_env().source +
+                       "); run compare once, with --nproc N to train each run in N processes, or --plan to get one "
+                       "`ventral train` command per run for a launcher");
     Experiment x = load_experiment(path, overrides, a->models, a->seeds);
     std::string out = a->out.empty() ? (std::filesystem::path("runs") / std::filesystem::path(path).stem()).string() : a->out;
     auto with_nproc = [&](std::vector<std::string> args) {

@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -23,8 +24,11 @@ namespace ventral::cli {
 
 namespace {
 
-volatile std::sig_atomic_t g_forward = 0;
-extern "C" void on_launcher_signal(int sig) { g_forward = sig; }
+volatile std::sig_atomic_t g_forward = 0, g_received = 0;  // the last signal, and how many arrived
+extern "C" void on_launcher_signal(int sig) {
+  g_forward = sig;
+  g_received = g_received + 1;
+}
 
 // A TCP port that is free on 127.0.0.1 now (the kernel picks it; rank 0 binds it moments later).
 int free_port() {
@@ -64,19 +68,26 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& args) {
   for (auto& a : argv_strings) argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  g_forward = 0;
+  g_forward = 0, g_received = 0;
+  const pid_t launcher = getpid();
   auto old_int = std::signal(SIGINT, on_launcher_signal);
   auto old_term = std::signal(SIGTERM, on_launcher_signal);
   std::vector<pid_t> pids;
   for (int r = 0; r < nproc; ++r) {
     pid_t pid = fork();
     if (pid < 0) {
-      for (pid_t p : pids) kill(p, SIGKILL);
-      throw InputError(std::string("--nproc: cannot start a process: ") + std::strerror(errno));
+      const std::string why = std::strerror(errno);
+      for (pid_t p : pids) kill(p, SIGKILL), waitpid(p, nullptr, 0);
+      std::signal(SIGINT, old_int);
+      std::signal(SIGTERM, old_term);
+      throw InputError("--nproc: cannot start a process: " + why);
     }
     if (pid == 0) {
       std::signal(SIGINT, SIG_DFL);
       std::signal(SIGTERM, SIG_DFL);
+      // A rank never outlives its launcher (killed with -9, say): it gets SIGTERM, saves and stops.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != launcher) _exit(143);
       setenv("RANK", std::to_string(r).c_str(), 1);
       setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
       setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
@@ -100,12 +111,12 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& args) {
   size_t running = pids.size();
   std::vector<bool> done(pids.size(), false);
   Clock::time_point term_at{}, kill_at{};
-  bool forwarded = false;
+  std::sig_atomic_t forwarded = 0;
   while (running > 0) {
-    if (g_forward && !forwarded) {  // a signal to the launcher goes to every rank
+    if (g_received != forwarded) {  // every signal to the launcher goes to every rank
+      forwarded = g_received;
       for (size_t i = 0; i < pids.size(); ++i)
         if (!done[i]) kill(pids[i], g_forward);
-      forwarded = true;
     }
     int status = 0;
     pid_t pid = waitpid(-1, &status, WNOHANG);

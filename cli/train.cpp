@@ -85,6 +85,7 @@ void add_train_command(CLI::App& app) {
     }
     std::string run_dir = args->run_dir.empty() ? (fs::path("runs") / fs::path(config_path).stem()).string() : args->run_dir;
     if (args->nproc > 1) {  // this process only launches the ranks, each of which runs this command
+      check_global_batch(cfg, args->nproc, "--nproc " + std::to_string(args->nproc));  // once, not once per rank
       std::vector<std::string> rank_args{"train"};
       rank_args.insert(rank_args.end(), args->positional.begin(), args->positional.end());
       rank_args.insert(rank_args.end(), {"--run-dir", run_dir});

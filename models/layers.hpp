@@ -28,8 +28,15 @@ class BatchNorm2dImpl : public torch::nn::BatchNorm2dImpl {
   torch::Tensor forward(const torch::Tensor& x) {
     Collective* c = batch_norm_collective();
     if (!c || !is_training()) return torch::nn::BatchNorm2dImpl::forward(x);
-    return sync_batch_norm(x, weight, bias, running_mean, running_var, options.eps(),
-                           options.momentum().value_or(0.1), *c);
+    // The running-average factor as torch's batch norm derives it (momentum: None is the
+    // cumulative average over the batches seen).
+    double factor = 0;
+    if (options.track_running_stats() && num_batches_tracked.defined()) {
+      torch::NoGradGuard no_grad;
+      num_batches_tracked.add_(1);
+      factor = options.momentum() ? *options.momentum() : 1.0 / num_batches_tracked.item<double>();
+    }
+    return sync_batch_norm(x, weight, bias, running_mean, running_var, options.eps(), factor, *c);
   }
 };
 TORCH_MODULE(BatchNorm2d);

@@ -203,15 +203,18 @@ TEST(DistEnv, ReadsTorchrunsAndSlurmsVariables) {
   EXPECT_TRUE(t.agent_store);
   EXPECT_EQ(t.restart, 2);
   EXPECT_EQ(t.source, "RANK/WORLD_SIZE");
-  DistEnv s = read_dist_env(env_of({{"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"}, {"SLURM_LOCALID", "1"},
-                                    {"SLURM_NTASKS_PER_NODE", "2(x2)"}, {"MASTER_ADDR", "10.0.0.1"},
-                                    {"MASTER_PORT", "12345"}}));
+  DistEnv s = read_dist_env(env_of({{"SLURM_STEP_ID", "0"}, {"SLURM_PROCID", "3"}, {"SLURM_NTASKS", "4"},
+                                    {"SLURM_LOCALID", "1"}, {"SLURM_STEP_TASKS_PER_NODE", "2(x2)"},
+                                    {"MASTER_ADDR", "10.0.0.1"}, {"MASTER_PORT", "12345"}}));
   EXPECT_EQ(s.rank, 3);
   EXPECT_EQ(s.world_size, 4);
   EXPECT_EQ(s.local_rank, 1);
   EXPECT_EQ(s.local_world_size, 2);
   EXPECT_FALSE(s.agent_store);
   EXPECT_EQ(s.source, "SLURM_PROCID/SLURM_NTASKS");
+  // An allocation's shell or batch script (no job step) runs one process, whatever it holds.
+  EXPECT_FALSE(read_dist_env(env_of({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "4"}})).distributed());
+  EXPECT_FALSE(read_dist_env(env_of({{"SLURM_NTASKS", "4"}})).distributed());
 }
 
 TEST(DistEnv, InconsistentVariablesAreInputErrorsNamingThem) {
@@ -236,7 +239,8 @@ TEST(DistEnv, InconsistentVariablesAreInputErrorsNamingThem) {
   EXPECT_NE(env_error(without("MASTER_ADDR")).find("MASTER_ADDR is not set"), std::string::npos);
   EXPECT_NE(env_error(without("MASTER_PORT")).find("MASTER_PORT is not set"), std::string::npos);
   EXPECT_NE(env_error(without("WORLD_SIZE")).find("RANK is set but WORLD_SIZE is not"), std::string::npos);
-  EXPECT_NE(env_error({{"SLURM_PROCID", "0"}}).find("SLURM_PROCID is set but SLURM_NTASKS is not"), std::string::npos);
+  EXPECT_NE(env_error({{"SLURM_STEP_ID", "0"}, {"SLURM_PROCID", "0"}}).find("SLURM_PROCID is set but SLURM_NTASKS is not"),
+            std::string::npos);
 }
 
 TEST(LoaderShards, TrainingPartsAreTheGlobalBatchCutInOrder) {
@@ -310,6 +314,7 @@ TEST(SyncBatchNorm, InOneProcessItEqualsTorchsBatchNorm) {
   EXPECT_TRUE(torch::allclose(synced->bias.grad(), plain->bias.grad(), 1e-4, 1e-5));
   EXPECT_TRUE(torch::allclose(synced->running_mean, plain->running_mean, 1e-6, 1e-6));
   EXPECT_TRUE(torch::allclose(synced->running_var, plain->running_var, 1e-6, 1e-6));
+  EXPECT_TRUE(torch::equal(synced->num_batches_tracked, plain->num_batches_tracked));
   // Not set: the module is torch's batch norm, bit for bit.
   torch::Tensor xc = x0.clone();
   EXPECT_TRUE(torch::equal(synced(xc), synced->torch::nn::BatchNorm2dImpl::forward(xc)));
@@ -435,7 +440,8 @@ TEST(DistributedTrain, BadEnvironmentAndBatchAreOneLineErrorsWithStatus2) {
            {"RANK=2 WORLD_SIZE=2 " + addr, "RANK=2 but WORLD_SIZE=2"},
            {"RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=http", "MASTER_PORT=http is not a TCP port"},
            {"RANK=0 WORLD_SIZE=2 MASTER_PORT=29500", "MASTER_ADDR is not set"},
-           {"RANK=0 WORLD_SIZE=3 " + addr, "train.batch_size 32 is the global batch and must divide among the 3"}}) {
+           {"RANK=0 WORLD_SIZE=3 " + addr, "train.batch_size 32 is the global batch and must divide among the 3"},
+           {"RANK=0 WORLD_SIZE=32 " + addr, "leaves each of the 32 processes 1 image per step"}}) {
     auto r = run_shell(env + " " + train);
     EXPECT_EQ(r.status, 2) << env << "\n" << r.output;
     EXPECT_NE(r.output.find("error: "), std::string::npos) << r.output;

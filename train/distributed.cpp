@@ -44,8 +44,11 @@ DistEnv read_dist_env(const EnvLookup& lookup) {
   std::string rank_var, world_var, local_var, local_world_var;
   if (lookup("RANK") || lookup("WORLD_SIZE")) {
     rank_var = "RANK", world_var = "WORLD_SIZE", local_var = "LOCAL_RANK", local_world_var = "LOCAL_WORLD_SIZE";
-  } else if (lookup("SLURM_PROCID") || lookup("SLURM_NTASKS")) {
-    rank_var = "SLURM_PROCID", world_var = "SLURM_NTASKS", local_var = "SLURM_LOCALID", local_world_var = "SLURM_NTASKS_PER_NODE";
+  } else if (lookup("SLURM_STEP_ID") && (lookup("SLURM_PROCID") || lookup("SLURM_NTASKS"))) {
+    // Only inside a job step (srun): an allocation's shell or batch script also carries
+    // SLURM_NTASKS (and SLURM_PROCID=0) but runs one ventral, which must train alone.
+    rank_var = "SLURM_PROCID", world_var = "SLURM_NTASKS", local_var = "SLURM_LOCALID";
+    local_world_var = lookup("SLURM_NTASKS_PER_NODE") ? "SLURM_NTASKS_PER_NODE" : "SLURM_STEP_TASKS_PER_NODE";
   } else {
     return e;  // one process
   }
@@ -61,7 +64,7 @@ DistEnv read_dist_env(const EnvLookup& lookup) {
                      std::to_string(e.world_size) + ": ranks run from 0 to " + std::to_string(e.world_size - 1));
   e.local_rank = lookup(local_var) ? env_integer(lookup, local_var, 0, kMaxWorld, "a local rank") : 0;
   if (auto lw = lookup(local_world_var)) {
-    // Slurm writes SLURM_NTASKS_PER_NODE as "4" or "4(x2)": the leading count is this node's.
+    // Slurm writes tasks per node as "4" or "4(x2)" (4 on each of 2 nodes): the leading count.
     const std::string digits = lw->substr(0, lw->find('('));
     e.local_world_size = env_integer([&](const std::string&) { return std::optional<std::string>(digits); },
                                      local_world_var, 1, kMaxWorld, "a per-node process count");
@@ -89,6 +92,18 @@ DistEnv read_dist_env() {
     const char* v = std::getenv(name.c_str());
     return v ? std::optional<std::string>(v) : std::nullopt;
   });
+}
+
+void check_global_batch(const Config& cfg, int64_t world, const std::string& who) {
+  const int64_t batch = cfg.get_int("train.batch_size");
+  if (batch % world != 0)
+    throw InputError(cfg.source() + ": train.batch_size " + std::to_string(batch) +
+                     " is the global batch and must divide among the " + std::to_string(world) + " processes (" + who +
+                     "); choose a multiple of " + std::to_string(world));
+  if (batch / world < 2 && !cfg.get_bool("train.sync_bn"))
+    throw InputError(cfg.source() + ": train.batch_size " + std::to_string(batch) + " leaves each of the " +
+                     std::to_string(world) + " processes " + std::to_string(batch / world) +
+                     " image per step: batch norm needs at least 2 (or set train.sync_bn: true)");
 }
 
 struct ProcessGroup::Impl {

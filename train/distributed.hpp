@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/collective.hpp"
+#include "core/config.hpp"
 #include "inference/evaluate.hpp"
 
 namespace ventral {
@@ -57,6 +58,11 @@ class ProcessGroup final : public Collective {
   DistEnv env_;
   std::unique_ptr<Impl> impl_;
 };
+
+/// Refuses (InputError) a train.batch_size that does not divide among `world` processes, or
+/// leaves a process fewer than 2 images while batch norm uses per-process statistics (one
+/// image has no batch statistics). `who` names the launcher ("--nproc 2", "RANK/WORLD_SIZE").
+void check_global_batch(const Config& cfg, int64_t world, const std::string& who);
 
 /// Averages the gradients of `parameters` across the group in one flattened all-reduce, and
 /// sums `totals` (per-step counters: loss × images, correct, images, stop requests) in the same

@@ -94,7 +94,12 @@ std::string csv_header(const std::vector<int64_t>& steps) {
 // not a silently shorter log.
 void append_jsonl(const std::string& path, const nlohmann::json& j) { append_file(path, j.dump() + "\n"); }
 
-std::string signal_name() { return g_signal == SIGTERM ? "terminated (SIGTERM)" : "interrupted (SIGINT)"; }
+std::string signal_name(int sig) { return sig == SIGTERM ? "terminated (SIGTERM)" : "interrupted (SIGINT)"; }
+
+/// The signal a stop request names: SIGTERM over SIGINT, 0 for none.
+int requested_signal(double sigint_requests, double sigterm_requests) {
+  return sigterm_requests > 0 ? SIGTERM : sigint_requests > 0 ? SIGINT : 0;
+}
 
 }  // namespace
 
@@ -180,7 +185,8 @@ class Run {
   void join_process_group();
   void broadcast_model();
   StepMetrics evaluate_shards(BatchLoader& loader, const std::string& label);
-  /// Whether any rank was signalled (every rank then stops at the same point).
+  /// Whether any rank was signalled, decided from the reduced flags alone so every rank decides
+  /// alike (a signal arriving after the vote waits for the next one); sets stop_signal_.
   bool signalled_anywhere();
   std::string position() const {
     return "epoch " + std::to_string(state_.epoch + 1) + ", step " + std::to_string(state_.step_in_epoch);
@@ -194,6 +200,7 @@ class Run {
   std::unique_ptr<ProcessGroup> group_;  ///< null: one process
   LocalCollective local_;                ///< train.sync_bn in one process: the same arithmetic
   bool lead_ = true;                     ///< rank 0: the one that writes and prints
+  int stop_signal_ = 0;                  ///< the signal this run stops for (agreed by every rank)
   int64_t threads_ = 1;
   torch::Device device_ = torch::kCPU;
   ExperimentData data_;
@@ -218,10 +225,9 @@ void Run::join_process_group() {
   if (backend == "nccl" && !device_.is_cuda())
     throw InputError(cfg_.source() + ": train.distributed.backend is nccl, but the model runs on " + device_.str() +
                      " (NCCL needs CUDA tensors and a CUDA build of LibTorch); use gloo or auto");
-  if (o_.batch_size % env_.world_size != 0)
-    throw InputError(cfg_.source() + ": train.batch_size " + std::to_string(o_.batch_size) +
-                     " is the global batch and must divide among the " + std::to_string(env_.world_size) +
-                     " processes (" + env_.source + "); choose a multiple of " + std::to_string(env_.world_size));
+  if (device_.is_cuda())
+    throw InputError(cfg_.source() + ": multi-process training runs on the CPU (Gloo) in this version; set device: cpu");
+  check_global_batch(cfg_, env_.world_size, env_.source);
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg_.get_float("train.distributed.timeout_s") * 1000));
   group_ = std::make_unique<ProcessGroup>(env_, timeout);
   lead_ = report_.lead = env_.rank == 0;
@@ -245,12 +251,11 @@ StepMetrics Run::evaluate_shards(BatchLoader& loader, const std::string& label) 
 }
 
 bool Run::signalled_anywhere() {
-  if (!group_) return g_signal != 0;
-  std::vector<torch::Tensor> flags{torch::tensor({g_signal == SIGINT ? 1.0 : 0.0, g_signal == SIGTERM ? 1.0 : 0.0})};
+  const int sig = g_signal;
+  if (!group_) return (stop_signal_ = sig) != 0;
+  std::vector<torch::Tensor> flags{torch::tensor({sig == SIGINT ? 1.0 : 0.0, sig == SIGTERM ? 1.0 : 0.0})};
   group_->all_reduce_sum(flags);
-  if (!g_signal && flags[0][1].item<double>() > 0) g_signal = SIGTERM;
-  if (!g_signal && flags[0][0].item<double>() > 0) g_signal = SIGINT;
-  return g_signal != 0;
+  return (stop_signal_ = requested_signal(flags[0][0].item<double>(), flags[0][1].item<double>())) != 0;
 }
 
 void Run::setup() {
@@ -299,8 +304,21 @@ void Run::setup() {
     nn::set_batch_norm_collective(group_ ? static_cast<Collective*>(group_.get()) : &local_);
   }
   // Resolved once: `auto` is saved as what it chose, so a resume and `ventral eval` run the same.
-  const PrecisionChoice precision =
-      choose_precision(*model_, cfg_.get_string("precision"), o_.memory_format, input.channels, input.image_size);
+  PrecisionChoice precision;
+  if (group_ && cfg_.get_string("precision") == "auto") {
+    // Rank 0 probes and decides for all: ranks timing each other's load could disagree.
+    std::vector<torch::Tensor> choice{torch::zeros({1}, torch::kLong)};
+    if (lead_) {
+      precision = choose_precision(*model_, "auto", o_.memory_format, input.channels, input.image_size);
+      choice[0].fill_(precision.precision == Precision::BF16 ? 1 : 0);
+    }
+    group_->broadcast(choice, 0);
+    if (!lead_)
+      precision = choose_precision(*model_, choice[0].item<int64_t>() ? "bf16" : "fp32", o_.memory_format,
+                                   input.channels, input.image_size);
+  } else {
+    precision = choose_precision(*model_, cfg_.get_string("precision"), o_.memory_format, input.channels, input.image_size);
+  }
   cfg_.set("precision=" + precision_name(precision.precision), "resolved precision");
   optimizer_ = make_optimizer(cfg_, *model_);
   steps_ = model_->default_steps();
@@ -386,7 +404,8 @@ void Run::check_new_run_dir() const {
 
 void Run::stop(const std::string& why, bool saved) {
   if (!saved && lead_) save_checkpoint(dir_.last(), *model_, optimizer_.get(), state_);
-  report_.exit_status = g_signal == SIGTERM ? kExitSigterm : g_signal ? kExitSigint : kExitStoppedAfterSteps;
+  if (group_) group_->barrier();  // every rank leaves together, once last.pt is written
+  report_.exit_status = stop_signal_ == SIGTERM ? kExitSigterm : stop_signal_ ? kExitSigint : kExitStoppedAfterSteps;
   report_.message = why + " at " + position() + ": saved " + dir_.last() +
                     " (continue with: ventral train --run-dir " + dir_.path() + " --resume)";
   report_.train_seconds = state_.train_seconds;
@@ -410,17 +429,17 @@ bool Run::train_epoch() {
     loss.backward();
     // This step's loss × images, correct answers, images and stop requests, summed over the
     // ranks in the gradient all-reduce (one collective per step), so every rank decides alike.
+    // The stop vote reads the signal once: one arriving later is counted at the next step.
+    const int sig = g_signal;
     std::vector<double> totals{loss.item<double>() * local_n,
                                static_cast<double>(logits.back().argmax(1).eq(labels).sum().item<int64_t>()),
-                               static_cast<double>(local_n), g_signal == SIGINT ? 1.0 : 0.0,
-                               g_signal == SIGTERM ? 1.0 : 0.0};
+                               static_cast<double>(local_n), sig == SIGINT ? 1.0 : 0.0, sig == SIGTERM ? 1.0 : 0.0};
     if (group_) {
       const auto c0 = std::chrono::steady_clock::now();
       average_gradients(*group_, model_->parameters(), totals);
       comm_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - c0).count();
-      if (!g_signal && totals[4] > 0) g_signal = SIGTERM;
-      if (!g_signal && totals[3] > 0) g_signal = SIGINT;
     }
+    stop_signal_ = requested_signal(totals[3], totals[4]);
     const double loss_value = totals[0] / totals[2];
     if (!std::isfinite(loss_value)) {
       report_.exit_status = kExitDiverged;
@@ -443,9 +462,9 @@ bool Run::train_epoch() {
       append_jsonl(dir_.log(), {{"event", "step"}, {"epoch", state_.epoch + 1}, {"step", state_.step_in_epoch},
                                 {"global_step", state_.global_step}, {"lr", lr_}, {"loss", loss_sum_ / seen_},
                                 {"acc", double(correct_) / seen_}, {"images_per_s", seen_ / progress.elapsed_seconds()}});
-    if (g_signal || (o_.stop_after_steps > 0 && state_.global_step - steps_at_start_ >= o_.stop_after_steps)) {
+    if (stop_signal_ || (o_.stop_after_steps > 0 && state_.global_step - steps_at_start_ >= o_.stop_after_steps)) {
       state_.train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      stop(g_signal ? signal_name() : "stopped after train.stop_after_steps=" + std::to_string(o_.stop_after_steps), false);
+      stop(stop_signal_ ? signal_name(stop_signal_) : "stopped after train.stop_after_steps=" + std::to_string(o_.stop_after_steps), false);
       return false;
     }
   }
@@ -478,8 +497,10 @@ bool Run::end_epoch() {
   if (lead_)
     append_jsonl(dir_.log(), {{"event", "epoch"}, {"epoch", state_.epoch + 1}, {"lr", lr_}, {"train_loss", train_loss},
                             {"train_acc", train_acc}, {"val_steps", val.steps}, {"val_acc", val.accuracy},
-                            {"val_loss", val.loss}, {"seconds", epoch_seconds_},
-                            {"gradient_allreduce_seconds", comm_seconds_}, {"world_size", env_.world_size}});
+                            {"val_loss", val.loss}, {"seconds", epoch_seconds_}});
+  if (lead_ && group_)  // how much of the epoch the gradient all-reduce took (rank 0's view)
+    append_jsonl(dir_.log(), {{"event", "distributed"}, {"epoch", state_.epoch + 1}, {"world_size", env_.world_size},
+                              {"gradient_allreduce_seconds", comm_seconds_}, {"seconds", epoch_seconds_}});
   TrainState next = state_;
   ++next.epoch;
   next.step_in_epoch = 0;
@@ -494,7 +515,7 @@ bool Run::end_epoch() {
   state_.best_val = next.best_val;
   if (!signalled_anywhere()) return true;
   state_ = next;
-  stop(signal_name(), true);
+  stop(signal_name(stop_signal_), true);
   return false;
 }
 
@@ -515,9 +536,11 @@ void Run::finish() {
                                   {"loss", m.loss}};
   }
   if (group_) test["world_size"] = env_.world_size;
-  if (!lead_) return;
-  write_file_atomic(dir_.test(), test.dump(2) + "\n");
-  append_jsonl(dir_.log(), {{"event", "test"}, {"steps", report_.test.steps}, {"accuracy", report_.test.accuracy}});
+  if (lead_) {
+    write_file_atomic(dir_.test(), test.dump(2) + "\n");
+    append_jsonl(dir_.log(), {{"event", "test"}, {"steps", report_.test.steps}, {"accuracy", report_.test.accuracy}});
+  }
+  if (group_) group_->barrier();  // every rank finishes once the run directory is complete
 }
 
 }  // namespace

@@ -18,5 +18,6 @@ void add_eval_command(CLI::App& app);
 void add_perturb_command(CLI::App& app);
 void add_compare_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_export_command(CLI::App& app);
 
 }  // namespace ventral::cli

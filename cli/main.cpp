@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   ventral::cli::add_perturb_command(app);
   ventral::cli::add_compare_command(app);
   ventral::cli::add_bench_command(app);
+  ventral::cli::add_export_command(app);
 
   try {
     std::string names;

@@ -1,7 +1,9 @@
 #include "inference/checkpoint.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/jit/serialization/pickle.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -47,31 +49,108 @@ std::string first_few(const std::vector<std::string>& items) {
 void check_fits(torch::serialize::InputArchive& model_archive, VisionModelImpl& model, const std::string& path) {
   std::map<std::string, torch::Tensor> saved;
   saved_tensors(model_archive, "", saved);
+  for (const auto& [name, t] : saved)  // a damaged file must not pass for a model that predicts class 0
+    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
+      throw InputError(path + ": " + name + " holds NaN or infinite values; the checkpoint is damaged");
+  const std::string why = weights_mismatch(saved, model);
+  if (why.empty()) return;
+  throw InputError(path + ": the weights do not fit the model the config describes (was config.yaml changed after "
+                   "training?): " + why);
+}
+}  // namespace
+
+std::string weights_mismatch(const std::map<std::string, torch::Tensor>& saved, VisionModelImpl& model,
+                             std::vector<std::string>* mismatched) {
   std::map<std::string, torch::Tensor> expected;
   for (const auto& p : model.named_parameters()) expected[p.key()] = p.value();
   for (const auto& b : model.named_buffers()) expected[b.key()] = b.value();
   std::vector<std::string> missing, unexpected, wrong;
   for (const auto& [name, t] : expected) {
     auto it = saved.find(name);
-    if (it == saved.end()) missing.push_back(name);
-    else if (!it->second.sizes().equals(t.sizes()) || it->second.scalar_type() != t.scalar_type())
+    if (it == saved.end()) {
+      missing.push_back(name);
+      if (mismatched) mismatched->push_back(name);
+    } else if (!it->second.sizes().equals(t.sizes()) || it->second.scalar_type() != t.scalar_type()) {
       wrong.push_back(name + " " + shape(it->second) + " " + c10::toString(it->second.scalar_type()) + " in the file, " +
                       shape(t) + " " + c10::toString(t.scalar_type()) + " in the model");
+      if (mismatched) mismatched->push_back(name);
+    }
   }
   for (const auto& [name, t] : saved)
     if (!expected.count(name)) unexpected.push_back(name);
-  for (const auto& [name, t] : saved)  // a damaged file must not pass for a model that predicts class 0
-    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
-      throw InputError(path + ": " + name + " holds NaN or infinite values; the checkpoint is damaged");
-  if (missing.empty() && unexpected.empty() && wrong.empty()) return;
   std::string why;
   if (!missing.empty()) why += "missing: " + first_few(missing);
   if (!unexpected.empty()) why += std::string(why.empty() ? "" : "; ") + "unexpected: " + first_few(unexpected);
   if (!wrong.empty()) why += std::string(why.empty() ? "" : "; ") + "wrong shape or type: " + first_few(wrong);
-  throw InputError(path + ": the weights do not fit the model the config describes (was config.yaml changed after "
-                   "training?): " + why);
+  return why;
 }
-}  // namespace
+
+std::vector<std::pair<std::string, torch::Tensor>> model_state(VisionModelImpl& model) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& p : model.named_parameters()) out.emplace_back(p.key(), p.value());
+  for (const auto& b : model.named_buffers()) out.emplace_back(b.key(), b.value());
+  return out;
+}
+
+void save_state_dict(const std::string& path, VisionModelImpl& model) {
+  c10::impl::GenericDict dict(c10::StringType::get(), c10::TensorType::get());
+  for (const auto& [name, t] : model_state(model))  // plain NCHW fp32 CPU tensors, as Python expects
+    dict.insert(name, t.detach().to(torch::kCPU).contiguous().clone());
+  const std::vector<char> bytes = torch::pickle_save(c10::IValue(dict));
+  write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
+}
+
+std::map<std::string, torch::Tensor> read_state_dict(const std::string& path) {
+  const std::vector<unsigned char> raw = read_file(path);
+  c10::IValue value;
+  try {
+    value = torch::pickle_load(std::vector<char>(raw.begin(), raw.end()));
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    throw InputError(path + ": not a PyTorch state_dict file (torch.save's zip format): " + why.substr(0, why.find('\n')));
+  }
+  // Training scripts (CORnet's among them) save {"epoch": ..., "state_dict": {...}}.
+  if (value.isGenericDict())
+    for (const auto& entry : value.toGenericDict())
+      if (entry.key().isString() && entry.key().toStringRef() == "state_dict" && entry.value().isGenericDict()) {
+        value = entry.value();
+        break;
+      }
+  if (!value.isGenericDict()) throw InputError(path + ": holds a " + value.tagKind() + ", not a state_dict (a dict of tensors)");
+  std::map<std::string, torch::Tensor> state;
+  for (const auto& entry : value.toGenericDict()) {
+    if (!entry.key().isString() || !entry.value().isTensor())
+      throw InputError(path + ": not a state_dict: an entry is a " + entry.key().tagKind() + " -> " +
+                       entry.value().tagKind() + ", not a name -> tensor");
+    state[entry.key().toStringRef()] = entry.value().toTensor();
+  }
+  if (state.empty()) throw InputError(path + ": the state_dict is empty");
+  return state;
+}
+
+std::vector<std::string> load_state_dict(VisionModelImpl& model, std::map<std::string, torch::Tensor> state,
+                                         const std::string& origin, bool strict) {
+  // DataParallel and DistributedDataParallel save every name with a "module." prefix.
+  if (std::all_of(state.begin(), state.end(), [](const auto& e) { return e.first.rfind("module.", 0) == 0; })) {
+    std::map<std::string, torch::Tensor> stripped;
+    for (auto& [name, t] : state) stripped[name.substr(7)] = t;
+    state = std::move(stripped);
+  }
+  for (const auto& [name, t] : state)
+    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
+      throw InputError(origin + ": " + name + " holds NaN or infinite values");
+  std::vector<std::string> skipped;
+  const std::string why = weights_mismatch(state, model, &skipped);
+  if (strict && !why.empty())
+    throw InputError(origin + ": the weights do not fit the model: " + why +
+                     (skipped.empty() ? "" : " (model.weights_strict: false keeps the model's own values for those)"));
+  torch::NoGradGuard no_grad;
+  for (auto& [name, t] : model_state(model)) {
+    if (std::find(skipped.begin(), skipped.end(), name) != skipped.end()) continue;
+    t.copy_(state.at(name));  // copy_ keeps the model's layout (channels-last) and device
+  }
+  return skipped;
+}
 
 void save_checkpoint(const std::string& path, VisionModelImpl& model, torch::optim::Optimizer* optimizer,
                      const TrainState& state) {

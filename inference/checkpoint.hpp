@@ -4,6 +4,10 @@
 /// checkpoint.
 #include <torch/torch.h>
 
+#include <map>
+#include <string>
+#include <vector>
+
 #include "models/model.hpp"
 
 namespace ventral {
@@ -23,5 +27,30 @@ void save_checkpoint(const std::string& path, VisionModelImpl& model, torch::opt
 /// RNG state; InputError naming the file when it is missing, corrupt, or was written for
 /// another model.
 TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torch::optim::Optimizer* optimizer);
+
+// Weights in and out of PyTorch: state_dict files as Python's torch.save(model.state_dict())
+// writes them (zip format), read and written through LibTorch's pickler.
+
+/// The model's parameters and buffers by name (named_parameters, then named_buffers).
+std::vector<std::pair<std::string, torch::Tensor>> model_state(VisionModelImpl& model);
+/// Writes the model's state_dict so that Python's torch.load returns a plain {name: tensor} dict
+/// (contiguous fp32 CPU tensors, ventral's names).
+void save_state_dict(const std::string& path, VisionModelImpl& model);
+/// Reads a torch.save file holding a state_dict, or a dict with one under "state_dict" (as
+/// training scripts save it). InputError when the file is not one (legacy non-zip format,
+/// truncated, not a dict of tensors).
+std::map<std::string, torch::Tensor> read_state_dict(const std::string& path);
+/// "missing: ...; unexpected: ...; wrong shape or type: ..." between `saved` and the model's
+/// tensors (the first few of each, with shapes), or "" when they fit exactly. `mismatched`
+/// collects the model's names that are missing or wrongly shaped.
+std::string weights_mismatch(const std::map<std::string, torch::Tensor>& saved, VisionModelImpl& model,
+                             std::vector<std::string>* mismatched = nullptr);
+/// Copies `state` into `model`; a "module." prefix on every name (DataParallel) is stripped.
+/// Strict: the names, shapes and dtypes must fit exactly (InputError naming `origin` and the
+/// first missing, unexpected and wrong-shaped entries). Not strict: the model's entries that are
+/// missing or wrongly shaped in `state` keep their values (a replaced classifier) and are
+/// returned; unexpected entries are ignored.
+std::vector<std::string> load_state_dict(VisionModelImpl& model, std::map<std::string, torch::Tensor> state,
+                                         const std::string& origin, bool strict);
 
 }  // namespace ventral

@@ -82,7 +82,8 @@ void check_model_options(const Config& cfg) {
   const ModelEntry& entry = find_model(name);
   static const Config defaults;
   for (const std::string& key : cfg.differing_keys(defaults)) {
-    if (key.rfind("model.", 0) != 0 || key == "model.name") continue;
+    if (key.rfind("model.", 0) != 0 || key == "model.name" || key == "model.weights" || key == "model.weights_strict")
+      continue;  // not options of the architecture
     if (std::find(entry.options.begin(), entry.options.end(), key) != entry.options.end()) continue;
     const std::string reads = join(entry.options, ", ");
     throw InputError(cfg.source() + ": key '" + key + "' has no effect on " + name + ", which would ignore it (" + name +

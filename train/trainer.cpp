@@ -297,6 +297,13 @@ void Run::setup() {
   ModelOptions mo = model_options(cfg_, input.channels, static_cast<int64_t>(data_.train.classes.size()), input.image_size);
   model_ = create_model(cfg_.get_string("model.name"), mo);
   model_->to(device_);
+  std::string initial_weights;
+  if (const std::string path = cfg_.get_string("model.weights"); !path.empty() && !resume_) {
+    // Fine-tuning: start from a state_dict (a resumed run continues from last.pt instead).
+    const bool strict = cfg_.get_bool("model.weights_strict");
+    const auto kept = load_state_dict(*model_, read_state_dict(path), cfg_.source() + ": model.weights " + path, strict);
+    initial_weights = ", initial weights " + path + (kept.empty() ? "" : " (kept the model's own " + join(kept, ", ") + ")");
+  }
   if (cfg_.get_bool("train.sync_bn")) {
     for (const auto& m : model_->modules())
       if (m->as<torch::nn::BatchNorm2dImpl>() && !m->as<nn::BatchNorm2dImpl>())
@@ -380,7 +387,8 @@ void Run::setup() {
     std::fprintf(stderr, "train: %s on %s (%lld images, %lld per epoch), %lld parameters, %lld step(s), %lld threads%s, %s, precision %s\n",
                  cfg_.get_string("model.name").c_str(), data_.train.name.c_str(), (long long)train_loader_->size(),
                  (long long)per_epoch, (long long)count_parameters(*model_), (long long)steps_, (long long)threads_,
-                 (group_ ? " per process" + world : world).c_str(), device_.str().c_str(), precision.reason.c_str());
+                 (group_ ? " per process" + world : world).c_str(), device_.str().c_str(),
+                 (precision.reason + initial_weights).c_str());
 }
 
 // A new run writes only into a new or empty folder, or over a run of the same config that

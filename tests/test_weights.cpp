@@ -1,0 +1,230 @@
+// Weights in and out of PyTorch (issue 16): state_dict files as Python's torch.save writes them,
+// in C++ and through Python's own torch.load / torch.save where python3-torch is installed.
+#include <gtest/gtest.h>
+#include <torch/csrc/jit/serialization/pickle.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "helpers.hpp"
+#include "inference/checkpoint.hpp"
+#include "models/registry.hpp"
+
+using namespace ventral;
+using ventral::test::run_shell;
+using ventral::test::run_ventral;
+using ventral::test::TempDir;
+
+namespace {
+
+ModelOptions tiny() {
+  ModelOptions o;
+  o.in_channels = 1;
+  o.num_classes = 5;
+  o.image_size = 16;
+  o.width = 4;
+  o.steps = 3;
+  return o;
+}
+
+int64_t steps_for(const VisionModelImpl& m) { return m.recurrent() ? std::max<int64_t>(2, m.default_steps()) : 1; }
+
+// A model with non-trivial batch-norm statistics (one train-mode pass), then in eval mode.
+ModelPtr trained_a_little(const std::string& name, const ModelOptions& o = tiny()) {
+  torch::manual_seed(0);
+  ModelPtr m = create_model(name, o);
+  m->train();
+  torch::NoGradGuard no_grad;
+  m->forward(torch::randn({4, 1, 16, 16}), steps_for(*m));
+  m->eval();
+  return m;
+}
+
+void expect_same_outputs(VisionModelImpl& a, VisionModelImpl& b, const std::string& where) {
+  torch::manual_seed(9);
+  torch::Tensor x = torch::randn({2, 1, 16, 16});
+  torch::NoGradGuard no_grad;
+  a.eval(), b.eval();
+  auto ya = a.forward(x, steps_for(a)), yb = b.forward(x, steps_for(b));
+  ASSERT_EQ(ya.size(), yb.size()) << where;
+  for (size_t t = 0; t < ya.size(); ++t)
+    EXPECT_TRUE(torch::equal(ya[t], yb[t])) << where << " step " << t << ": max difference "
+                                            << (ya[t] - yb[t]).abs().max().item<double>();
+}
+
+void write_pickle(const std::string& path, const c10::IValue& value) {
+  const std::vector<char> bytes = torch::pickle_save(value);
+  std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+c10::impl::GenericDict dict_of(const std::map<std::string, torch::Tensor>& state, const std::string& prefix = "") {
+  c10::impl::GenericDict d(c10::StringType::get(), c10::TensorType::get());
+  for (const auto& [k, v] : state) d.insert(prefix + k, v);
+  return d;
+}
+
+std::string load_error(VisionModelImpl& m, const std::string& path, bool strict = true) {
+  return ventral::test::error_text<InputError>([&] { load_state_dict(m, read_state_dict(path), path, strict); });
+}
+
+bool python_torch() { return run_shell("/usr/bin/python3 -c 'import torch'").status == 0; }
+
+}  // namespace
+
+class EveryModelWeights : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(EveryModelWeights, StateDictRoundTripGivesIdenticalOutputs) {
+  ModelPtr a = trained_a_little(GetParam());
+  if (count_parameters(*a) > 10'000'000) GTEST_SKIP() << "large model: covered by smaller ones";
+  TempDir dir;
+  save_state_dict(dir / "a.pt", *a);
+  const auto state = read_state_dict(dir / "a.pt");
+  EXPECT_EQ(state.size(), model_state(*a).size());
+  torch::manual_seed(123);
+  ModelPtr b = create_model(GetParam(), tiny());
+  EXPECT_TRUE(load_state_dict(*b, state, "a.pt", true).empty());
+  expect_same_outputs(*a, *b, GetParam());
+  // DataParallel's "module." prefix, and the {"state_dict": ...} wrapper training scripts save.
+  c10::impl::GenericDict wrapped(c10::StringType::get(), c10::AnyType::get());
+  wrapped.insert("epoch", int64_t{70});
+  wrapped.insert("state_dict", dict_of(state, "module."));
+  write_pickle(dir / "wrapped.pt", wrapped);
+  torch::manual_seed(321);
+  ModelPtr c = create_model(GetParam(), tiny());
+  EXPECT_TRUE(load_state_dict(*c, read_state_dict(dir / "wrapped.pt"), "wrapped.pt", true).empty());
+  expect_same_outputs(*a, *c, GetParam() + " (module. prefix)");
+}
+
+// Through Python itself: ventral's file -> torch.load -> torch.save with a "module." prefix ->
+// ventral, identical outputs; Python sees a plain dict of tensors with ventral's names.
+TEST_P(EveryModelWeights, ThroughPythonsTorchLoadAndSaveGivesIdenticalOutputs) {
+  if (!python_torch()) GTEST_SKIP() << "python3-torch is not installed";
+  ModelPtr a = trained_a_little(GetParam());
+  if (count_parameters(*a) > 10'000'000) GTEST_SKIP() << "large model: covered by smaller ones";
+  TempDir dir;
+  save_state_dict(dir / "ventral.pt", *a);
+  auto r = run_shell("/usr/bin/python3 -c \"import torch, sys\n"
+                     "s = torch.load(sys.argv[1])\n"
+                     "assert type(s) is dict, type(s)\n"
+                     "assert all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in s.items())\n"
+                     "print(len(s), sum(v.numel() for v in s.values()))\n"
+                     "torch.save({'module.' + k: v.clone() for k, v in s.items()}, sys.argv[2])\" " +
+                     (dir / "ventral.pt") + " " + (dir / "python.pt"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  int64_t elements = 0;
+  for (const auto& [name, t] : model_state(*a)) elements += t.numel();
+  EXPECT_EQ(r.output, std::to_string(model_state(*a).size()) + " " + std::to_string(elements) + "\n");
+  torch::manual_seed(77);
+  ModelPtr b = create_model(GetParam(), tiny());
+  EXPECT_TRUE(load_state_dict(*b, read_state_dict(dir / "python.pt"), "python.pt", true).empty());
+  expect_same_outputs(*a, *b, GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(Registry, EveryModelWeights, ::testing::ValuesIn(list_models()),
+                         ventral::test::model_param_name);
+
+TEST(Weights, MismatchedFilesAreOneLineErrorsNamingTheEntries) {
+  TempDir dir;
+  ModelPtr resnet = trained_a_little("resnet20");
+  save_state_dict(dir / "resnet20.pt", *resnet);
+  ModelPtr blt = create_model("cortical_blt", tiny());
+  std::string e = load_error(*blt, dir / "resnet20.pt");
+  EXPECT_NE(e.find("resnet20.pt: the weights do not fit the model: missing: "), std::string::npos) << e;
+  EXPECT_NE(e.find("unexpected: "), std::string::npos) << e;
+  // Same architecture, other width: every conv has the wrong shape, named with both shapes.
+  ModelOptions wide = tiny();
+  wide.width = 8;
+  ModelPtr resnet8 = create_model("resnet20", wide);
+  e = load_error(*resnet8, dir / "resnet20.pt");
+  EXPECT_NE(e.find("wrong shape or type: "), std::string::npos) << e;
+  EXPECT_NE(e.find("in the file, "), std::string::npos) << e;
+  // Not a state_dict: a bare tensor, a list, text, a truncated zip, an empty dict.
+  write_pickle(dir / "tensor.pt", torch::ones({3}));
+  EXPECT_NE(load_error(*resnet, dir / "tensor.pt").find("tensor.pt: holds a Tensor, not a state_dict"), std::string::npos);
+  ventral::test::write_text(dir / "text.pt", "not a pickle\n");
+  EXPECT_NE(load_error(*resnet, dir / "text.pt").find("text.pt: not a PyTorch state_dict file"), std::string::npos);
+  std::ifstream in(dir / "resnet20.pt", std::ios::binary);
+  std::vector<unsigned char> bytes((std::istreambuf_iterator<char>(in)), {});
+  bytes.resize(bytes.size() / 2);
+  ventral::test::write_bytes(dir / "truncated.pt", bytes);
+  EXPECT_NE(load_error(*resnet, dir / "truncated.pt").find("truncated.pt: not a PyTorch state_dict file"),
+            std::string::npos);
+  write_pickle(dir / "empty.pt", dict_of({}));
+  EXPECT_NE(load_error(*resnet, dir / "empty.pt").find("empty.pt: the state_dict is empty"), std::string::npos);
+  // A damaged tensor.
+  auto state = read_state_dict(dir / "resnet20.pt");
+  state.at("fc.weight")[0][0] = NAN;
+  write_pickle(dir / "nan.pt", dict_of(state));
+  EXPECT_NE(load_error(*resnet, dir / "nan.pt").find("fc.weight holds NaN or infinite values"), std::string::npos);
+}
+
+TEST(Weights, NotStrictKeepsTheModelsOwnValuesWhereTheFileDoesNotFit) {
+  TempDir dir;
+  ModelPtr source = trained_a_little("resnet20");
+  save_state_dict(dir / "r.pt", *source);
+  ModelOptions ten = tiny();
+  ten.num_classes = 10;  // a replaced classifier
+  torch::manual_seed(5);
+  ModelPtr target = create_model("resnet20", ten);
+  const torch::Tensor own_fc = target->named_parameters()["fc.weight"].clone();
+  const std::string e = load_error(*target, dir / "r.pt");
+  EXPECT_NE(e.find("wrong shape or type: fc.bias [5] Float in the file, [10] Float in the model"), std::string::npos) << e;
+  const auto kept = load_state_dict(*target, read_state_dict(dir / "r.pt"), "r.pt", false);
+  EXPECT_EQ(kept, (std::vector<std::string>{"fc.bias", "fc.weight"}));
+  EXPECT_TRUE(torch::equal(target->named_parameters()["fc.weight"], own_fc));
+  EXPECT_TRUE(torch::equal(target->named_parameters()["conv1.weight"], source->named_parameters()["conv1.weight"]));
+}
+
+TEST(Weights, ExportThenFineTuneThroughTheCli) {
+  TempDir dir;
+  ventral::test::write_text(dir / "base.yaml",
+                            "data:\n  dataset: synthetic:200\nmodel:\n  name: resnet20\n  width: 4\n"
+                            "train:\n  epochs: 1\n  batch_size: 32\nthreads: 1\n");
+  const std::string train = std::string(VENTRAL_BINARY) + " train " + (dir / "base.yaml");
+  auto trained = run_shell(train + " --run-dir " + (dir / "run"));
+  ASSERT_EQ(trained.status, 0) << trained.output;
+  auto ex = run_ventral("export " + (dir / "run") + " --checkpoint best --out " + (dir / "out/model.pt"));
+  ASSERT_EQ(ex.status, 0) << ex.output;
+  auto meta = nlohmann::json::parse(std::ifstream(dir / "out/model.json"));
+  EXPECT_EQ(meta["model"], "resnet20");
+  EXPECT_EQ(meta["options"]["width"], 4);
+  EXPECT_EQ(meta["classes"].size(), 10u);
+  EXPECT_EQ(meta["input"]["channels"], 1);
+  EXPECT_EQ(meta["normalisation"]["mean"].size(), 1u);
+  // The export holds the checkpoint's weights: a model loaded from each predicts alike.
+  Config cfg = Config::load(dir / "run/config.yaml");
+  ModelPtr from_checkpoint = create_model("resnet20", model_options(cfg, 1, 10, 28));
+  load_checkpoint(dir / "run/checkpoints/best.pt", *from_checkpoint, nullptr);
+  ModelPtr from_export = create_model("resnet20", model_options(cfg, 1, 10, 28));
+  load_state_dict(*from_export, read_state_dict(dir / "out/model.pt"), "model.pt", true);
+  {
+    const auto a = model_state(*from_checkpoint), b = model_state(*from_export);
+    for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
+  }
+  // (Equal values; the checkpoint's convolution weights keep the channels-last layout they were
+  // trained in, the export's are contiguous, so the outputs agree to float rounding.)
+  torch::Tensor x = torch::randn({2, 1, 28, 28});
+  torch::NoGradGuard no_grad;
+  from_checkpoint->eval(), from_export->eval();
+  EXPECT_TRUE(torch::allclose(from_checkpoint->forward(x, 1).back(), from_export->forward(x, 1).back(), 1e-5, 1e-6));
+  // Fine-tuning from the export: the header names the weights.
+  auto ft = run_shell(train + " model.weights=" + (dir / "out/model.pt") + " train.stop_after_steps=1 --run-dir " +
+                      (dir / "ft"));
+  EXPECT_EQ(ft.status, 75) << ft.output;
+  EXPECT_NE(ft.output.find("initial weights " + (dir / "out/model.pt")), std::string::npos) << ft.output;
+  // Another width: one error line, exit 2; not strict, it trains and says what it kept.
+  auto wrong = run_shell(train + " model.width=8 model.weights=" + (dir / "out/model.pt") + " --run-dir " + (dir / "wrong"));
+  EXPECT_EQ(wrong.status, 2) << wrong.output;
+  EXPECT_NE(wrong.output.find("model.weights " + (dir / "out/model.pt") + ": the weights do not fit the model"),
+            std::string::npos)
+      << wrong.output;
+  EXPECT_EQ(std::count(wrong.output.begin(), wrong.output.end(), '\n'), 1) << wrong.output;
+  auto loose = run_shell(train + " model.width=8 model.weights=" + (dir / "out/model.pt") +
+                         " model.weights_strict=false train.stop_after_steps=1 --run-dir " + (dir / "loose"));
+  EXPECT_EQ(loose.status, 75) << loose.output;
+  EXPECT_NE(loose.output.find("(kept the model's own "), std::string::npos) << loose.output;
+}

@@ -52,15 +52,15 @@ std::vector<KeySpec>& schema_storage() {
       {"data.loader_threads", T::IntOrAuto, "auto", "threads decoding/augmenting batches", 1, 256, {}, false},
       {"data.prefetch", T::Int, "2", "batches prepared ahead of the consumer", 1, 64, {}, false},
 
-      // Which registered model to build; the options each family reads are declared in models/.
-      {"model.name", T::String, "resnet20", "registered model name (see `ventral models`)"},
-
       {"model.weights", T::String, "\"\"",
        "initial weights: a state_dict file as torch.save writes it (or `ventral export`); \"module.\" prefixes are "
        "stripped"},
       {"model.weights_strict", T::Bool, "true",
        "model.weights must fit exactly; false keeps the model's own values where the file's are missing or differ "
        "in shape (a replaced classifier)"},
+      // Which registered model to build; the options each family reads are declared in models/.
+      {"model.name", T::String, "resnet20", "registered model name (see `ventral models`)"},
+
       {"train.epochs", T::Int, "10", "training epochs", 1, 100000},
       {"train.batch_size", T::Int, "128", "images per batch", 1, 1 << 20},
       {"train.eval_batch_size", T::Int, "500", "images per batch in validation and test", 1, 1 << 20, {}, false},

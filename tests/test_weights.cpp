@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "core/config.hpp"
 #include "core/error.hpp"
@@ -227,4 +228,41 @@ TEST(Weights, ExportThenFineTuneThroughTheCli) {
                          " model.weights_strict=false train.stop_after_steps=1 --run-dir " + (dir / "loose"));
   EXPECT_EQ(loose.status, 75) << loose.output;
   EXPECT_NE(loose.output.find("(kept the model's own "), std::string::npos) << loose.output;
+}
+
+// The official CORnet checkpoints load as they are: a state_dict with exactly the names and
+// shapes of dicarlolab/CORnet's models (tests/data/cornet_state_dict_keys.txt, generated from
+// its cornet/*.py; the released files cannot be downloaded here), "module." prefix included,
+// fits ventral's CORnet-Z/R/RT/S built for ImageNet (3 x 224 x 224, 1000 classes) exactly.
+TEST(Weights, OfficialCornetStateDictsLoadWithNoMissingOrUnexpectedKey) {
+  std::ifstream in(std::string(VENTRAL_SOURCE_DIR) + "/tests/data/cornet_state_dict_keys.txt");
+  ASSERT_TRUE(in.good());
+  std::map<std::string, std::map<std::string, torch::Tensor>> official;
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    std::stringstream ss(line);
+    std::string model, name, shape;
+    ss >> model >> name >> shape;
+    std::vector<int64_t> sizes;
+    if (shape != "scalar") {
+      std::stringstream dims(shape);
+      for (std::string d; std::getline(dims, d, 'x');) sizes.push_back(std::stoll(d));
+    }
+    official[model][name] = shape == "scalar" ? torch::zeros({}, torch::kLong) : torch::randn(sizes);
+  }
+  ASSERT_EQ(official.size(), 4u);
+  ModelOptions imagenet;
+  imagenet.in_channels = 3;
+  imagenet.num_classes = 1000;
+  imagenet.image_size = 224;
+  for (const auto& [model, state] : official) {
+    ModelPtr m = create_model(model, imagenet);
+    TempDir dir;
+    write_pickle(dir / "official.pt", dict_of(state));
+    EXPECT_EQ(load_error(*m, dir / "official.pt"), "<no error>") << model;
+    EXPECT_EQ(model_state(*m).size(), state.size()) << model;
+    // The values arrived: ventral's tensor is the file's.
+    const auto loaded = model_state(*m);
+    EXPECT_TRUE(torch::equal(loaded.front().second, state.at("module." + loaded.front().first))) << model;
+  }
 }

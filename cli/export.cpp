@@ -21,12 +21,15 @@ void add_export_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("export", "Write a run's weights as a PyTorch state_dict (torch.load) plus model.json");
   cmd->add_option("run_dir", a->run_dir, "run directory")->required();
   cmd->add_option("--checkpoint", a->checkpoint, "best, last (default) or a checkpoint file");
-  cmd->add_option("--out", a->out, "the state_dict file to write, e.g. model.pt (model.json goes beside it)")->required();
+  cmd->add_option("--out", a->out, "the state_dict file to write, e.g. model.pt (its metadata goes beside it as model.json)")->required();
   cmd->footer(
       "In Python: state = torch.load('model.pt') is a dict {name: tensor} with ventral's parameter names;\n"
       "model.json holds the model name and options, read-out steps, input shape, normalisation and class names.");
   cmd->callback([a] {
     namespace fs = std::filesystem;
+    if (fs::path(a->out).extension() == ".json")
+      throw InputError("--out " + a->out + ": the state_dict needs another name than .json (model.json-style metadata is "
+                       "written beside it, named after it)");
     const RunDir dir(a->run_dir);
     LoadedRun run = load_run(a->run_dir, dir.checkpoint(a->checkpoint), "fp32");
     save_state_dict(a->out, *run.model);

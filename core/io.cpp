@@ -56,6 +56,14 @@ int write_all(int fd, const char* data, size_t size) {
 
 void write_file_atomic(const std::string& path, const std::string& contents) {
   fs::path target(path);
+  {  // the rename would replace whatever is there: never a device, a pipe or a folder
+    std::error_code ec;
+    const fs::file_status st = fs::symlink_status(target, ec);
+    if (fs::exists(st) && !fs::is_regular_file(st))
+      throw InputError("cannot write " + path + ": it exists and is not a regular file (" +
+                       (fs::is_directory(st) ? "a folder" : fs::is_symlink(st) ? "a symbolic link" : "a device or pipe") +
+                       "); give a file path");
+  }
   if (target.has_parent_path()) make_directories(target.parent_path().string());
   const std::string tmp = path + ".tmp." + std::to_string(std::random_device{}());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);

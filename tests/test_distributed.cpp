@@ -561,3 +561,18 @@ TEST(DistributedTrain, ARestartedTorchrunGroupResumesFromLastPtByItself) {
   EXPECT_EQ(fresh.status, 2) << fresh.output;
   EXPECT_NE(fresh.output.find("already holds a run"), std::string::npos) << fresh.output;
 }
+
+TEST(DistributedTrain, RanksStartedWithDifferentConfigsStopWithOneLineEach) {
+  TempDir dir;
+  const std::string cfg = write_config(dir);
+  const std::string env = "MASTER_ADDR=127.0.0.1 MASTER_PORT=" + std::to_string(free_port()) + " WORLD_SIZE=2 ";
+  const std::string cmd = std::string(VENTRAL_BINARY) + " train " + cfg + " --run-dir " + (dir / "run");
+  // Rank 1 builds a wider model: its gradient message would not match rank 0's.
+  auto r = run_shell(env + "RANK=1 " + cmd + " model.width=8 > " + (dir / "rank1.log") + " 2>&1 & " + env + "RANK=0 " +
+                     cmd + "; s=$?; wait $!; echo \"rank1 $?\"; cat " + (dir / "rank1.log") + "; exit $s");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("rank1 2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("error: rank 1 was started with another config than rank 0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("error: 1 rank(s) were started with another config than rank 0"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "run/checkpoints/last.pt"));
+}

@@ -183,6 +183,7 @@ class Run {
   void stop(const std::string& why, bool saved);
   void check_new_run_dir() const;
   void join_process_group();
+  void check_same_config_on_every_rank();
   void broadcast_model();
   StepMetrics evaluate_shards(BatchLoader& loader, const std::string& label);
   /// Whether any rank was signalled, decided from the reduced flags alone so every rank decides
@@ -232,6 +233,30 @@ void Run::join_process_group() {
   group_ = std::make_unique<ProcessGroup>(env_, timeout);
   lead_ = report_.lead = env_.rank == 0;
   Progress::silence(!lead_);
+  check_same_config_on_every_rank();
+}
+
+// Ranks started with different configs would exchange messages of different sizes (Gloo aborts
+// the process) or stop at different steps: every rank compares a hash of its config with rank
+// 0's, all but the keys that may differ per process (threads, loader, timeout).
+void Run::check_same_config_on_every_rank() {
+  Config c = cfg_;
+  for (const char* key : {"threads=auto", "data.loader_threads=auto", "data.prefetch=2", "train.distributed.timeout_s=60"})
+    c.set(key, "hash");
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char ch : c.dump()) hash = (hash ^ ch) * 1099511628211ull;
+  std::vector<torch::Tensor> mine{torch::tensor({static_cast<int64_t>(hash)}, torch::kLong)};
+  std::vector<torch::Tensor> lead{mine[0].clone()};
+  group_->broadcast(lead, 0);
+  const bool differs = !torch::equal(mine[0], lead[0]);
+  std::vector<torch::Tensor> count{torch::tensor({differs ? 1.0 : 0.0})};
+  group_->all_reduce_sum(count);
+  if (const auto n = count[0][0].item<double>(); n > 0)
+    throw InputError(differs ? "rank " + std::to_string(env_.rank) + " was started with another config than rank 0 (" +
+                                   cfg_.source() + " and its overrides must be the same on every rank)"
+                             : std::to_string(static_cast<int64_t>(n)) +
+                                   " rank(s) were started with another config than rank 0; every rank must run the "
+                                   "same config and overrides");
 }
 
 // Every rank starts from rank 0's weights and buffers (they are equal already, being drawn from

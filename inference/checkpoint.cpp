@@ -100,45 +100,6 @@ void save_state_dict(const std::string& path, VisionModelImpl& model) {
   write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
 }
 
-std::map<std::string, torch::Tensor> read_state_dict(const std::string& path) {
-  const std::vector<unsigned char> raw = read_file(path);
-  c10::IValue value;
-  const std::string ordered_dict =
-      ": a Python OrderedDict (what model.state_dict() returns) is read by LibTorch 1.13's unpickler as None; save a "
-      "plain dict instead: torch.save(dict(model.state_dict()), PATH)";
-  try {
-    value = torch::pickle_load(std::vector<char>(raw.begin(), raw.end()));
-  } catch (const std::exception& e) {
-    std::string why = e.what();
-    if (why.find("Expected GenericDict but got None") != std::string::npos) throw InputError(path + ordered_dict);
-    if (why.find("central directory") != std::string::npos)
-      throw InputError(path + ": not a zip archive: truncated, or torch.save's legacy format "
-                              "(_use_new_zipfile_serialization=False); save it again with torch.save's default");
-    if (why.find("__torch__") != std::string::npos)
-      throw InputError(path + ": a TorchScript/LibTorch archive (a ventral checkpoint?), not a state_dict; write one "
-                              "with `ventral export RUN --out FILE`");
-    throw InputError(path + ": not a PyTorch state_dict file (torch.save's zip format): " + why.substr(0, why.find('\n')));
-  }
-  if (value.isNone()) throw InputError(path + ordered_dict);
-  // Training scripts (CORnet's among them) save {"epoch": ..., "state_dict": {...}}.
-  if (value.isGenericDict())
-    for (const auto& entry : value.toGenericDict())
-      if (entry.key().isString() && entry.key().toStringRef() == "state_dict" && entry.value().isGenericDict()) {
-        value = entry.value();
-        break;
-      }
-  if (!value.isGenericDict()) throw InputError(path + ": holds a " + value.tagKind() + ", not a state_dict (a dict of tensors)");
-  std::map<std::string, torch::Tensor> state;
-  for (const auto& entry : value.toGenericDict()) {
-    if (!entry.key().isString() || !entry.value().isTensor())
-      throw InputError(path + ": not a state_dict: an entry is a " + entry.key().tagKind() + " -> " +
-                       entry.value().tagKind() + ", not a name -> tensor");
-    state[entry.key().toStringRef()] = entry.value().toTensor();
-  }
-  if (state.empty()) throw InputError(path + ": the state_dict is empty");
-  return state;
-}
-
 std::vector<std::string> load_state_dict(VisionModelImpl& model, std::map<std::string, torch::Tensor> state,
                                          const std::string& origin, bool strict) {
   // DataParallel and DistributedDataParallel save every name with a "module." prefix.

@@ -61,9 +61,8 @@ void check_fits(torch::serialize::InputArchive& model_archive, VisionModelImpl& 
 
 std::string weights_mismatch(const std::map<std::string, torch::Tensor>& saved, VisionModelImpl& model,
                              std::vector<std::string>* mismatched) {
-  std::map<std::string, torch::Tensor> expected;
-  for (const auto& p : model.named_parameters()) expected[p.key()] = p.value();
-  for (const auto& b : model.named_buffers()) expected[b.key()] = b.value();
+  const auto state = model_state(model);
+  const std::map<std::string, torch::Tensor> expected(state.begin(), state.end());
   std::vector<std::string> missing, unexpected, wrong;
   for (const auto& [name, t] : expected) {
     auto it = saved.find(name);

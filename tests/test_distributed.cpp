@@ -122,14 +122,16 @@ std::string write_config(const TempDir& dir, const std::string& extra = "") {
   return path;
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> weights(const std::string& run) {
+// A run's model with its last checkpoint loaded, and the checkpoint's position.
+std::pair<ModelPtr, TrainState> last_checkpoint(const std::string& run) {
   Config cfg = Config::load(run + "/config.yaml");
   ModelPtr m = create_model(cfg.get_string("model.name"), model_options(cfg, 1, 10, 28));
-  load_checkpoint(run + "/checkpoints/last.pt", *m, nullptr);
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& p : m->named_parameters()) out.emplace_back(p.key(), p.value().clone());
-  for (const auto& b : m->named_buffers()) out.emplace_back(b.key(), b.value().clone());
-  return out;
+  TrainState state = load_checkpoint(run + "/checkpoints/last.pt", *m, nullptr);
+  return {m, state};
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> weights(const std::string& run) {
+  return model_state(*last_checkpoint(run).first);
 }
 
 // ‖a − b‖ / ‖b‖ over all the weights and buffers of two runs' last checkpoints (one vector);
@@ -173,11 +175,7 @@ std::map<int64_t, double> step_losses(const std::string& run) {
   return out;
 }
 
-int64_t last_global_step(const std::string& run) {
-  Config cfg = Config::load(run + "/config.yaml");
-  ModelPtr m = create_model(cfg.get_string("model.name"), model_options(cfg, 1, 10, 28));
-  return load_checkpoint(run + "/checkpoints/last.pt", *m, nullptr).global_step;
-}
+int64_t last_global_step(const std::string& run) { return last_checkpoint(run).second.global_step; }
 
 }  // namespace
 

@@ -50,10 +50,7 @@ std::string read(const std::string& path) {
 std::vector<std::pair<std::string, torch::Tensor>> final_weights(const Config& cfg, const std::string& run) {
   ModelPtr m = create_model(cfg.get_string("model.name"), model_options(cfg, 1, 10, 28));
   load_checkpoint(run + "/checkpoints/last.pt", *m, nullptr);
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  for (const auto& p : m->named_parameters()) out.emplace_back(p.key(), p.value().clone());
-  for (const auto& b : m->named_buffers()) out.emplace_back(b.key(), b.value().clone());
-  return out;
+  return model_state(*m);
 }
 
 }  // namespace

@@ -1,13 +1,13 @@
 // `ventral export RUN_DIR [--checkpoint best|last|PATH] --out model.pt`: a run's weights as a
 // PyTorch state_dict (torch.load returns {name: tensor}) plus model.json describing the model.
 #include <cstdio>
-#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
 #include "core/io.hpp"
 #include "inference/checkpoint.hpp"
+#include "inference/model_json.hpp"
 #include "inference/run.hpp"
 #include "inference/run_dir.hpp"
 
@@ -27,32 +27,12 @@ void add_export_command(CLI::App& app) {
       "model.json holds the model name and options, read-out steps, input shape, normalisation and class names.");
   cmd->callback([a] {
     namespace fs = std::filesystem;
-    if (fs::path(a->out).extension() == ".json")
-      throw InputError("--out " + a->out + ": the state_dict needs another name than .json (model.json-style metadata is "
-                       "written beside it, named after it)");
     const RunDir dir(a->run_dir);
     LoadedRun run = load_run(a->run_dir, dir.checkpoint(a->checkpoint), "fp32");
-    save_state_dict(a->out, *run.model);
-    const Config& c = run.cfg;
-    const nlohmann::json options = {{"width", c.get_int("model.width")},
-                                    {"steps", c.get_int("model.steps")},
-                                    {"unroll", c.get_string("model.unroll")},
-                                    {"input_every_step", c.get_bool("model.input_every_step")},
-                                    {"cumulative_readout", c.get_bool("model.cumulative_readout")},
-                                    {"shortcut", c.get_string("model.shortcut")},
-                                    {"stem", c.get_string("model.stem")}};
-    nlohmann::json meta = {{"format", "PyTorch state_dict (torch.save zip format); torch.load returns {name: tensor}"},
-                           {"model", run.cfg.get_string("model.name")},
-                           {"options", options},
-                           {"steps", run.model->default_steps()},
-                           {"input", {{"channels", run.channels}, {"image_size", run.image_size}, {"layout", "NCHW"},
-                                      {"channel_order", run.channels == 3 ? "RGB" : "gray"},
-                                      {"scale", "pixel / 255, then (x - mean) / std per channel"}}},
-                           {"normalisation", {{"mean", run.mean}, {"std", run.std}}},
-                           {"classes", run.classes},
-                           {"source", {{"run_dir", a->run_dir}, {"checkpoint", dir.checkpoint(a->checkpoint)}}}};
-    const std::string json_path = fs::path(a->out).replace_extension(".json").string();
-    write_file_atomic(json_path, meta.dump(2) + "\n");
+    nlohmann::json meta = model_json({run.cfg, run.model->default_steps(), run.channels, run.image_size, run.mean,
+                                      run.std, run.classes});
+    meta["source"] = {{"run_dir", a->run_dir}, {"checkpoint", dir.checkpoint(a->checkpoint)}};
+    const std::string json_path = export_model(a->out, *run.model, meta);
     std::printf("wrote %s (%zu tensors) and %s\n", a->out.c_str(), model_state(*run.model).size(), json_path.c_str());
   });
 }

@@ -35,6 +35,16 @@ std::vector<KeySpec>& schema_storage() {
        "dataset SPEC: fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR, synthetic"},
       {"data.channels", T::Int, "0", "convert images to this many channels (0 = as stored)", 0, 4},
       {"data.image_size", T::Int, "0", "resize folder images to this size (0 = as stored)", 0, 4096},
+      {"data.resize", T::Int, "0",
+       "resize every image so that its shorter side is this many pixels, keeping the aspect ratio (torchvision's "
+       "Resize(N): PIL's antialiased bilinear); needs data.center_crop (0 = off)", 0, 4096},
+      {"data.center_crop", T::Int, "0",
+       "crop the central N x N pixels, after data.resize (torchvision's CenterCrop; smaller images are padded with "
+       "zeros); the model's input size (0 = off)", 0, 4096},
+      {"data.preset", T::Choice, "none",
+       "named preprocessing: imagenet (RGB, data.resize 256, data.center_crop 224, ImageNet mean and std), cifar (RGB, "
+       "32 px, CIFAR-10 mean and std), mnist (gray, 28 px, MNIST mean and std); keys set explicitly win", -kBig, kBig,
+       {"none", "imagenet", "cifar", "mnist"}},
       {"data.val_fraction", T::Float, "0.1", "fraction of the training set held out for validation", 0, 0.9},
       {"data.max_train_images", T::Int, "0", "train on a seeded random subset of this many images (0 = all)", 0, 1e12},
       {"data.normalize", T::Bool, "true", "subtract the per-channel mean and divide by the std"},

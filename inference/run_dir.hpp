@@ -5,6 +5,8 @@
 ///   RUN/config.yaml          the resolved config (normalisation included)
 ///   RUN/classes.txt          class names, one per line, in output order
 ///   RUN/input.json           the input shape the model was built for
+///   RUN/model.json           the model, its input and classes for readers outside ventral
+///                            (inference/model_json.hpp; python/ventral_torch reads it)
 ///   RUN/log.jsonl            events (steps, epochs, resume, test)
 ///   RUN/metrics.csv          one row per epoch
 ///   RUN/test.json            test-set accuracy and loss at every readout step
@@ -38,6 +40,7 @@ class RunDir {
   std::string config() const { return file("config.yaml"); }
   std::string classes() const { return file("classes.txt"); }
   std::string input() const { return file("input.json"); }
+  std::string model_json() const { return file("model.json"); }
   std::string log() const { return file("log.jsonl"); }
   std::string metrics() const { return file("metrics.csv"); }
   std::string test() const { return file("test.json"); }

@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "helpers.hpp"
 #include "inference/checkpoint.hpp"
+#include "inference/model_json.hpp"
 #include "models/registry.hpp"
 
 using namespace ventral;
@@ -135,6 +136,53 @@ TEST_P(EveryModelWeights, ThroughPythonsTorchLoadAndSaveGivesIdenticalOutputs) {
   ModelPtr b = create_model(GetParam(), tiny());
   EXPECT_TRUE(load_state_dict(*b, read_state_dict(dir / "python.pt"), "python.pt", true).empty());
   expect_same_outputs(*a, *b, GetParam());
+}
+
+// The Python twin package (python/ventral_torch) both ways, for every registered model, large
+// ones included: ventral's export -> ventral_torch.load -> the same logits at every step; and a
+// twin's torch.save (with a "module." prefix) -> ventral -> the twin's logits. Within 1e-4.
+TEST_P(EveryModelWeights, PythonTwinGivesTheSameLogitsAtEveryStepBothWays) {
+  if (!python_torch()) GTEST_SKIP() << "python3-torch is not installed";
+  const std::string name = GetParam();
+  Config cfg;
+  for (const std::string& kv : {"model.name=" + name, std::string("model.width=4"), std::string("model.steps=3")})
+    cfg.set(kv);
+  const ModelOptions o = model_options(cfg, 1, 5, 16);
+  ModelPtr a = trained_a_little(name, o);
+  const int64_t steps = steps_for(*a);
+  TempDir dir;
+  export_model(dir / "model.pt", *a,
+               model_json({cfg, a->default_steps(), 1, 16, {0.5}, {0.25}, {"a", "b", "c", "d", "e"}}));
+  torch::manual_seed(9);
+  const torch::Tensor x = torch::randn({2, 1, 16, 16});
+  write_pickle(dir / "input.pt", x);
+  auto r = run_shell("/usr/bin/python3 " + std::string(VENTRAL_SOURCE_DIR) + "/tests/python/twin_round_trip.py " +
+                     dir.str() + " " + std::to_string(steps));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.output, std::to_string(count_parameters(*a)) + "\n") << "parameters in Python";
+
+  auto expect_close = [&](VisionModelImpl& m, const std::string& logits_file, const std::string& what) {
+    torch::NoGradGuard no_grad;
+    m.eval();
+    const auto ours = m.forward(x, steps);
+    const auto theirs = read_state_dict(dir / logits_file);
+    ASSERT_EQ(theirs.size(), ours.size()) << what << ": read-out steps";
+    for (size_t t = 0; t < ours.size(); ++t) {
+      const torch::Tensor& y = theirs.at(std::to_string(t));
+      ASSERT_EQ(y.sizes(), ours[t].sizes()) << what << " step " << t;
+      // Relative to the logits' scale where it exceeds 1: deep nets with one pass of batch
+      // statistics reach logits in the thousands (resnet110), where float32 rounding alone is 1e-4.
+      const double scale = std::max(1.0, ours[t].abs().max().item<double>());
+      EXPECT_LT((y - ours[t]).abs().max().item<double>() / scale, 1e-4)
+          << what << " step " << t << " (largest logit " << scale << ")";
+      EXPECT_GT(ours[t].abs().max().item<double>(), 1e-3) << what << " step " << t << ": logits all zero";
+    }
+  };
+  expect_close(*a, "twin_logits.pt", name + " ventral -> PyTorch");
+  torch::manual_seed(5);
+  ModelPtr b = create_model(name, o);
+  EXPECT_TRUE(load_state_dict(*b, read_state_dict(dir / "python.pt"), "python.pt", true).empty());
+  expect_close(*b, "python_logits.pt", name + " PyTorch -> ventral");
 }
 
 INSTANTIATE_TEST_SUITE_P(Registry, EveryModelWeights, ::testing::ValuesIn(list_models()),

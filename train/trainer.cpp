@@ -17,6 +17,7 @@
 #include "datasets/experiment.hpp"
 #include "inference/checkpoint.hpp"
 #include "inference/infer.hpp"
+#include "inference/model_json.hpp"
 #include "inference/run_dir.hpp"
 #include "models/layers.hpp"
 #include "models/registry.hpp"
@@ -404,6 +405,12 @@ void Run::setup() {
     for (const auto& c : data_.train.classes) classes += c + "\n";
     write_file_atomic(dir_.classes(), classes);
     dir_.write_input(input);
+    std::vector<double> mean = data_.mean, std = data_.std;  // empty: data.normalize is off
+    if (mean.empty()) mean.assign(static_cast<size_t>(input.channels), 0.0), std.assign(mean.size(), 1.0);
+    write_file_atomic(dir_.model_json(), model_json({cfg_, model_->default_steps(), input.channels, input.image_size,
+                                                     mean, std, data_.train.classes})
+                                                 .dump(2) +
+                                             "\n");
   }
   const std::string world = group_ ? ", " + std::to_string(env_.world_size) + " processes (" + env_.source +
                                          ", gloo" + (cfg_.get_bool("train.sync_bn") ? ", sync_bn" : "") + ")"

@@ -96,6 +96,12 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
   auto need_dir = [&]() {
     if (arg.empty()) throw InputError("dataset '" + spec + "' needs a folder: " + kind + ":DIR");
   };
+  if (options.resize > 0 && options.center_crop == 0)
+    throw InputError("data.resize: needs data.center_crop (after resizing the shorter side, images of other aspect "
+                     "ratios differ in shape); e.g. data.resize=256 data.center_crop=224");
+  if (options.center_crop > 0 && options.image_size > 0 && options.image_size != options.center_crop)
+    throw InputError("data.image_size: " + std::to_string(options.image_size) + " contradicts data.center_crop " +
+                     std::to_string(options.center_crop) + " (the crop is the image size); set only one");
   Dataset d;
   if (kind == "fashion-mnist") {
     d = load_idx_dir(arg.empty() ? kFashionMnistDir : arg, split, kFashionClasses);
@@ -131,7 +137,8 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
   }
   if (d.size() == 0)  // nothing to train on or score: every number would be 0 or NaN
     throw InputError("dataset '" + spec + "': the " + split_name(split) + " split holds no images");
-  d = convert(d, options);
+  // A folder's images are decoded straight to the geometry asked for; the rest convert now.
+  d = convert(d, kind == "folder" ? LoadOptions{options.channels, d.height} : options);
   d.name = kind + "/" + split_name(split);
   return d;
 }

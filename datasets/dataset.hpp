@@ -35,6 +35,11 @@ struct Dataset {
 struct LoadOptions {
   int64_t channels = 0;
   int64_t image_size = 0;
+  /// torchvision's Resize(resize) then CenterCrop(center_crop) on every image (0 = off); the
+  /// crop is then the image size, and resize needs a crop (images of other aspect ratios would
+  /// differ in shape).
+  int64_t resize = 0;
+  int64_t center_crop = 0;
 };
 
 /// Loads a dataset from a SPEC: `fashion-mnist` (the Debian package),
@@ -55,7 +60,8 @@ Dataset read_image_folder(const std::string& root, const LoadOptions& options);
 /// Procedurally generated shapes (10 classes, 28×28 gray); deterministic given the seed.
 Dataset make_synthetic(int64_t n, uint64_t seed);
 
-/// Converts channels (1 ↔ 3) and resizes (area / linear interpolation) as requested.
+/// Converts channels (1 ↔ 3) and resizes as requested: resize + centre crop (fit_image), or
+/// straight to image_size (area / linear interpolation).
 Dataset convert(const Dataset& data, const LoadOptions& options);
 
 /// A seeded, stratified split of indices [0, data.size()): `val_fraction` of every class goes

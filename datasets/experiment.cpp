@@ -9,9 +9,54 @@
 
 namespace ventral {
 
+Preprocessing preprocessing(const Config& cfg) {
+  // The presets: torchvision's ImageNet normalisation (its models' documentation); CIFAR-10's
+  // and MNIST's training-set statistics as the field quotes them.
+  struct Preset {
+    const char* name;
+    int64_t channels, image_size, resize, center_crop;
+    std::vector<double> mean, std;
+  };
+  static const std::vector<Preset> presets = {
+      {"none", 0, 0, 0, 0, {}, {}},
+      {"imagenet", 3, 0, 256, 224, {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}},
+      {"cifar", 3, 32, 0, 0, {0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616}},
+      {"mnist", 1, 28, 0, 0, {0.1307}, {0.3081}},
+  };
+  const std::string name = cfg.get_string("data.preset");
+  const Preset& p = *std::find_if(presets.begin(), presets.end(), [&](const Preset& q) { return q.name == name; });
+  auto value = [&](const char* key, int64_t preset_value) {
+    const int64_t v = cfg.get_int(key);
+    return v != 0 ? v : preset_value;
+  };
+  Preprocessing out;
+  out.load.channels = value("data.channels", p.channels);
+  out.load.resize = value("data.resize", p.resize);
+  out.load.center_crop = value("data.center_crop", p.center_crop);
+  out.load.image_size = value("data.image_size", p.image_size);
+  const int64_t size = cfg.get_int("data.image_size");
+  if (size != 0 && cfg.get_int("data.resize") == 0 && cfg.get_int("data.center_crop") == 0)
+    out.load.resize = 0, out.load.center_crop = 0;  // an explicit size replaces the preset's resize and crop
+  if (out.load.center_crop != 0) {
+    if (size != 0 && size != out.load.center_crop)
+      throw InputError(cfg.source() + ": key 'data.image_size' (" + std::to_string(size) + ") contradicts data.center_crop (" +
+                       std::to_string(out.load.center_crop) + "), which sets the image size; set only one");
+    out.load.image_size = 0;
+  }
+  if (out.load.resize != 0 && out.load.center_crop == 0)
+    throw InputError(cfg.source() + ": key 'data.resize' needs data.center_crop (after resizing the shorter side, "
+                     "images of other aspect ratios differ in shape), e.g. data.resize=256 data.center_crop=224");
+  out.mean = cfg.get_floats("data.mean");
+  out.std = cfg.get_floats("data.std");
+  if (out.mean.empty()) out.mean = p.mean;
+  if (out.std.empty()) out.std = p.std;
+  return out;
+}
+
 ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
   ExperimentData d;
-  LoadOptions load{cfg.get_int("data.channels"), cfg.get_int("data.image_size")};
+  const Preprocessing pre = preprocessing(cfg);
+  const LoadOptions load = pre.load;
   std::string spec = cfg.get_string("data.dataset");
   d.train = load_dataset(spec, Split::Train, load);
   if (need_test) d.test = load_dataset(spec, Split::Test, load);
@@ -24,8 +69,8 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
   }
   require(!d.split.train.empty(), cfg.source() + ": data.val_fraction leaves no training images");
   if (cfg.get_bool("data.normalize")) {
-    d.mean = cfg.get_floats("data.mean");
-    d.std = cfg.get_floats("data.std");
+    d.mean = pre.mean;
+    d.std = pre.std;
     if (d.mean.empty() || d.std.empty()) {
       ChannelStats s = channel_stats(d.train.subset(d.split.train));
       if (d.mean.empty()) d.mean = s.mean;

@@ -13,6 +13,15 @@ struct ExperimentData {
   std::vector<double> mean, std;  ///< per channel, [0,1] units (empty: no normalisation)
 };
 
+/// What a config asks of every image: channels and geometry (data.channels, data.image_size,
+/// data.resize, data.center_crop) and the normalisation (data.mean, data.std; empty = measure on
+/// the training split), each taken from data.preset where the key is left at its default.
+struct Preprocessing {
+  LoadOptions load;
+  std::vector<double> mean, std;
+};
+Preprocessing preprocessing(const Config& cfg);
+
 /// Loads data.dataset with data.channels / data.image_size, splits off data.val_fraction
 /// (seeded), and takes data.mean / data.std or, when empty, measures them on the training
 /// indices. `need_test`: also load the test split.

@@ -1,6 +1,7 @@
 // Image folders: ROOT/<class>/<file>, decoded with OpenCV. Classes are the sub-folders sorted
-// by name; every image is converted to the requested channels and size (by default those of
-// the first image), so a folder of mixed sizes still yields one tensor shape.
+// by name; every image is converted to the requested channels (RGB order) and geometry: resize
+// + centre crop (data.resize / data.center_crop, torchvision's), or straight to data.image_size
+// (by default the first image's size), so a folder of mixed sizes still yields one tensor shape.
 #include <algorithm>
 #include <filesystem>
 #include <opencv2/imgcodecs.hpp>
@@ -15,6 +16,7 @@
 #include "core/error.hpp"
 #include "core/io.hpp"
 #include "datasets/dataset.hpp"
+#include "datasets/image.hpp"
 
 namespace ventral {
 
@@ -110,15 +112,11 @@ Dataset read_image_folder(const std::string& root, const LoadOptions& options) {
         throw InputError(f.string() + ": cannot decode image (corrupt or not an image file)");
       if (d.channels == 0) {
         d.channels = options.channels ? options.channels : (img.channels() == 1 ? 1 : 3);
-        d.height = options.image_size ? options.image_size : img.rows;
-        d.width = options.image_size ? options.image_size : img.cols;
+        const int64_t side = options.center_crop ? options.center_crop : options.image_size;
+        d.height = side ? side : img.rows;
+        d.width = side ? side : img.cols;
       }
-      cv::Mat conv = to_channels(img, static_cast<int>(d.channels));
-      if (conv.rows != d.height || conv.cols != d.width) {
-        bool shrink = conv.rows > d.height;
-        cv::resize(conv, conv, cv::Size(static_cast<int>(d.width), static_cast<int>(d.height)), 0, 0,
-                   shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
-      }
+      cv::Mat conv = fit_image(to_channels(img, static_cast<int>(d.channels)), options, d.height, d.width);
       if (!conv.isContinuous()) conv = conv.clone();
       d.pixels.insert(d.pixels.end(), conv.data, conv.data + conv.total() * conv.elemSize());
       d.labels.push_back(static_cast<int64_t>(c));
@@ -131,9 +129,11 @@ Dataset read_image_folder(const std::string& root, const LoadOptions& options) {
 
 Dataset convert(const Dataset& data, const LoadOptions& options) {
   int64_t channels = options.channels ? options.channels : data.channels;
-  int64_t size_h = options.image_size ? options.image_size : data.height;
-  int64_t size_w = options.image_size ? options.image_size : data.width;
-  if (channels == data.channels && size_h == data.height && size_w == data.width) return data;
+  const int64_t side = options.center_crop ? options.center_crop : options.image_size;
+  int64_t size_h = side ? side : data.height;
+  int64_t size_w = side ? side : data.width;
+  const bool resampled = options.resize > 0 || options.center_crop > 0;  // even where the size stays
+  if (channels == data.channels && size_h == data.height && size_w == data.width && !resampled) return data;
   require(channels == 1 || channels == 3,
           "data.channels: " + std::to_string(channels) + " is not supported (use 1 or 3)");
   Dataset out;
@@ -154,10 +154,7 @@ Dataset convert(const Dataset& data, const LoadOptions& options) {
     else cv::cvtColor(src, conv, cv::COLOR_GRAY2RGB);
     cv::Mat dst(static_cast<int>(size_h), static_cast<int>(size_w), CV_8UC(static_cast<int>(channels)),
                 out.image(i));
-    if (conv.rows != size_h || conv.cols != size_w)
-      cv::resize(conv, dst, dst.size(), 0, 0, conv.rows > size_h ? cv::INTER_AREA : cv::INTER_LINEAR);
-    else
-      conv.copyTo(dst);
+    fit_image(conv, options, size_h, size_w).copyTo(dst);
   }
   return out;
 }

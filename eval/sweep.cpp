@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "core/io.hpp"
 #include "core/text.hpp"
+#include "datasets/experiment.hpp"
 #include "datasets/perturb.hpp"
 #include "eval/features.hpp"
 #include "eval/figures.hpp"
@@ -133,7 +134,10 @@ std::vector<Condition> parse_conditions(const std::string& perturb) {
 Dataset evaluation_data(const LoadedRun& run, const std::string& spec_in, const std::string& split, int64_t limit,
                         const std::string& class_map) {
   const std::string spec = spec_in.empty() ? run.cfg.get_string("data.dataset") : spec_in;
-  Dataset data = load_dataset(spec, parse_split(split), {run.channels, run.image_size});
+  LoadOptions load = preprocessing(run.cfg).load;  // the run's resize and crop, at the size it was built for
+  load.channels = run.channels;
+  if (load.center_crop == 0) load.image_size = run.image_size;
+  Dataset data = load_dataset(spec, parse_split(split), load);
   if (limit > 0 && static_cast<size_t>(limit) < data.size()) {
     std::vector<int64_t> first(static_cast<size_t>(limit));
     for (int64_t i = 0; i < limit; ++i) first[i] = i;

@@ -4,12 +4,14 @@
 
 #include "core/error.hpp"
 #include "core/io.hpp"
+#include "datasets/experiment.hpp"
 #include "inference/checkpoint.hpp"
 
 namespace ventral {
 
 nlohmann::json model_json(const ModelDescription& d) {
   const Config& c = d.cfg;
+  const Preprocessing pre = preprocessing(c);  // data.preset resolved
   nlohmann::json options = {{"width", c.get_int("model.width")},
                             {"steps", c.get_int("model.steps")},
                             {"unroll", c.get_string("model.unroll")},
@@ -22,8 +24,8 @@ nlohmann::json model_json(const ModelDescription& d) {
                           {"layout", "NCHW"},
                           {"channel_order", d.channels == 3 ? "RGB" : "gray"},
                           {"scale", "pixel / 255, then (x - mean) / std per channel"},
-                          {"resize", c.get_int("data.resize")},
-                          {"center_crop", c.get_int("data.center_crop")}};
+                          {"resize", pre.load.resize},
+                          {"center_crop", pre.load.center_crop}};
   return {{"format", "ventral model description 1; the weights are a PyTorch state_dict"},
           {"model", c.get_string("model.name")},
           {"options", options},

@@ -29,8 +29,7 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
     r.channels = shape->channels;
     r.image_size = shape->image_size;
   } else if (r.channels == 0 || r.image_size == 0) {
-    Dataset probe = load_dataset(r.cfg.get_string("data.dataset"), Split::Test,
-                                 {r.cfg.get_int("data.channels"), r.cfg.get_int("data.image_size")});
+    Dataset probe = load_dataset(r.cfg.get_string("data.dataset"), Split::Test, preprocessing(r.cfg).load);
     r.channels = probe.channels;
     r.image_size = probe.height;
   }

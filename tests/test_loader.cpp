@@ -1,8 +1,14 @@
+#include <filesystem>
 #include <map>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
+#include "core/config.hpp"
 #include "core/rng.hpp"
+#include "datasets/experiment.hpp"
 #include "datasets/loader.hpp"
 #include "helpers.hpp"
+#include "inference/checkpoint.hpp"
 
 using namespace ventral;
 
@@ -287,4 +293,66 @@ TEST(TrainPerturbation, LoaderBatchesAreTheSameWhateverTheThreadCount) {
   const auto a = epoch_batches(one, 1), b = epoch_batches(three, 1);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << i;
+}
+
+// data.preset=imagenet against torchvision itself (issue 16): 20 generated PNGs of odd sizes and
+// aspect ratios, whose red, green and blue channels differ, decoded, resized (shorter side 256),
+// centre-cropped (224) and normalised by ventral's folder reader and evaluation loader equal
+// torchvision's Resize(256) -> CenterCrop(224) -> ToTensor -> Normalize (measured: equal);
+// the same comparison with the channels reversed (BGR) fails.
+TEST(Preprocessing, ImagenetPresetEqualsTorchvisionWithinTwoLevels) {
+  if (ventral::test::run_shell("/usr/bin/python3 -c 'import torchvision, PIL'").status != 0)
+    GTEST_SKIP() << "python3-torchvision or python3-pil is not installed (scripts/setup installs them)";
+  ventral::test::TempDir dir;
+  const std::vector<std::pair<int, int>> sizes = {{257, 301}, {1000, 333}, {333, 1000}, {224, 224}, {255, 999},
+                                                  {600, 450}, {450, 600}, {301, 257}, {513, 511}, {97, 389},
+                                                  {389, 97},  {256, 256}, {640, 480}, {480, 640}, {223, 225},
+                                                  {1023, 767}, {767, 1023}, {300, 700}, {701, 299}, {129, 131}};
+  Rng rng({7, 0});
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    const auto [w, h] = sizes[i];
+    cv::Mat rgb(h, w, CV_8UC3);
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) {
+        // Red: a horizontal ramp; green: vertical stripes of period 7; blue: noise.
+        auto* p = rgb.ptr<uint8_t>(y) + 3 * x;
+        p[0] = static_cast<uint8_t>(255 * x / std::max(1, w - 1));
+        p[1] = static_cast<uint8_t>(((x / 7 + y / 5) % 2) ? 220 : 30);
+        p[2] = static_cast<uint8_t>(rng.below(256));
+      }
+    cv::Mat bgr;
+    cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+    const std::string cls = dir / (i % 2 ? "b" : "a");
+    std::filesystem::create_directories(cls);
+    ASSERT_TRUE(cv::imwrite(cls + "/img" + std::to_string(100 + i) + ".png", bgr));
+  }
+  auto r = ventral::test::run_shell("/usr/bin/python3 " + std::string(VENTRAL_SOURCE_DIR) +
+                                    "/tests/python/torchvision_preprocess.py " + dir.str() + " " + (dir / "tv.pt"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  ASSERT_EQ(r.output, "20\n");
+  const torch::Tensor theirs = read_state_dict(dir / "tv.pt").at("x");
+
+  Config cfg;
+  cfg.set("data.preset=imagenet");
+  const Preprocessing pre = preprocessing(cfg);
+  EXPECT_EQ(pre.load.resize, 256);
+  EXPECT_EQ(pre.load.center_crop, 224);
+  Dataset d = load_dataset("folder:" + dir.str(), Split::Test, pre.load);
+  ASSERT_EQ(d.size(), 20u);
+  EXPECT_EQ(d.height, 224);
+  EXPECT_EQ(d.channels, 3);
+  BatchLoader loader(d, {}, evaluation_loader_options(cfg, pre.mean, pre.std));
+  loader.start_epoch(0);
+  std::vector<torch::Tensor> batches;
+  while (auto b = loader.next()) batches.push_back(b->images);
+  const torch::Tensor ours = torch::cat(batches);
+  ASSERT_EQ(ours.sizes(), theirs.sizes());
+  const torch::Tensor std = torch::tensor(pre.std, torch::kFloat).view({1, 3, 1, 1});
+  const double levels = ((ours - theirs).abs() * std).max().item<double>() * 255;
+  // The issue asks for 2/255; PIL's fixed-point resampling is reproduced, so the 8-bit values
+  // are equal and only float rounding of the normalisation remains.
+  EXPECT_LE(levels, 0.01) << "largest difference in 8-bit levels";
+  const double swapped = ((ours.flip(1) - theirs).abs() * std).max().item<double>() * 255;
+  EXPECT_GT(swapped, 50.0) << "channel order: BGR would be as close as RGB";
+  std::printf("largest difference from torchvision: %.3f levels of 255\n", levels);
 }

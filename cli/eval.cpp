@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "cli/commands.hpp"
+#include "core/text.hpp"
 #include "eval/sweep.hpp"
 
 namespace ventral::cli {
@@ -10,7 +11,16 @@ namespace ventral::cli {
 void add_eval_command(CLI::App& app) {
   auto o = std::make_shared<EvalOptions>();
   auto* cmd = app.add_subcommand("eval", "Evaluate a trained run at every step, on clean and perturbed images");
-  cmd->add_option("run_dir", o->run_dir, "run directory written by `ventral train`")->required();
+  cmd->add_option("run_dir", o->run_dir, "run directory written by `ventral train` (or --weights)");
+  cmd->add_option("--weights", o->weights,
+                  "evaluate a state_dict file (Python's torch.save, `ventral export`) instead of a run; needs --model "
+                  "and --data");
+  cmd->add_option("--model", o->model, "with --weights: the registered model name (`ventral models`)");
+  cmd->add_option("--classes", o->classes,
+                  "with --weights: the model's class names, one per line in output order (e.g. ImageNet wnids); "
+                  "without it, or for --data classes it does not name, every prediction is written but no accuracy");
+  cmd->add_option("--set", o->settings,
+                  "with --weights: KEY=VALUE for model.* and data.* keys, e.g. data.preset=imagenet (repeatable)");
   cmd->add_option("--checkpoint", o->checkpoint, "checkpoint to evaluate (default RUN_DIR/checkpoints/last.pt)");
   cmd->add_option("--data", o->data, "dataset SPEC (default: the run's), e.g. folder:DIR of 28x28 PNGs");
   cmd->add_option("--split", o->split, "train or test")->check(CLI::IsMember({"train", "test"}))->capture_default_str();
@@ -38,11 +48,12 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::Range(0.0, 18446744073709551615.0))  // not -1 silently wrapped to 2^64 - 1
       ->capture_default_str();
   cmd->callback([o] {
-    std::string out = run_eval(*o);
-    std::printf("wrote %s/{results.csv,summary.json,per_image.csv,accuracy_vs_steps.png%s}\n", out.c_str(),
-                std::filesystem::exists(std::filesystem::path(out) / "accuracy_vs_severity.png")
-                    ? ",accuracy_vs_severity.png"
-                    : "");
+    const std::string out = run_eval(*o);
+    std::vector<std::string> written;
+    for (const char* f : {"results.csv", "summary.json", "per_image.csv", "accuracy_vs_steps.png",
+                          "accuracy_vs_severity.png"})
+      if (std::filesystem::exists(std::filesystem::path(out) / f)) written.push_back(f);
+    std::printf("wrote %s/{%s}\n", out.c_str(), join(written, ",").c_str());
   });
 }
 

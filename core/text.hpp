@@ -19,7 +19,23 @@ inline std::string csv_number(const char* format, double v) {
   return v - v == 0 ? format_number(format, v) : std::string();
 }
 
+/// A text cell for a CSV file: as is, or in double quotes (inner quotes doubled) when it holds a
+/// comma, a quote or a line break (RFC 4180, as pandas reads it).
+inline std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string out = "\"";
+  for (char c : text) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
 /// The items with `separator` between them.
+/// Numbers as a YAML flow list, exactly (%.17g): what `key=TEXT` needs to set a FloatList.
+inline std::string yaml_list(const std::vector<double>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + format_number("%.17g", v[i]);
+  return s + "]";
+}
+
 inline std::string join(const std::vector<std::string>& items, const std::string& separator) {
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) out += (i ? separator : "") + items[i];

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -52,7 +53,7 @@ std::map<std::string, std::string> read_class_map(const std::string& path) {
 // map, or ignoring case, spaces and punctuation. Never by position: a name that matches none of
 // the model's classes is an error listing both sides.
 void align_classes(Dataset& data, const std::vector<std::string>& model_classes, const std::string& spec,
-                   const std::string& class_map_path) {
+                   const std::string& class_map_path, std::string* unknown) {
   const auto class_map = read_class_map(class_map_path);
   if (data.classes == model_classes && class_map.empty()) return;
   std::map<std::string, int64_t> exact, loose;
@@ -70,6 +71,13 @@ void align_classes(Dataset& data, const std::vector<std::string>& model_classes,
     else if (auto l = loose.find(class_key(wanted)); l != loose.end()) index = l->second;
     if (index < 0) unmatched.push_back("'" + name + "'" + (mapped != class_map.end() ? " (mapped to '" + wanted + "')" : ""));
     remap.push_back(index);
+  }
+  if (!unmatched.empty() && unknown) {
+    *unknown = std::to_string(unmatched.size()) + " of the " + std::to_string(data.classes.size()) +
+               " classes of " + spec + " match none of the model's (e.g. " +
+               join(std::vector<std::string>(unmatched.begin(), unmatched.begin() + std::min<size_t>(3, unmatched.size())), ", ") +
+               "); give --classes FILE (the model's class names in output order) or --class-map FILE";
+    return;  // labels stay the folders' (data.classes), not the model's
   }
   if (!unmatched.empty())
     throw InputError(spec + ": " + join(unmatched, ", ") + " match none of the model's classes (" +
@@ -132,7 +140,7 @@ std::vector<Condition> parse_conditions(const std::string& perturb) {
 }
 
 Dataset evaluation_data(const LoadedRun& run, const std::string& spec_in, const std::string& split, int64_t limit,
-                        const std::string& class_map) {
+                        const std::string& class_map, std::string* unknown) {
   const std::string spec = spec_in.empty() ? run.cfg.get_string("data.dataset") : spec_in;
   LoadOptions load = preprocessing(run.cfg).load;  // the run's resize and crop, at the size it was built for
   load.channels = run.channels;
@@ -143,7 +151,7 @@ Dataset evaluation_data(const LoadedRun& run, const std::string& spec_in, const 
     for (int64_t i = 0; i < limit; ++i) first[i] = i;
     data = data.subset(first);
   }
-  align_classes(data, run.classes, spec, class_map);
+  align_classes(data, run.classes, spec, class_map, unknown);
   require(data.channels == run.channels && data.height == run.image_size,
           spec + ": images are " + std::to_string(data.channels) + "x" + std::to_string(data.height) +
               " but the model expects " + std::to_string(run.channels) + "x" + std::to_string(run.image_size));
@@ -175,8 +183,56 @@ void write_evaluation(const std::string& out, const SweepResult& result, const S
   write_eval_figures(out, summary);
 }
 
+namespace {
+
+// The model `ventral eval` evaluates: a run directory's, or imported weights (--weights).
+LoadedRun load_for_eval(const EvalOptions& o) {
+  if (o.weights.empty()) {
+    for (const auto& [flag, given] : {std::pair<const char*, bool>{"--model", !o.model.empty()},
+                                      {"--classes", !o.classes.empty()}, {"--set", !o.settings.empty()}})
+      if (given) throw InputError(std::string(flag) + ": only with --weights (a run directory knows its model)");
+    if (o.run_dir.empty()) throw InputError("eval: give a run directory, or --weights FILE --model NAME");
+    return load_run(o.run_dir, o.checkpoint, o.precision);
+  }
+  if (!o.run_dir.empty())
+    throw InputError("--weights: evaluates a state_dict without a run directory; drop " + o.run_dir + " or --weights");
+  if (o.model.empty()) throw InputError("--weights: needs --model NAME (the architecture; see `ventral models`)");
+  if (o.data.empty()) throw InputError("--weights: needs --data SPEC (imported weights come without a dataset)");
+  if (!o.checkpoint.empty()) throw InputError("--checkpoint: only with a run directory (--weights names the file)");
+  return load_weights(o.weights, o.model, o.classes, o.settings, o.precision);
+}
+
+// Imported weights on a dataset whose classes the model does not know: every prediction, by
+// image and folder, and why no accuracy was computed.
+void write_predictions_only(const std::string& out, const SweepResult& result, const std::vector<std::string>& folder_of,
+                            const std::vector<std::string>& model_classes, const EvalProvenance& from,
+                            const std::string& why) {
+  std::string csv = "index,folder,family,severity";
+  for (auto t : result.steps()) csv += ",pred_step" + std::to_string(t);
+  for (auto t : result.steps()) csv += ",class_step" + std::to_string(t);
+  csv += "\n";
+  const size_t S = result.steps().size();
+  for (size_t c = 0; c < result.conditions.size(); ++c) {
+    const Predictions& p = result.predictions[c];
+    for (size_t i = 0; i < p.size(); ++i) {
+      csv += std::to_string(i) + "," + csv_field(folder_of[i]) + "," + result.conditions[c].family + "," +
+             std::to_string(result.conditions[c].severity);
+      for (size_t k = 0; k < S; ++k) csv += "," + std::to_string(p.pred[i * S + k]);
+      for (size_t k = 0; k < S; ++k) csv += "," + csv_field(model_classes[static_cast<size_t>(p.pred[i * S + k])]);
+      csv += "\n";
+    }
+  }
+  write_file_atomic((fs::path(out) / "per_image.csv").string(), csv);
+  nlohmann::json j = {{"model", result.model}, {"run", from.run}, {"dataset", from.dataset}, {"n", result.size()},
+                      {"params", from.params}, {"steps", result.steps()}, {"precision", from.precision},
+                      {"accuracy", nullptr}, {"accuracy_not_computed", why}};
+  write_file_atomic((fs::path(out) / "summary.json").string(), j.dump(2) + "\n");
+}
+
+}  // namespace
+
 std::string run_eval(const EvalOptions& o) {
-  LoadedRun run = load_run(o.run_dir, o.checkpoint, o.precision);
+  LoadedRun run = load_for_eval(o);
   if (run.precision.precision != Precision::FP32 || !o.precision.empty())
     std::fprintf(stderr, "eval: precision %s\n", run.precision.reason.c_str());
   const std::vector<int64_t> steps = steps_or_default(o.steps, run);
@@ -208,9 +264,33 @@ std::string run_eval(const EvalOptions& o) {
     if (!o.mask.empty() && o.mask != "blank" && o.mask != "noise")
       throw InputError("--mask: expects blank or noise, got '" + o.mask + "'");
   }
-  const std::string out = o.out.empty() ? (fs::path(o.run_dir) / "eval").string() : o.out;
+  const std::string out = !o.out.empty()       ? o.out
+                          : o.weights.empty() ? (fs::path(o.run_dir) / "eval").string()
+                                              : fs::path(o.weights).replace_extension("").string() + "_eval";
   make_directories(out);
-  Dataset data = evaluation_data(run, o.data, o.split, o.limit, o.class_map);
+  std::string unknown;
+  Dataset data = evaluation_data(run, o.data, o.split, o.limit, o.class_map, o.weights.empty() ? nullptr : &unknown);
+  const std::string source = o.weights.empty() ? o.run_dir : o.weights;
+  auto export_features_if_asked = [&](int64_t step) {
+    if (!o.features.empty())
+      export_features(run, data, step,
+                      {o.features, o.features_out.empty() ? (fs::path(out) / "features").string() : o.features_out,
+                       o.features_n, o.features_full});
+  };
+  if (!unknown.empty()) {
+    if (!o.reference.empty() || !presents.empty() || !o.exit_thresholds.empty())
+      throw InputError("--data: " + unknown + " (--reference, --present and --exit-threshold need labels)");
+    std::vector<std::string> folder_of;
+    for (auto& l : data.labels) folder_of.push_back(data.classes[static_cast<size_t>(l)]), l = kNoLabel;
+    SweepResult result = sweep(run, data, conditions, steps, o.seed);
+    write_predictions_only(out, result, folder_of, run.classes,
+                           {source, o.data + "/" + o.split, count_parameters(*run.model), run.model->recurrent(), o.seed,
+                            "", precision_name(run.model->precision())},
+                           unknown);
+    std::fprintf(stderr, "eval: accuracy not computed: %s; per_image.csv holds every prediction\n", unknown.c_str());
+    export_features_if_asked(result.steps().back());
+    return out;
+  }
 
   SweepResult result = sweep(run, data, conditions, steps, o.seed);
   std::vector<MaskedSweep> masked;
@@ -225,14 +305,11 @@ std::string run_eval(const EvalOptions& o) {
     reference = sweep(ref, data, conditions, {ref.model->default_steps()}, o.seed, "reference ");
   }
   Summary summary = summarize(result, reference ? &*reference : nullptr, o.exit_thresholds);
-  EvalProvenance from{o.run_dir, (o.data.empty() ? run.cfg.get_string("data.dataset") : o.data) + "/" + o.split,
+  EvalProvenance from{source, (o.data.empty() ? run.cfg.get_string("data.dataset") : o.data) + "/" + o.split,
                       count_parameters(*run.model), run.model->recurrent(), o.seed, o.reference,
                       precision_name(run.model->precision())};
   write_evaluation(out, result, summary, from, masked);
-  if (!o.features.empty())
-    export_features(run, data, result.steps().back(),
-                    {o.features, o.features_out.empty() ? (fs::path(out) / "features").string() : o.features_out,
-                     o.features_n, o.features_full});
+  export_features_if_asked(result.steps().back());
   return out;
 }
 

@@ -12,7 +12,11 @@
 namespace ventral {
 
 struct EvalOptions {
-  std::string run_dir;
+  std::string run_dir;          ///< a run directory, or empty with `weights`
+  std::string weights;          ///< a state_dict file (torch.save / ventral export) instead of a run
+  std::string model;            ///< with `weights`: the registered model name
+  std::string classes;          ///< with `weights`: class names, one per line, in output order
+  std::vector<std::string> settings;  ///< with `weights`: model.* / data.* "key=value" (inference/run.hpp load_weights)
   std::string checkpoint;       ///< default: RUN_DIR/checkpoints/last.pt
   std::string data;             ///< default: the run's data.dataset
   std::string split = "test";
@@ -46,8 +50,14 @@ std::vector<Condition> parse_conditions(const std::string& perturb);
 /// (exactly, through `class_map` — a file of "folder name<TAB>model class name" lines — or
 /// ignoring case, spaces and punctuation; never by position). InputError when the images or
 /// a class name do not fit the model.
+///
+/// With `unknown` (imported weights), a folder class that matches none of the model's classes
+/// is no error: `*unknown` says which classes did not match, and the labels stay those of the
+/// dataset's own classes (the caller predicts without them, with kNoLabel, and computes no accuracy).
 Dataset evaluation_data(const LoadedRun& run, const std::string& spec, const std::string& split, int64_t limit,
-                        const std::string& class_map = "");
+                        const std::string& class_map = "", std::string* unknown = nullptr);
+/// The label of an image whose class the model does not know (torch's cross-entropy ignore_index).
+constexpr int64_t kNoLabel = -100;
 
 /// The run's predictions on `data` under every condition (perturbations drawn with `seed`) at
 /// `steps`. Progress lines are labelled `label_prefix` + the condition. With `masking`, every

@@ -100,7 +100,7 @@ void save_state_dict(const std::string& path, VisionModelImpl& model) {
 }
 
 std::vector<std::string> load_state_dict(VisionModelImpl& model, std::map<std::string, torch::Tensor> state,
-                                         const std::string& origin, bool strict) {
+                                         const std::string& origin, bool strict, const std::string& hint) {
   // DataParallel and DistributedDataParallel save every name with a "module." prefix.
   if (std::all_of(state.begin(), state.end(), [](const auto& e) { return e.first.rfind("module.", 0) == 0; })) {
     std::map<std::string, torch::Tensor> stripped;
@@ -115,8 +115,7 @@ std::vector<std::string> load_state_dict(VisionModelImpl& model, std::map<std::s
   if (!why.empty() && skipped.size() == model_state(model).size())
     throw InputError(origin + ": none of the file's tensors fits the model (" + why + ")");
   if (strict && !why.empty())
-    throw InputError(origin + ": the weights do not fit the model: " + why +
-                     (skipped.empty() ? "" : " (model.weights_strict: false keeps the model's own values for those)"));
+    throw InputError(origin + ": the weights do not fit the model: " + why + (hint.empty() ? "" : " (" + hint + ")"));
   torch::NoGradGuard no_grad;
   for (auto& [name, t] : model_state(model)) {
     if (std::find(skipped.begin(), skipped.end(), name) != skipped.end()) continue;

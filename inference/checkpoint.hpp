@@ -49,8 +49,9 @@ std::string weights_mismatch(const std::map<std::string, torch::Tensor>& saved, 
 /// Strict: the names, shapes and dtypes must fit exactly (InputError naming `origin` and the
 /// first missing, unexpected and wrong-shaped entries). Not strict: the model's entries that are
 /// missing or wrongly shaped in `state` keep their values (a replaced classifier) and are
-/// returned; unexpected entries are ignored.
+/// returned; unexpected entries are ignored. `hint` ends a strict mismatch's message: what the
+/// user can change.
 std::vector<std::string> load_state_dict(VisionModelImpl& model, std::map<std::string, torch::Tensor> state,
-                                         const std::string& origin, bool strict);
+                                         const std::string& origin, bool strict, const std::string& hint = "");
 
 }  // namespace ventral

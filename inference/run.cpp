@@ -1,7 +1,13 @@
 #include "inference/run.hpp"
 
+#include <algorithm>
+#include <map>
+#include <set>
+
 #include "core/device.hpp"
 #include "core/error.hpp"
+#include "core/io.hpp"
+#include "core/text.hpp"
 #include "core/threads.hpp"
 #include "datasets/experiment.hpp"
 #include "inference/checkpoint.hpp"
@@ -42,6 +48,115 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
   configure_threads(r.cfg.get_int_or_auto("threads"));  // as trained; before the `auto` probe times anything
   r.precision = choose_precision(*r.model, precision.empty() ? r.cfg.get_string("precision") : precision,
                                  r.cfg.get_string("memory_format"), r.channels, r.image_size);
+  r.model->eval();
+  return r;
+}
+
+namespace {
+
+// The size along `dim` of the weights' tensor that changes with a model option: the entries of
+// two models built with `a` and `b` differ there (the classifier for the class count, the
+// first convolution for the input channels).
+int64_t read_off(const std::map<std::string, torch::Tensor>& weights, const std::string& model_name,
+                 const ModelOptions& a, const ModelOptions& b, int64_t dim, const std::string& what,
+                 const std::string& origin) {
+  auto state_a = model_state(*create_model(model_name, a)), state_b = model_state(*create_model(model_name, b));
+  for (size_t i = 0; i < state_a.size() && i < state_b.size(); ++i) {
+    const auto& [name, ta] = state_a[i];
+    if (ta.sizes() == state_b[i].second.sizes() || ta.dim() <= dim) continue;
+    auto w = weights.find(name);
+    if (w == weights.end() || w->second.dim() <= dim)
+      throw InputError(origin + ": no tensor '" + name + "' of " + std::to_string(dim + 1) + "+ dimensions to read the " +
+                       what + " from: these are not " + model_name + " weights (--model names the architecture)");
+    return w->second.size(dim);
+  }
+  throw std::logic_error("read_off: no tensor of " + model_name + " depends on the " + what);
+}
+
+std::vector<std::string> read_class_names(const std::string& path) {
+  auto bytes = read_file(path);
+  std::vector<std::string> names;
+  std::set<std::string> seen;
+  std::string line;
+  int64_t line_no = 0;
+  for (size_t i = 0; i <= bytes.size(); ++i) {
+    if (i < bytes.size() && bytes[i] != '\n') {
+      line += static_cast<char>(bytes[i]);
+      continue;
+    }
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty()) {
+      if (!seen.insert(line).second)
+        throw InputError(path + ":" + std::to_string(line_no) + ": class '" + line + "' is listed twice");
+      names.push_back(line);
+    }
+    line.clear();
+  }
+  if (names.empty()) throw InputError(path + ": no class names (one per line, in the model's output order)");
+  return names;
+}
+
+}  // namespace
+
+LoadedRun load_weights(const std::string& weights, const std::string& model_name, const std::string& classes_file,
+                       const std::vector<std::string>& settings, const std::string& precision) {
+  LoadedRun r;
+  r.cfg.set("model.name=" + model_name, "--model");
+  for (const auto& s : settings) {
+    const std::string key = s.substr(0, s.find('='));
+    if (key.rfind("model.", 0) != 0 && key.rfind("data.", 0) != 0 && key != "threads" && key != "memory_format")
+      throw InputError("--set " + s + ": with --weights only model.*, data.*, threads and memory_format keys apply");
+    r.cfg.set(s, "--set");
+  }
+  find_model(model_name);  // an unknown name lists the valid ones before the weights are read
+  check_model_options(r.cfg);
+  const Preprocessing pre = preprocessing(r.cfg);
+  r.image_size = pre.load.center_crop ? pre.load.center_crop : pre.load.image_size;
+  if (r.image_size == 0)
+    throw InputError("--weights: the input size is unknown: set data.preset (e.g. --set data.preset=imagenet), "
+                     "data.center_crop or data.image_size");
+  const auto state = read_state_dict(weights);
+  std::map<std::string, torch::Tensor> named;
+  const bool prefixed = !state.empty() && std::all_of(state.begin(), state.end(), [](const auto& kv) {
+    return kv.first.rfind("module.", 0) == 0;
+  });
+  for (const auto& [k, v] : state) named[prefixed ? k.substr(7) : k] = v;
+  ModelOptions o = model_options(r.cfg, 1, 7, r.image_size), o2 = o;
+  o2.num_classes = 11;
+  const int64_t num_classes = read_off(named, model_name, o, o2, 0, "class count", weights);
+  o2 = o, o2.in_channels = 2;
+  const int64_t file_channels = read_off(named, model_name, o, o2, 1, "input channels", weights);
+  r.channels = pre.load.channels ? pre.load.channels : file_channels;
+  if (r.channels != file_channels)
+    throw InputError("data.channels: " + std::to_string(r.channels) + " but the weights in " + weights + " take " +
+                     std::to_string(file_channels) + "-channel images");
+  if (classes_file.empty()) {
+    for (int64_t c = 0; c < num_classes; ++c) r.classes.push_back(std::to_string(c));
+  } else {
+    r.classes = read_class_names(classes_file);
+    if (static_cast<int64_t>(r.classes.size()) != num_classes)
+      throw InputError("--classes " + classes_file + ": " + std::to_string(r.classes.size()) + " names for a model with " +
+                       std::to_string(num_classes) + " outputs (" + weights + ")");
+  }
+  if (r.cfg.get_bool("data.normalize")) {
+    r.mean = pre.mean, r.std = pre.std;
+    if (r.mean.size() != static_cast<size_t>(r.channels) || r.std.size() != r.mean.size())
+      throw InputError("--weights: the normalisation the weights were trained with is needed: data.preset (e.g. "
+                       "--set data.preset=imagenet) or data.mean and data.std with " + std::to_string(r.channels) +
+                       " values each (or data.normalize=false)");
+    r.cfg.set("data.mean=" + yaml_list(r.mean), "normalisation");
+    r.cfg.set("data.std=" + yaml_list(r.std), "normalisation");
+  } else {
+    r.mean.assign(static_cast<size_t>(r.channels), 0.0), r.std.assign(r.mean.size(), 1.0);
+  }
+  r.model = create_model(model_name, model_options(r.cfg, r.channels, num_classes, r.image_size));
+  load_state_dict(*r.model, state, weights, /*strict=*/true,
+                  "--model and its options (--set model.width=...) must name the architecture the weights are of");
+  r.model->to(resolve_device(r.cfg.get_string("device")));
+  configure_threads(r.cfg.get_int_or_auto("threads"));
+  r.precision = choose_precision(*r.model, precision.empty() ? "fp32" : precision, r.cfg.get_string("memory_format"),
+                                 r.channels, r.image_size);
   r.model->eval();
   return r;
 }

@@ -29,4 +29,15 @@ struct LoadedRun {
 /// count to the run's `threads` (before the `auto` probe times anything).
 LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint = "", const std::string& precision = "");
 
+/// A model from a state_dict file alone (`ventral eval --weights`): no run directory, so the
+/// model is `model_name` with the model.* and data.* keys of `settings` ("key=value", e.g.
+/// data.preset=imagenet); its input channels and class count are read off the weights (the
+/// tensors whose shapes depend on them); class names come from `classes_file` (one per line, in
+/// output order, e.g. ImageNet wnids) or are the output indices "0", "1", ... The input size is
+/// data.center_crop or data.image_size, and the normalisation data.mean/data.std (a preset sets
+/// all three). InputError (naming the file or key) when the weights do not fit or a setting is
+/// missing.
+LoadedRun load_weights(const std::string& weights, const std::string& model_name, const std::string& classes_file,
+                       const std::vector<std::string>& settings, const std::string& precision = "");
+
 }  // namespace ventral

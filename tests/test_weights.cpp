@@ -12,6 +12,8 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/io.hpp"
+#include "core/text.hpp"
 #include "helpers.hpp"
 #include "inference/checkpoint.hpp"
 #include "inference/model_json.hpp"
@@ -284,6 +286,64 @@ TEST(Weights, ExportThenFineTuneThroughTheCli) {
   torch::NoGradGuard no_grad;
   from_checkpoint->eval(), from_export->eval();
   EXPECT_TRUE(torch::allclose(from_checkpoint->forward(x, 1).back(), from_export->forward(x, 1).back(), 1e-5, 1e-6));
+  // RUN/model.json, written by training, is the export's description without its source.
+  auto run_meta = nlohmann::json::parse(std::ifstream(dir / "run/model.json"));
+  meta.erase("source");
+  EXPECT_EQ(run_meta, meta);
+  // ventral_torch.load reads the run directory (its best checkpoint) and the export alike.
+  if (python_torch()) {
+    auto py = run_shell("/usr/bin/python3 -c \"import sys; sys.path.insert(0, '" + std::string(VENTRAL_SOURCE_DIR) +
+                        "/python')\nimport torch, ventral_torch as v\na, b = v.load(sys.argv[1]), v.load(sys.argv[2])\n"
+                        "x = torch.rand(3, 1, 28, 28)\nprint(bool(torch.equal(a(a.preprocess(x))[0], b(b.preprocess(x))[0])), "
+                        "a.classes == b.classes, len(a.classes), a.training)\" " +
+                        (dir / "run") + " " + (dir / "out/model.pt"));
+    EXPECT_EQ(py.output, "True True 10 False\n");
+  }
+  // `ventral eval --weights`: the export, evaluated without its run, gives the run's numbers.
+  {
+    std::ofstream classes(dir / "classes.txt");
+    for (const auto& c : meta["classes"]) classes << c.get<std::string>() << "\n";
+  }
+  const std::string norm = " --set model.width=4 --set data.image_size=28 --set data.mean=[" +
+                           format_number("%.17g", meta["normalisation"]["mean"][0].get<double>()) +
+                           "] --set data.std=[" + format_number("%.17g", meta["normalisation"]["std"][0].get<double>()) + "]";
+  const std::string any_model = "eval --data synthetic:200 --weights " + (dir / "out/model.pt");
+  const std::string weights = any_model + " --model resnet20";
+  auto of_run = run_ventral("eval " + (dir / "run") + " --checkpoint best --data synthetic:200 --out " + (dir / "e_run"));
+  ASSERT_EQ(of_run.status, 0) << of_run.output;
+  auto of_weights = run_ventral(weights + norm + " --classes " + (dir / "classes.txt") + " --out " + (dir / "e_w"));
+  ASSERT_EQ(of_weights.status, 0) << of_weights.output;
+  auto bytes = [](const std::string& path) { return ventral::read_file(path); };
+  EXPECT_EQ(bytes(dir / "e_run/results.csv"), bytes(dir / "e_w/results.csv"));
+  // Without --classes the model's classes are its output indices: every prediction, no accuracy.
+  auto blind = run_ventral(weights + norm + " --out " + (dir / "e_blind"));
+  ASSERT_EQ(blind.status, 0) << blind.output;
+  EXPECT_NE(blind.output.find("accuracy not computed: 10 of the 10 classes of synthetic:200 match none"),
+            std::string::npos) << blind.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "e_blind/results.csv"));
+  auto blind_summary = nlohmann::json::parse(std::ifstream(dir / "e_blind/summary.json"));
+  EXPECT_TRUE(blind_summary["accuracy"].is_null());
+  EXPECT_EQ(blind_summary["n"], 50);
+  const auto per_image_bytes = bytes(dir / "e_blind/per_image.csv");
+  const std::string per_image(per_image_bytes.begin(), per_image_bytes.end());
+  EXPECT_EQ(per_image.rfind("index,folder,family,severity,pred_step1,class_step1\n", 0), 0u) << per_image.substr(0, 80);
+  EXPECT_EQ(std::count(per_image.begin(), per_image.end(), '\n'), 51);
+  // Wrong architecture, wrong class list, missing pieces: one error line each, exit 2.
+  for (const auto& [args, says] : std::vector<std::pair<std::string, std::string>>{
+           {any_model + " --model resnet32" + norm, "the weights do not fit the model"},
+           {any_model + " --model resnet21" + norm, "unknown model 'resnet21' (did you mean 'resnet20'?"},
+           {weights + norm + " --classes " + (dir / "run/config.yaml"), "names for a model with 10 outputs"},
+           {weights + " --set model.width=4 --set data.image_size=28", "the normalisation the weights were trained with is needed"},
+           {weights + " --set model.width=4", "the input size is unknown"},
+           {"eval --data synthetic --weights " + (dir / "out/model.pt"), "needs --model NAME"},
+           {"eval " + (dir / "run") + " --model resnet20", "--model: only with --weights"},
+           {weights + " --set train.lr=1" + norm, "only model.*, data.*, threads and memory_format keys apply"},
+           {weights + " --set data.resize=256" + norm, "needs data.center_crop"}}) {
+    auto r = run_ventral(args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find(says), std::string::npos) << args << "\n" << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << "\n" << r.output;
+  }
   // Fine-tuning from the export: the header names the weights.
   auto ft = run_shell(train + " model.weights=" + (dir / "out/model.pt") + " train.stop_after_steps=1 --run-dir " +
                       (dir / "ft"));

@@ -309,14 +309,9 @@ void Run::setup() {
                        " class(es); training a classifier needs images of at least 2");
   }
   // Record the normalisation actually used, so evaluation reproduces it exactly.
-  auto list = [](const std::vector<double>& v) {
-    std::string s = "[";
-    for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + format_number("%.17g", v[i]);
-    return s + "]";
-  };
   if (!data_.mean.empty()) {
-    cfg_.set("data.mean=" + list(data_.mean), "normalisation");
-    cfg_.set("data.std=" + list(data_.std), "normalisation");
+    cfg_.set("data.mean=" + yaml_list(data_.mean), "normalisation");
+    cfg_.set("data.std=" + yaml_list(data_.std), "normalisation");
   }
 
   const InputShape input{data_.train.channels, data_.train.height};
@@ -327,7 +322,8 @@ void Run::setup() {
   if (const std::string path = cfg_.get_string("model.weights"); !path.empty() && !resume_) {
     // Fine-tuning: start from a state_dict (a resumed run continues from last.pt instead).
     const bool strict = cfg_.get_bool("model.weights_strict");
-    const auto kept = load_state_dict(*model_, read_state_dict(path), cfg_.source() + ": model.weights " + path, strict);
+    const auto kept = load_state_dict(*model_, read_state_dict(path), cfg_.source() + ": model.weights " + path, strict,
+                                        "model.weights_strict: false keeps the model's own values for those");
     initial_weights = ", initial weights " + path + (kept.empty() ? "" : " (kept the model's own " + join(kept, ", ") + ")");
   }
   if (cfg_.get_bool("train.sync_bn")) {

@@ -8,6 +8,8 @@
 #include "core/io.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
+#include "core/config.hpp"
+#include "datasets/experiment.hpp"
 #include "datasets/image.hpp"
 #include "datasets/perturb.hpp"
 #include "eval/plot.hpp"
@@ -17,6 +19,7 @@ namespace ventral::cli {
 void add_perturb_command(CLI::App& app) {
   struct Args {
     std::string data = "fashion-mnist", split = "test", family = "all", out, write;
+    std::vector<std::string> settings;
     int64_t n = 8;
     uint64_t seed = 0;
   };
@@ -29,12 +32,20 @@ void add_perturb_command(CLI::App& app) {
   cmd->add_option("--out", a->out, "contact sheet PNG (rows: family x severity 0-5, columns: images)");
   cmd->add_option("--write", a->write,
                   "write the perturbed split as image folders DIR/<family>/<severity>/<class>/<index>.png");
+  cmd->add_option("--set", a->settings,
+                  "KEY=VALUE for the data.* preprocessing keys, e.g. data.preset=imagenet or data.image_size=64 "
+                  "(repeatable)");
   cmd->add_option("--seed", a->seed, "perturbation seed")
       ->check(CLI::Range(0.0, 18446744073709551615.0))  // not -1 silently wrapped to 2^64 - 1
       ->capture_default_str();
   cmd->callback([a] {
     if (a->out.empty() && a->write.empty()) throw InputError("perturb: give --out sheet.png and/or --write DIR");
-    Dataset data = load_dataset(a->data, parse_split(a->split));
+    Config cfg;
+    for (const auto& s : a->settings) {
+      if (s.rfind("data.", 0) != 0) throw InputError("--set " + s + ": only data.* keys apply to perturb");
+      cfg.set(s, "--set");
+    }
+    Dataset data = load_dataset(a->data, parse_split(a->split), preprocessing(cfg).load);
     auto specs = parse_perturbations(a->family);
     if (!a->out.empty()) {
       cv::Mat sheet = render_contact_sheet(data, specs, static_cast<int>(a->n), a->seed);

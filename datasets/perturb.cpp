@@ -172,8 +172,13 @@ void apply_pixelate(const Target& t) {
 
 void apply_jpeg(const Target& t) {
   std::vector<unsigned char> buf;
-  cv::Mat in = as_mat(t.data, t.src), bgr = in, result;
+  // Never convert in place: `in` wraps the dataset's own pixels. (It once did: `bgr = in` shares
+  // the buffer, so every call swapped the source image's red and blue, and every other jpeg
+  // severity, the conditions after it and any later sweep of the same data saw BGR images.)
+  const cv::Mat in = as_mat(t.data, t.src);
+  cv::Mat bgr, result;
   if (t.C == 3) cv::cvtColor(in, bgr, cv::COLOR_RGB2BGR);
+  else bgr = in;
   cv::imencode(".jpg", bgr, buf, {cv::IMWRITE_JPEG_QUALITY, static_cast<int>(t.p)});
   result = cv::imdecode(buf, t.C == 1 ? cv::IMREAD_GRAYSCALE : cv::IMREAD_COLOR);
   if (t.C == 3) cv::cvtColor(result, result, cv::COLOR_BGR2RGB);

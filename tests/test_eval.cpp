@@ -129,6 +129,36 @@ TEST(Perturb, DeterministicPerSeedFamilyAndIndex) {
   EXPECT_NE(a, b);
 }
 
+// Colour images whose red, green and blue differ: perturbing never touches the source pixels,
+// and keeps the channel order. (apply_jpeg converted RGB to BGR in place: every call swapped the
+// dataset's red and blue, so every other jpeg severity, and any later sweep of the same data,
+// such as a --reference model's, saw BGR images; gray test data could not show it.)
+TEST(Perturb, ColourSourcesStayUntouchedAndChannelsKeepTheirOrder) {
+  Dataset d = convert(load_dataset("synthetic:40", Split::Test), {3, 0});
+  for (size_t i = 0; i < d.size(); ++i)
+    for (size_t p = 0; p < static_cast<size_t>(d.height * d.width); ++p) {
+      uint8_t* px = d.image(i) + 3 * p;
+      px[1] = static_cast<uint8_t>(255 - px[0] / 2);
+      px[2] = static_cast<uint8_t>(9 * (p / static_cast<size_t>(d.width)));  // a vertical ramp
+    }
+  const std::vector<uint8_t> before = d.pixels;
+  for (const auto& f : perturbation_families())
+    for (int s = 1; s <= 5; ++s) {
+      apply(d, 4, f, s, 3);
+      ASSERT_EQ(d.pixels, before) << f << " severity " << s << " changed the source images";
+    }
+  for (int s = 1; s <= 5; ++s) {
+    const std::vector<uint8_t> out = apply(d, 4, "jpeg", s);
+    double same = 0, swapped = 0;
+    for (size_t k = 0; k < out.size(); ++k) {
+      const size_t mirror = k - k % 3 + (2 - k % 3);  // the same pixel with red and blue exchanged
+      same += std::abs(out[k] - d.image(4)[k]);
+      swapped += std::abs(out[k] - d.image(4)[mirror]);
+    }
+    EXPECT_LT(same, swapped / 2) << "jpeg severity " << s << ": channels swapped";
+  }
+}
+
 TEST(Perturb, DatasetOnAllCoresEqualsImageByImage) {
   Dataset d = load_dataset("synthetic:3000", Split::Test);
   for (const char* f : {"debris", "gaussian_noise", "jpeg"}) {

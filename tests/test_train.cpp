@@ -602,7 +602,7 @@ TEST(Train, KillNineAtRandomMomentsThenResumeEndsBitIdentical) {
             nlohmann::json::parse(read(run + "/test.json"))["accuracy"]);
   // No temporary file is mistaken for a result: every file left is one ventral documents or a
   // .tmp the next write replaces.
-  const std::set<std::string> documented = {"config.yaml", "classes.txt", "input.json", "log.jsonl", "metrics.csv",
+  const std::set<std::string> documented = {"config.yaml", "classes.txt", "input.json", "model.json", "log.jsonl", "metrics.csv",
                                              "test.json", "last.pt", "best.pt"};
   for (const auto& f : std::filesystem::recursive_directory_iterator(run)) {
     const std::string name = f.path().filename().string();

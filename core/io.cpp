@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -164,6 +165,69 @@ std::vector<unsigned char> read_maybe_gzip(const std::string& path, size_t max_b
   out.resize(zs.total_out);
   inflateEnd(&zs);
   return out;
+}
+
+namespace {
+
+uint32_t le32(const unsigned char* p) { return p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24; }
+uint16_t le16(const unsigned char* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
+
+}  // namespace
+
+void verify_zip_checksums(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path + ": cannot open (" + std::strerror(errno) + ")");
+  in.seekg(0, std::ios::end);
+  const auto size = static_cast<uint64_t>(in.tellg());
+  auto read_at = [&](uint64_t offset, size_t n) {
+    std::vector<unsigned char> buf(n);
+    in.clear();
+    in.seekg(static_cast<std::streamoff>(offset));
+    if (offset + n > size || !in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(n)))
+      throw InputError(path + ": damaged zip archive (an entry or its directory runs past the end of the file)");
+    return buf;
+  };
+  // The end-of-central-directory record: the last 22 bytes, or up to 64 KiB earlier behind a comment.
+  const uint64_t tail_size = std::min<uint64_t>(size, 22 + 65535);
+  const auto tail = read_at(size - tail_size, static_cast<size_t>(tail_size));
+  int64_t eocd = -1;
+  for (int64_t i = static_cast<int64_t>(tail_size) - 22; i >= 0; --i)
+    if (le32(&tail[static_cast<size_t>(i)]) == 0x06054b50) {
+      eocd = i;
+      break;
+    }
+  if (eocd < 0) throw InputError(path + ": damaged zip archive (no end-of-directory record: truncated?)");
+  const unsigned char* e = &tail[static_cast<size_t>(eocd)];
+  const uint32_t entries = le16(e + 10), dir_size = le32(e + 12), dir_offset = le32(e + 16);
+  if (entries == 0xffff || dir_size == 0xffffffff || dir_offset == 0xffffffff) return;  // zip64
+  const auto dir = read_at(dir_offset, dir_size);
+  size_t at = 0;
+  for (uint32_t k = 0; k < entries; ++k) {
+    if (at + 46 > dir.size() || le32(&dir[at]) != 0x02014b50)
+      throw InputError(path + ": damaged zip archive (its directory is cut short or overwritten)");
+    const unsigned char* d = &dir[at];
+    const uint16_t method = le16(d + 10), name_len = le16(d + 28), extra_len = le16(d + 30), comment_len = le16(d + 32);
+    const uint32_t crc = le32(d + 16), stored_size = le32(d + 20), header = le32(d + 42);
+    if (at + 46 + name_len > dir.size())
+      throw InputError(path + ": damaged zip archive (its directory is cut short or overwritten)");
+    const std::string name(reinterpret_cast<const char*>(d + 46), name_len);
+    at += 46u + name_len + extra_len + comment_len;
+    if (method != 0 || stored_size == 0xffffffff || header == 0xffffffff) continue;
+    const auto local = read_at(header, 30);
+    if (le32(local.data()) != 0x04034b50)
+      throw InputError(path + ": damaged zip archive (entry " + name + " is not where its directory says)");
+    uint64_t offset = header + 30ull + le16(&local[26]) + le16(&local[28]);
+    uLong sum = crc32(0L, Z_NULL, 0);
+    for (uint64_t left = stored_size; left > 0;) {  // in 1 MiB pieces: entries can be hundreds of MB
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(left, 1 << 20));
+      const auto piece = read_at(offset, n);
+      sum = crc32(sum, piece.data(), static_cast<uInt>(n));
+      offset += n, left -= n;
+    }
+    if (static_cast<uint32_t>(sum) != crc)
+      throw InputError(path + ": damaged: the checksum of " + name +
+                       " does not match (the file was altered or corrupted after it was written)");
+  }
 }
 
 }  // namespace ventral

@@ -28,4 +28,11 @@ using SizeFromHeader = std::function<size_t(const unsigned char* data, size_t n)
 std::vector<unsigned char> read_maybe_gzip(const std::string& path, size_t max_bytes = size_t(4) << 30,
                                            const SizeFromHeader& needed = {});
 
+/// Checks the CRC-32 of every stored entry of a zip archive (torch.save files, ventral's
+/// checkpoints) against its central directory: LibTorch's reader does not, so a flipped bit in
+/// a tensor would load as a silently different weight. InputError naming the file and the entry
+/// on a mismatch, a truncated entry or an unreadable directory. Archives it cannot check
+/// (zip64, compressed entries) pass unchecked: torch writes neither below 4 GiB.
+void verify_zip_checksums(const std::string& path);
+
 }  // namespace ventral

@@ -154,6 +154,7 @@ TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torc
   try {
     torch::serialize::InputArchive archive;
     archive.load_from(path);
+    verify_zip_checksums(path);  // LibTorch's reader would load a flipped bit as a different weight
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
     check_fits(model_archive, model, path);

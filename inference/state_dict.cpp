@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "core/error.hpp"
+#include "core/io.hpp"
 #include "inference/checkpoint.hpp"
 
 namespace ventral {
@@ -341,6 +342,7 @@ std::map<std::string, torch::Tensor> read_state_dict(const std::string& path) {
                             "(_use_new_zipfile_serialization=False); save it again with torch.save's default");
   }
   if (!zip->hasRecord("data.pkl")) throw InputError(path + ": a zip archive without data.pkl: not a torch.save file");
+  verify_zip_checksums(path);  // LibTorch's reader would load a flipped bit as a different weight
   at::DataPtr pkl;
   size_t size = 0;
   try {

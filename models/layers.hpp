@@ -50,9 +50,32 @@ class Conv2dImpl : public torch::nn::Conv2dImpl {
  public:
   using torch::nn::Conv2dImpl::Conv2dImpl;
   torch::Tensor forward(const torch::Tensor& x) {
-    torch::Tensor y = torch::nn::Conv2dImpl::forward(x);
+    torch::Tensor y = strided_pointwise() ? pointwise_on_subsampled(x) : torch::nn::Conv2dImpl::forward(x);
     count_conv_macs(y, weight);
     return y;
+  }
+
+ private:
+  // A 1×1 convolution with stride s reads every s-th pixel: it is the stride-1 convolution of
+  // the input subsampled first, the same products and sums. ventral computes it that way because
+  // LibTorch 1.13's oneDNN backward of the strided 1×1 kernel corrupts the heap on channels-last
+  // input with 2 to 8 input channels and sides from 48 px (a ResNet's projection shortcut at
+  // model.width 4 or 8: SIGSEGV / "double free"; reproduced in Python with Debian's torch too;
+  // tests/test_models.cpp StridedPointwiseConvolutionTrainsWhereLibTorchCrashed).
+  bool strided_pointwise() const {
+    const auto& o = options;
+    const auto* pad = c10::get_if<torch::ExpandingArray<2>>(&o.padding());
+    return (*o.kernel_size())[0] == 1 && (*o.kernel_size())[1] == 1 && pad && (**pad)[0] == 0 && (**pad)[1] == 0 &&
+           ((*o.stride())[0] > 1 || (*o.stride())[1] > 1) && o.groups() == 1;
+  }
+  torch::Tensor pointwise_on_subsampled(const torch::Tensor& x) {
+    using torch::indexing::Slice;
+    const auto& s = *options.stride();
+    const torch::Tensor sub = x.index({Slice(), Slice(), Slice(0, torch::indexing::None, s[0]),
+                                       Slice(0, torch::indexing::None, s[1])});
+    const std::vector<int64_t> one = {1, 1}, zero = {0, 0};
+    return torch::conv2d(sub.contiguous(x.suggest_memory_format()), weight, bias, torch::IntArrayRef(one),
+                         torch::IntArrayRef(zero), torch::IntArrayRef(one), 1);
   }
 };
 TORCH_MODULE(Conv2d);

@@ -8,6 +8,7 @@
 #include "helpers.hpp"
 #include "inference/infer.hpp"
 #include "inference/predict.hpp"
+#include "models/layers.hpp"
 #include "models/registry.hpp"
 
 using namespace ventral;
@@ -503,5 +504,42 @@ TEST_F(Seeded, UnknownModelListsTheValidNames) {
     EXPECT_NE(msg.find("unknown model 'resnet21'"), std::string::npos);
     EXPECT_NE(msg.find("did you mean 'resnet20'"), std::string::npos);
     EXPECT_NE(msg.find("cortical_blt"), std::string::npos);
+  }
+}
+
+// LibTorch 1.13's oneDNN backward of a strided 1×1 convolution corrupted the heap on channels-last
+// input with 2–8 input channels from 48 px: resnet20 at model.width 4 crashed (SIGSEGV, "double
+// free") in its first training step at 48 px. ventral's Conv2d computes it on the subsampled input:
+// the plain convolution's outputs and gradients (compared where LibTorch is right: contiguous),
+// and real training steps in channels-last that complete.
+TEST(Conv2d, StridedPointwiseConvolutionTrainsWhereLibTorchCrashed) {
+  torch::manual_seed(0);
+  nn::Conv2d ours(torch::nn::Conv2dOptions(4, 8, 1).stride(2).bias(true));
+  const torch::Tensor x0 = torch::randn({6, 4, 49, 48});
+  torch::Tensor x = x0.clone().requires_grad_(), xr = x0.clone().requires_grad_();
+  torch::Tensor w = ours->weight.detach().clone().requires_grad_();
+  const torch::Tensor y = ours(x), reference = torch::conv2d(xr, w, ours->bias.detach(), 2);
+  ASSERT_EQ(y.sizes(), reference.sizes());
+  EXPECT_TRUE(torch::allclose(y, reference, 1e-5, 1e-6));
+  const torch::Tensor g = torch::randn_like(y);
+  y.backward(g), reference.backward(g);
+  EXPECT_TRUE(torch::allclose(x.grad(), xr.grad(), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(ours->weight.grad(), w.grad(), 1e-4, 1e-5));
+
+  for (const char* name : {"resnet20", "resnet18"}) {
+    ModelOptions o;
+    o.in_channels = 3, o.num_classes = 4, o.image_size = 64, o.width = 4, o.stem = "small";
+    ModelPtr m = create_model(name, o);
+    m->use_memory_format(c10::MemoryFormat::ChannelsLast);
+    m->train();
+    torch::optim::SGD sgd(m->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+    for (int step = 0; step < 3; ++step) {
+      sgd.zero_grad();
+      torch::Tensor loss = torch::cross_entropy_loss(m->forward(m->inputs(torch::randn({32, 3, 64, 64})), 1).back(),
+                                                     torch::randint(4, {32}));
+      loss.backward();
+      sgd.step();
+      EXPECT_TRUE(std::isfinite(loss.item<double>())) << name << " step " << step;
+    }
   }
 }

@@ -196,7 +196,13 @@ void bench_perturb(const Args& a) {
   nlohmann::json families = nlohmann::json::object();
   int64_t total = 0;
   double total_s = 0;
-  for (const auto& spec : parse_perturbations(a.perturb)) {
+  std::vector<PerturbationSpec> specs;
+  try {
+    specs = parse_perturbations(a.perturb);
+  } catch (const InputError& e) {
+    throw InputError(std::string("--perturb: ") + e.what());
+  }
+  for (const auto& spec : specs) {
     auto t0 = std::chrono::steady_clock::now();
     for (int severity : spec.severities) perturb_dataset(data, spec.family, severity, 0);
     double s = seconds_since(t0);

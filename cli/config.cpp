@@ -2,6 +2,7 @@
 #include <iostream>
 
 #include "cli/commands.hpp"
+#include "datasets/experiment.hpp"
 #include "core/config.hpp"
 
 namespace ventral::cli {
@@ -31,6 +32,7 @@ void add_config_command(CLI::App& app) {
       args->file.clear();
     }
     Config cfg = Config::load(args->file, args->overrides);
+    preprocessing(cfg);  // refuses data.* combinations that train would refuse
     if (!args->out.empty()) cfg.save(args->out);
     std::cout << cfg.dump();
   });

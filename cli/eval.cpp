@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "cli/commands.hpp"
+#include "core/error.hpp"
 #include "core/text.hpp"
 #include "eval/sweep.hpp"
 
@@ -47,7 +48,10 @@ void add_eval_command(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "perturbation seed (same for every model compared)")
       ->check(CLI::Range(0.0, 18446744073709551615.0))  // not -1 silently wrapped to 2^64 - 1
       ->capture_default_str();
-  cmd->callback([o] {
+  cmd->callback([o, cmd] {
+    for (const char* flag : {"--out", "--features-out", "--weights", "--classes", "--class-map", "--data"})
+      if (cmd->count(flag) && cmd->get_option(flag)->as<std::string>().empty())
+        throw InputError(std::string(flag) + ": an empty value; give a path");
     const std::string out = run_eval(*o);
     std::vector<std::string> written;
     for (const char* f : {"results.csv", "summary.json", "per_image.csv", "accuracy_vs_steps.png",

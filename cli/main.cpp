@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 
 #include <iostream>
+#include <new>
 #include <malloc.h>
 
 #include "cli/commands.hpp"
@@ -59,8 +60,22 @@ int main(int argc, char** argv) {
     std::cerr << e.what() << "\n";
     return e.status();
   } catch (const c10::Error& e) {
-    std::cerr << "internal error: " << e.what_without_backtrace() << "\n";
+    // Running out of memory is the environment (or a size asked for), not a bug.
+    const std::string what = e.what_without_backtrace();
+    if (what.find("can't allocate memory") != std::string::npos) {
+      const size_t at = what.find("you tried to allocate");
+      const std::string detail =
+          at == std::string::npos ? "" : " (" + what.substr(at, what.find_first_of(".\n", at) - at) + ")";
+      std::cerr << "error: out of memory" << detail
+                << "; use smaller images (data.resize, data.center_crop, data.image_size) or batches\n";
+      return 2;
+    }
+    std::cerr << "internal error: " << what << "\n";
     return 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "error: out of memory; use smaller images (data.resize, data.center_crop, data.image_size) or "
+                 "batches\n";
+    return 2;
   } catch (const std::exception& e) {
     std::cerr << "internal error: " << e.what() << "\n";
     return 1;

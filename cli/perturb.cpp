@@ -42,11 +42,20 @@ void add_perturb_command(CLI::App& app) {
     if (a->out.empty() && a->write.empty()) throw InputError("perturb: give --out sheet.png and/or --write DIR");
     Config cfg;
     for (const auto& s : a->settings) {
-      if (s.rfind("data.", 0) != 0) throw InputError("--set " + s + ": only data.* keys apply to perturb");
+      const std::string key = s.substr(0, s.find('='));
+      if (key != "data.preset" && key != "data.channels" && key != "data.image_size" && key != "data.resize" &&
+          key != "data.center_crop")
+        throw InputError("--set " + s + ": perturb takes the image keys data.preset, data.channels, data.image_size, "
+                         "data.resize and data.center_crop (the dataset is --data)");
       cfg.set(s, "--set");
     }
     Dataset data = load_dataset(a->data, parse_split(a->split), preprocessing(cfg).load);
-    auto specs = parse_perturbations(a->family);
+    std::vector<PerturbationSpec> specs;
+    try {
+      specs = parse_perturbations(a->family);
+    } catch (const InputError& e) {
+      throw InputError(std::string("--family: ") + e.what());
+    }
     if (!a->out.empty()) {
       cv::Mat sheet = render_contact_sheet(data, specs, static_cast<int>(a->n), a->seed);
       write_png(a->out, sheet);

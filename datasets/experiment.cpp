@@ -39,17 +39,24 @@ Preprocessing preprocessing(const Config& cfg) {
     out.load.resize = 0, out.load.center_crop = 0;  // an explicit size replaces the preset's resize and crop
   if (out.load.center_crop != 0) {
     if (size != 0 && size != out.load.center_crop)
-      throw InputError(cfg.source() + ": key 'data.image_size' (" + std::to_string(size) + ") contradicts data.center_crop (" +
+      throw InputError("key 'data.image_size' (" + std::to_string(size) + ") contradicts data.center_crop (" +
                        std::to_string(out.load.center_crop) + "), which sets the image size; set only one");
     out.load.image_size = 0;
   }
   if (out.load.resize != 0 && out.load.center_crop == 0)
-    throw InputError(cfg.source() + ": key 'data.resize' needs data.center_crop (after resizing the shorter side, "
-                     "images of other aspect ratios differ in shape), e.g. data.resize=256 data.center_crop=224");
+    throw InputError("key 'data.resize' needs data.center_crop (after resizing the shorter side, images of other "
+                     "aspect ratios differ in shape), e.g. data.resize=256 data.center_crop=224");
   out.mean = cfg.get_floats("data.mean");
   out.std = cfg.get_floats("data.std");
   if (out.mean.empty()) out.mean = p.mean;
   if (out.std.empty()) out.std = p.std;
+  if (out.load.channels != 0)
+    for (const auto& [key, values] : {std::pair<const char*, const std::vector<double>*>{"data.mean", &out.mean},
+                                      {"data.std", &out.std}})
+      if (!values->empty() && values->size() != static_cast<size_t>(out.load.channels))
+        throw InputError("key '" + std::string(key) + "' has " + std::to_string(values->size()) + " values for " +
+                         std::to_string(out.load.channels) + "-channel images (data.channels" +
+                         (name != "none" ? ", or data.preset " + name : std::string()) + ")");
   return out;
 }
 
@@ -100,9 +107,7 @@ LoaderPerturbation training_perturbation(const Config& cfg) {
   try {
     p.specs = parse_perturbations(cfg.get_string("data.augment.perturb"));
   } catch (const InputError& e) {
-    std::string why = e.what();
-    if (why.rfind("--perturb: ", 0) == 0) why = why.substr(11);
-    throw InputError(cfg.source() + ": key 'data.augment.perturb': " + why);
+    throw InputError(cfg.source() + ": key 'data.augment.perturb': " + e.what());
   }
   p.fraction = cfg.get_float("data.augment.perturb_fraction");
   return p;

@@ -386,7 +386,7 @@ std::vector<PerturbationSpec> parse_perturbations(const std::string& text) {
       s.severities = all_severities();
     } else {
       std::string list = item.substr(colon + 1);
-      auto bad = [&] { return InputError("--perturb: bad severities in '" + item + "' (use e.g. block:1-5 or jpeg:2,4)"); };
+      auto bad = [&] { return InputError("bad severities in '" + item + "' (severities are 0 to 5: e.g. block:1-5 or jpeg:2,4)"); };
       size_t pos = 0;
       while (pos < list.size()) {
         size_t end = list.find(',', pos);

@@ -172,15 +172,33 @@ SweepResult sweep(LoadedRun& run, const Dataset& data, const std::vector<Conditi
   return r;
 }
 
+namespace {
+
+// Every file an evaluation may write into its folder. Once a new evaluation's results are
+// computed, the ones it does not write are removed: a folder never mixes two evaluations.
+void remove_stale(const std::string& out, const std::vector<std::string>& written) {
+  for (const char* name : {"results.csv", "per_image.csv", "summary.json", "early_exit.csv", "masking.png",
+                           "accuracy_vs_steps.png", "accuracy_vs_severity.png"}) {
+    std::error_code ec;
+    if (std::find(written.begin(), written.end(), name) == written.end()) fs::remove(fs::path(out) / name, ec);
+  }
+}
+
+}  // namespace
+
 void write_evaluation(const std::string& out, const SweepResult& result, const Summary& summary,
                       const EvalProvenance& provenance, const std::vector<MaskedSweep>& masked) {
   make_directories(out);
+  std::vector<std::string> written = {"results.csv", "per_image.csv", "summary.json"};
+  if (!masked.empty()) written.push_back("masking.png");
+  if (!summary.early_exit.empty()) written.push_back("early_exit.csv");
   write_results_csv((fs::path(out) / "results.csv").string(), summary, masked);
   if (!masked.empty()) write_masking_figure((fs::path(out) / "masking.png").string(), summary, masked);
   write_per_image_csv((fs::path(out) / "per_image.csv").string(), result);
   write_summary_json((fs::path(out) / "summary.json").string(), summary, provenance);
   if (!summary.early_exit.empty()) write_early_exit_csv((fs::path(out) / "early_exit.csv").string(), summary);
-  write_eval_figures(out, summary);
+  for (const auto& figure : write_eval_figures(out, summary)) written.push_back(figure);
+  remove_stale(out, written);
 }
 
 namespace {
@@ -227,6 +245,7 @@ void write_predictions_only(const std::string& out, const SweepResult& result, c
                       {"params", from.params}, {"steps", result.steps()}, {"precision", from.precision},
                       {"accuracy", nullptr}, {"accuracy_not_computed", why}};
   write_file_atomic((fs::path(out) / "summary.json").string(), j.dump(2) + "\n");
+  remove_stale(out, {"per_image.csv", "summary.json"});
 }
 
 }  // namespace
@@ -241,7 +260,12 @@ std::string run_eval(const EvalOptions& o) {
   for (double t : o.exit_thresholds)
     if (!(t >= 0 && t <= 1))
       throw InputError("--exit-threshold: " + format_number("%g", t) + " is not a confidence in [0, 1]");
-  const std::vector<Condition> conditions = parse_conditions(o.perturb);
+  std::vector<Condition> conditions;
+  try {
+    conditions = parse_conditions(o.perturb);
+  } catch (const InputError& e) {
+    throw InputError(std::string("--perturb: ") + e.what());
+  }
   check_feature_areas(*run.model, o.features);
   std::vector<int64_t> presents;
   if (!o.mask.empty() && o.present.empty()) throw InputError("--mask: needs --present K (the steps the image is shown before the mask)");
@@ -270,6 +294,9 @@ std::string run_eval(const EvalOptions& o) {
   make_directories(out);
   std::string unknown;
   Dataset data = evaluation_data(run, o.data, o.split, o.limit, o.class_map, o.weights.empty() ? nullptr : &unknown);
+  if (!unknown.empty() && !o.weights.empty() && o.classes.empty() && o.class_map.empty())
+    unknown = "the model's outputs have no names (no --classes) to match the classes of " + o.data +
+              " against; give --classes FILE (the model's class names, one per line in output order)";
   const std::string source = o.weights.empty() ? o.run_dir : o.weights;
   auto export_features_if_asked = [&](int64_t step) {
     if (!o.features.empty())

@@ -1,5 +1,7 @@
 #include "inference/predict.hpp"
 
+#include "core/error.hpp"
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -104,6 +106,11 @@ Predictions predict(VisionModelImpl& model, BatchLoader& loader, const std::vect
     p.labels.insert(p.labels.end(), truth.data_ptr<int64_t>(), truth.data_ptr<int64_t>() + truth.numel());
     for (size_t k = 0; k < S; ++k) {
       torch::Tensor logits = per_step[k].to(torch::kFloat32);
+      // The argmax of NaN logits is class 0: a number, but a meaningless one, so none is reported.
+      if (!torch::isfinite(logits).all().item<bool>())
+        throw InputError("the model's outputs are NaN or infinite at step " + std::to_string(p.steps[k]) +
+                         " (its weights overflow float32: imported weights, or a run that diverged); no accuracy is "
+                         "reported");
       p.loss_sum[k] += torch::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).item<double>();
       // The prediction is the argmax of the logits (as accuracy has always been counted), its
       // confidence the softmax probability of that class.

@@ -105,6 +105,10 @@ LoadedRun load_weights(const std::string& weights, const std::string& model_name
   r.cfg.set("model.name=" + model_name, "--model");
   for (const auto& s : settings) {
     const std::string key = s.substr(0, s.find('='));
+    if (s.find('=') == std::string::npos || key.empty())
+      throw InputError("--set " + s + ": expected KEY=VALUE, e.g. --set data.preset=imagenet");
+    if (key == "model.name" || key == "data.dataset" || key == "model.weights")
+      throw InputError("--set " + s + ": with --weights, --model, --data and --weights say this");
     if (key.rfind("model.", 0) != 0 && key.rfind("data.", 0) != 0 && key != "threads" && key != "memory_format")
       throw InputError("--set " + s + ": with --weights only model.*, data.*, threads and memory_format keys apply");
     r.cfg.set(s, "--set");

@@ -50,6 +50,12 @@ class RunDir {
   /// `best` / `last` name the run's own checkpoints; anything else is a path.
   std::string checkpoint(const std::string& which) const;
 
+  /// The files ventral writes at the top of the run directory (config.yaml ... test.json); the
+  /// checkpoints are in checkpoints().
+  std::vector<std::string> files() const {
+    return {config(), classes(), input(), model_json(), log(), metrics(), test()};
+  }
+
   bool holds_config() const;
   bool started() const;   ///< a checkpoint exists (resumable)
   bool finished() const;  ///< test.json exists

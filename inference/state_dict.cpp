@@ -341,6 +341,9 @@ std::map<std::string, torch::Tensor> read_state_dict(const std::string& path) {
     throw InputError(path + ": not a zip archive: truncated, not a torch.save file, or torch.save's legacy format "
                             "(_use_new_zipfile_serialization=False); save it again with torch.save's default");
   }
+  if (zip->hasRecord("constants.pkl"))  // TorchScript: torch.jit.save, and ventral's own checkpoints
+    throw InputError(path + ": a TorchScript/LibTorch archive (a ventral checkpoint?), not a state_dict: evaluate its "
+                            "run directory, or write a state_dict with `ventral export RUN --out FILE`");
   if (!zip->hasRecord("data.pkl")) throw InputError(path + ": a zip archive without data.pkl: not a torch.save file");
   verify_zip_checksums(path);  // LibTorch's reader would load a flipped bit as a different weight
   at::DataPtr pkl;

@@ -190,7 +190,11 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     training_perturbation(cfg);
   }
   if (!x.steps.empty()) parse_steps(x.steps);
-  parse_perturbations(x.perturb);
+  try {
+    parse_perturbations(x.perturb);
+  } catch (const InputError& e) {
+    throw InputError(path + ": key 'eval.perturb': " + e.what());
+  }
   if (x.mask != "blank" && x.mask != "noise") throw InputError(path + ": key 'eval.mask' expects blank or noise, got '" + x.mask + "'");
   if (!x.present.empty()) {
     std::vector<int64_t> presents;

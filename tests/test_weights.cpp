@@ -17,6 +17,8 @@
 #include "helpers.hpp"
 #include "inference/checkpoint.hpp"
 #include "inference/model_json.hpp"
+#include "datasets/dataset.hpp"
+#include "inference/predict.hpp"
 #include "models/registry.hpp"
 
 using namespace ventral;
@@ -318,7 +320,7 @@ TEST(Weights, ExportThenFineTuneThroughTheCli) {
   // Without --classes the model's classes are its output indices: every prediction, no accuracy.
   auto blind = run_ventral(weights + norm + " --out " + (dir / "e_blind"));
   ASSERT_EQ(blind.status, 0) << blind.output;
-  EXPECT_NE(blind.output.find("accuracy not computed: 10 of the 10 classes of synthetic:200 match none"),
+  EXPECT_NE(blind.output.find("accuracy not computed: the model's outputs have no names (no --classes)"),
             std::string::npos) << blind.output;
   EXPECT_FALSE(std::filesystem::exists(dir / "e_blind/results.csv"));
   auto blind_summary = nlohmann::json::parse(std::ifstream(dir / "e_blind/summary.json"));
@@ -338,12 +340,28 @@ TEST(Weights, ExportThenFineTuneThroughTheCli) {
            {"eval --data synthetic --weights " + (dir / "out/model.pt"), "needs --model NAME"},
            {"eval " + (dir / "run") + " --model resnet20", "--model: only with --weights"},
            {weights + " --set train.lr=1" + norm, "only model.*, data.*, threads and memory_format keys apply"},
-           {weights + " --set data.resize=256" + norm, "needs data.center_crop"}}) {
+           {weights + " --set data.resize=256" + norm, "needs data.center_crop"},
+           {weights + " --set model.name=resnet32" + norm, "--model, --data and --weights say this"},
+           {weights + norm + " --out ''", "--out: an empty value"},
+           {"eval --data synthetic --model resnet20 --weights " + (dir / "run/checkpoints/last.pt") + norm,
+            "a TorchScript/LibTorch archive (a ventral checkpoint?), not a state_dict"},
+           {"export " + (dir / "run") + " --out " + (dir / "run/checkpoints/last.pt"), "a file of the run being exported"},
+           {"export " + (dir / "run") + " --out " + (dir / "run/model.pt"), "run/model.json, a file of the run"},
+           {"config data.resize=32", "key 'data.resize' needs data.center_crop"},
+           {"config data.preset=cifar data.channels=1", "key 'data.mean' has 3 values for 1-channel images"},
+           {"perturb --data synthetic:20 --family block:9 --out " + (dir / "s.png"), "--family: bad severities"},
+           {"perturb --data synthetic:20 --set data.val_fraction=0.5 --out " + (dir / "s.png"), "perturb takes the image keys"}}) {
     auto r = run_ventral(args);
     EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
     EXPECT_NE(r.output.find(says), std::string::npos) << args << "\n" << r.output;
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << "\n" << r.output;
   }
+  // A later evaluation into the same folder leaves no file of the earlier one behind.
+  auto again = run_ventral(weights + norm + " --out " + (dir / "e_w"));
+  ASSERT_EQ(again.status, 0) << again.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "e_w/results.csv"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "e_w/accuracy_vs_steps.png"));
+  EXPECT_NE(again.output.find("wrote " + (dir / "e_w") + "/{summary.json,per_image.csv}"), std::string::npos) << again.output;
   // Fine-tuning from the export: the header names the weights.
   auto ft = run_shell(train + " model.weights=" + (dir / "out/model.pt") + " train.stop_after_steps=1 --run-dir " +
                       (dir / "ft"));
@@ -416,6 +434,51 @@ TEST(Weights, OfficialCornetStateDictsLoadWithNoMissingOrUnexpectedKey) {
 // The state_dict reader is ventral's own parser of untrusted bytes: 3,000 damaged copies of a
 // real file (bytes of the pickle and the zip overwritten at random) either load or are an
 // InputError; nothing else escapes (no other exception, no crash, no runaway allocation).
+// LibTorch's zip reader does not check CRCs: one flipped bit inside a tensor loaded as a
+// silently different weight, from a state_dict and from a checkpoint. Both are refused now.
+TEST(Weights, AFlippedBitInATensorIsRefusedNotLoaded) {
+  TempDir dir;
+  ModelPtr m = trained_a_little("resnet20");
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [name, t] : model_state(*m))
+      if (name == "fc.weight") t.fill_(1.0);  // a byte pattern to find in the file
+  }
+  auto flip_in = [](const std::string& path) {
+    auto bytes = ventral::read_file(path);
+    const std::vector<unsigned char> ones = {0, 0, 0x80, 0x3f, 0, 0, 0x80, 0x3f, 0, 0, 0x80, 0x3f, 0, 0, 0x80, 0x3f};
+    auto at = std::search(bytes.begin(), bytes.end(), ones.begin(), ones.end());
+    ASSERT_NE(at, bytes.end()) << path;
+    at[5] ^= 0x01;  // 1.0 becomes 1.0000076
+    ventral::test::write_bytes(path, bytes);
+  };
+  save_state_dict(dir / "w.pt", *m);
+  flip_in(dir / "w.pt");
+  EXPECT_NE(load_error(*m, dir / "w.pt").find("w.pt: damaged: the checksum of"), std::string::npos)
+      << load_error(*m, dir / "w.pt");
+  save_checkpoint(dir / "c.pt", *m, nullptr, TrainState{});
+  EXPECT_NO_THROW(load_checkpoint(dir / "c.pt", *m, nullptr));
+  flip_in(dir / "c.pt");
+  const std::string e = ventral::test::error_text<InputError>([&] { load_checkpoint(dir / "c.pt", *m, nullptr); });
+  EXPECT_NE(e.find("c.pt: damaged: the checksum of"), std::string::npos) << e;
+}
+
+// Weights that overflow float32 give NaN logits, whose argmax (class 0) would be scored as a
+// prediction: evaluation refuses to report a number.
+TEST(Weights, NonFiniteOutputsAreAnErrorNotAnAccuracy) {
+  ModelPtr m = trained_a_little("resnet20");
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [name, t] : model_state(*m))
+      if (name == "conv1.weight") t.fill_(3e38);
+  }
+  Dataset d = load_dataset("synthetic:40", Split::Test, {1, 16});
+  LoaderOptions o;
+  o.batch_size = 10, o.shuffle = false;
+  const std::string e = ventral::test::error_text<InputError>([&] { predict(*m, d, {1}, o); });
+  EXPECT_NE(e.find("the model's outputs are NaN or infinite at step 1"), std::string::npos) << e;
+}
+
 TEST(Weights, DamagedFilesLoadOrAreInputErrorsNeverAnythingElse) {
   TempDir dir;
   ModelPtr m = trained_a_little("cortical_bl");

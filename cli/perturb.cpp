@@ -40,6 +40,8 @@ void add_perturb_command(CLI::App& app) {
       ->capture_default_str();
   cmd->callback([a] {
     if (a->out.empty() && a->write.empty()) throw InputError("perturb: give --out sheet.png and/or --write DIR");
+    if (!a->out.empty() && std::filesystem::path(a->out).extension() != ".png")
+      throw InputError("--out " + a->out + ": the contact sheet is a PNG; name it *.png");
     Config cfg;
     for (const auto& s : a->settings) {
       const std::string key = s.substr(0, s.find('='));
@@ -57,6 +59,9 @@ void add_perturb_command(CLI::App& app) {
       throw InputError(std::string("--family: ") + e.what());
     }
     if (!a->out.empty()) {
+      if (static_cast<size_t>(a->n) > data.size())
+        std::fprintf(stderr, "note: --n %lld: %s has %zu images, so the sheet shows %zu columns\n", (long long)a->n,
+                     a->data.c_str(), data.size(), data.size());
       cv::Mat sheet = render_contact_sheet(data, specs, static_cast<int>(a->n), a->seed);
       write_png(a->out, sheet);
       std::printf("wrote %s (%dx%d px)\n", a->out.c_str(), sheet.cols, sheet.rows);

@@ -100,6 +100,7 @@ Dataset read_image_folder(const std::string& root, const LoadOptions& options) {
     throw InputError(root + ": empty image folder (expected ROOT/<class>/<image> sub-folders)");
 
   Dataset d;
+  size_t resized = 0;  // images of another size than the first, without a size asked for
   for (size_t c = 0; c < class_dirs.size(); ++c) {
     d.classes.push_back(class_dirs[c].filename().string());
     std::vector<fs::path> files;
@@ -116,6 +117,7 @@ Dataset read_image_folder(const std::string& root, const LoadOptions& options) {
         d.height = side ? side : img.rows;
         d.width = side ? side : img.cols;
       }
+      if (img.rows != d.height || img.cols != d.width) ++resized;
       cv::Mat conv = fit_image(to_channels(img, static_cast<int>(d.channels)), options, d.height, d.width);
       if (!conv.isContinuous()) conv = conv.clone();
       d.pixels.insert(d.pixels.end(), conv.data, conv.data + conv.total() * conv.elemSize());
@@ -124,6 +126,10 @@ Dataset read_image_folder(const std::string& root, const LoadOptions& options) {
   }
   if (d.labels.empty())
     throw InputError(root + ": empty image folder (the class sub-folders hold no files)");
+  if (resized > 0 && options.image_size == 0 && options.center_crop == 0)
+    std::fprintf(stderr, "note: %s: %zu of %zu images differ in size from the first (%lldx%lld) and were resized to it; "
+                 "set data.image_size, or data.resize and data.center_crop\n",
+                 root.c_str(), resized, d.labels.size(), (long long)d.width, (long long)d.height);
   return d;
 }
 

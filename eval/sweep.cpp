@@ -30,7 +30,8 @@ std::string class_key(const std::string& name) {
   return key;
 }
 
-// `--class-map FILE`: one "folder name<TAB>model class name" pair a line; # comments.
+// `--class-map FILE`: one "folder name<TAB>model class name" pair a line; # comments. A folder
+// mapped twice is an error (which line would win?).
 std::map<std::string, std::string> read_class_map(const std::string& path) {
   std::map<std::string, std::string> map;
   if (path.empty()) return map;
@@ -44,7 +45,8 @@ std::map<std::string, std::string> read_class_map(const std::string& path) {
     auto tab = line.find('\t');
     if (tab == std::string::npos || tab == 0 || tab + 1 == line.size())
       throw InputError(path + ":" + std::to_string(line_no) + ": expected 'folder name<TAB>model class name', got '" + line + "'");
-    map[line.substr(0, tab)] = line.substr(tab + 1);
+    if (!map.emplace(line.substr(0, tab), line.substr(tab + 1)).second)
+      throw InputError(path + ":" + std::to_string(line_no) + ": folder '" + line.substr(0, tab) + "' is mapped twice");
   }
   return map;
 }
@@ -61,6 +63,11 @@ void align_classes(Dataset& data, const std::vector<std::string>& model_classes,
     exact[model_classes[c]] = static_cast<int64_t>(c);
     loose[class_key(model_classes[c])] = static_cast<int64_t>(c);
   }
+  // A map line naming no class of the model is a typo in the map, not an unknown folder.
+  for (const auto& [folder, target] : class_map)
+    if (!exact.count(target) && !loose.count(class_key(target)))
+      throw InputError(class_map_path + ": maps '" + folder + "' to '" + target + "', which is not a class of the model (" +
+                       join(model_classes, ", ") + ")");
   std::vector<int64_t> remap;
   std::vector<std::string> unmatched;
   for (const auto& name : data.classes) {

@@ -69,7 +69,10 @@ std::string weights_mismatch(const std::map<std::string, torch::Tensor>& saved, 
     if (it == saved.end()) {
       missing.push_back(name);
       if (mismatched) mismatched->push_back(name);
-    } else if (!it->second.sizes().equals(t.sizes()) || it->second.scalar_type() != t.scalar_type()) {
+    } else if (!it->second.sizes().equals(t.sizes()) ||
+               // Floating-point types convert on loading, as in PyTorch's load_state_dict (fp16 and
+               // bf16 releases load into fp32 models); integer buffers must match.
+               (it->second.scalar_type() != t.scalar_type() && !(it->second.is_floating_point() && t.is_floating_point()))) {
       wrong.push_back(name + " " + shape(it->second) + " " + c10::toString(it->second.scalar_type()) + " in the file, " +
                       shape(t) + " " + c10::toString(t.scalar_type()) + " in the model");
       if (mismatched) mismatched->push_back(name);

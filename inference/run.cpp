@@ -156,7 +156,8 @@ LoadedRun load_weights(const std::string& weights, const std::string& model_name
   }
   r.model = create_model(model_name, model_options(r.cfg, r.channels, num_classes, r.image_size));
   load_state_dict(*r.model, state, weights, /*strict=*/true,
-                  "--model and its options (--set model.width=...) must name the architecture the weights are of");
+                  "--model and its model.* options must describe the architecture the weights are of: e.g. "
+                  "--set model.width=..., model.steps=... (per-step norms), model.stem=imagenet (a 7x7 stem below 64 px)");
   r.model->to(resolve_device(r.cfg.get_string("device")));
   configure_threads(r.cfg.get_int_or_auto("threads"));
   r.precision = choose_precision(*r.model, precision.empty() ? "fp32" : precision, r.cfg.get_string("memory_format"),

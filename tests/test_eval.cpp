@@ -706,8 +706,13 @@ TEST(EvaluationData, FolderClassesAreMatchedByNameNeverByPosition) {
   EXPECT_EQ(mapped.labels, (std::vector<int64_t>{2, 1}));  // sandal -> Ankle boot, trouser
   ventral::test::write_text(dir / "bad.tsv", "sandal Ankle boot\n");
   EXPECT_NE(error(dir / "bad.tsv").find("bad.tsv:1: expected 'folder name<TAB>model class name'"), std::string::npos);
+  // A map line naming no class of the model is a typo in the map; a folder mapped twice is ambiguous.
   ventral::test::write_text(dir / "wrong.tsv", "sandal\tSneaker\n");
-  EXPECT_NE(error(dir / "wrong.tsv").find("'sandal' (mapped to 'Sneaker')"), std::string::npos) << error(dir / "wrong.tsv");
+  EXPECT_NE(error(dir / "wrong.tsv").find("wrong.tsv: maps 'sandal' to 'Sneaker', which is not a class of the model"),
+            std::string::npos) << error(dir / "wrong.tsv");
+  ventral::test::write_text(dir / "twice.tsv", "sandal\tTrouser\nsandal\tAnkle boot\n");
+  EXPECT_NE(error(dir / "twice.tsv").find("twice.tsv:2: folder 'sandal' is mapped twice"), std::string::npos)
+      << error(dir / "twice.tsv");
 }
 
 // Issue 14: statistics over seeds, checked against closed forms.

@@ -350,7 +350,8 @@ TEST(Weights, ExportThenFineTuneThroughTheCli) {
            {"config data.resize=32", "key 'data.resize' needs data.center_crop"},
            {"config data.preset=cifar data.channels=1", "key 'data.mean' has 3 values for 1-channel images"},
            {"perturb --data synthetic:20 --family block:9 --out " + (dir / "s.png"), "--family: bad severities"},
-           {"perturb --data synthetic:20 --set data.val_fraction=0.5 --out " + (dir / "s.png"), "perturb takes the image keys"}}) {
+           {"perturb --data synthetic:20 --set data.val_fraction=0.5 --out " + (dir / "s.png"), "perturb takes the image keys"},
+           {"perturb --data synthetic:20 --family block:2 --out " + (dir / "s.jpg"), "the contact sheet is a PNG"}}) {
     auto r = run_ventral(args);
     EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
     EXPECT_NE(r.output.find(says), std::string::npos) << args << "\n" << r.output;
@@ -461,6 +462,26 @@ TEST(Weights, AFlippedBitInATensorIsRefusedNotLoaded) {
   flip_in(dir / "c.pt");
   const std::string e = ventral::test::error_text<InputError>([&] { load_checkpoint(dir / "c.pt", *m, nullptr); });
   EXPECT_NE(e.find("c.pt: damaged: the checksum of"), std::string::npos) << e;
+}
+
+// Floating-point types convert on loading, as PyTorch's load_state_dict does: a bf16 or fp16
+// release loads into the fp32 model (its values rounded as stored); an integer buffer in another
+// integer type is still a mismatch.
+TEST(Weights, HalfAndBfloat16WeightsLoadIntoTheFloatModel) {
+  ModelPtr a = trained_a_little("cortical_bl");
+  for (auto type : {torch::kBFloat16, torch::kHalf}) {
+    std::map<std::string, torch::Tensor> state;
+    for (const auto& [name, t] : model_state(*a)) state[name] = t.is_floating_point() ? t.to(type) : t;
+    ModelPtr b = create_model("cortical_bl", tiny());
+    EXPECT_TRUE(load_state_dict(*b, state, "half.pt", true).empty());
+    for (const auto& [name, t] : model_state(*b))
+      if (t.is_floating_point()) EXPECT_TRUE(torch::equal(t, state.at(name).to(torch::kFloat))) << name;
+  }
+  std::map<std::string, torch::Tensor> state;
+  for (const auto& [name, t] : model_state(*a)) state[name] = t.is_floating_point() ? t : t.to(torch::kInt);
+  EXPECT_NE(ventral::test::error_text<InputError>([&] { load_state_dict(*a, state, "int.pt", true); })
+                .find("num_batches_tracked [] Int in the file, [] Long in the model"),
+            std::string::npos);
 }
 
 // Weights that overflow float32 give NaN logits, whose argmax (class 0) would be scored as a

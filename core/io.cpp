@@ -180,13 +180,18 @@ void verify_zip_checksums(const std::string& path) {
   in.seekg(0, std::ios::end);
   const auto size = static_cast<uint64_t>(in.tellg());
   auto read_at = [&](uint64_t offset, size_t n) {
+    auto past_end = [&] {
+      return InputError(path + ": damaged zip archive (an entry or its directory runs past the end of the file)");
+    };
+    if (offset > size || n > size - offset) throw past_end();  // before allocating what a header claims
     std::vector<unsigned char> buf(n);
     in.clear();
     in.seekg(static_cast<std::streamoff>(offset));
-    if (offset + n > size || !in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(n)))
-      throw InputError(path + ": damaged zip archive (an entry or its directory runs past the end of the file)");
+    if (!in.read(reinterpret_cast<char*>(buf.data()), static_cast<std::streamsize>(n))) throw past_end();
     return buf;
   };
+  if (size < 4 || read_at(0, 4) != std::vector<unsigned char>{'P', 'K', 3, 4})
+    throw InputError(path + ": not a zip archive (checkpoints and torch.save files are)");
   // The end-of-central-directory record: the last 22 bytes, or up to 64 KiB earlier behind a comment.
   const uint64_t tail_size = std::min<uint64_t>(size, 22 + 65535);
   const auto tail = read_at(size - tail_size, static_cast<size_t>(tail_size));
@@ -212,22 +217,49 @@ void verify_zip_checksums(const std::string& path) {
       throw InputError(path + ": damaged zip archive (its directory is cut short or overwritten)");
     const std::string name(reinterpret_cast<const char*>(d + 46), name_len);
     at += 46u + name_len + extra_len + comment_len;
-    if (method != 0 || stored_size == 0xffffffff || header == 0xffffffff) continue;
+    if (header == 0xffffffff) continue;  // zip64 offset: torch writes none below 4 GiB
     const auto local = read_at(header, 30);
-    if (le32(local.data()) != 0x04034b50)
-      throw InputError(path + ": damaged zip archive (entry " + name + " is not where its directory says)");
-    uint64_t offset = header + 30ull + le16(&local[26]) + le16(&local[28]);
+    // Names are stored twice (directory and entry) and no checksum covers them: a damaged name
+    // would send LibTorch looking for a record that is not there (its TorchScript loader then
+    // aborts the process; found by fuzz_checkpoint).
+    if (le32(local.data()) != 0x04034b50 || le16(&local[26]) != name_len ||
+        read_at(header + 30, name_len) != std::vector<unsigned char>(name.begin(), name.end()))
+      throw InputError(path + ": damaged zip archive (entry " + name + " does not match its directory)");
+    const uint64_t offset = header + 30ull + le16(&local[26]) + le16(&local[28]);
+    const uint32_t unpacked_size = le32(d + 24);
+    if (stored_size == 0xffffffff || unpacked_size == 0xffffffff) continue;
     uLong sum = crc32(0L, Z_NULL, 0);
-    for (uint64_t left = stored_size; left > 0;) {  // in 1 MiB pieces: entries can be hundreds of MB
-      const size_t n = static_cast<size_t>(std::min<uint64_t>(left, 1 << 20));
-      const auto piece = read_at(offset, n);
-      sum = crc32(sum, piece.data(), static_cast<uInt>(n));
-      offset += n, left -= n;
+    if (method == 0) {
+      for (uint64_t left = stored_size, from = offset; left > 0;) {  // 1 MiB at a time: entries can be large
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(left, 1 << 20));
+        const auto piece = read_at(from, n);
+        sum = crc32(sum, piece.data(), static_cast<uInt>(n));
+        from += n, left -= n;
+      }
+    } else if (method == 8) {  // deflate: TorchScript's code records
+      if (unpacked_size > (64u << 20) || stored_size > size)
+        throw InputError(path + ": damaged zip archive (entry " + name + " claims an implausible size)");
+      std::vector<unsigned char> packed = read_at(offset, stored_size), plain(unpacked_size);
+      z_stream z{};
+      if (inflateInit2(&z, -MAX_WBITS) != Z_OK) throw InputError(path + ": cannot inflate " + name);
+      z.next_in = packed.data(), z.avail_in = static_cast<uInt>(packed.size());
+      z.next_out = plain.data(), z.avail_out = static_cast<uInt>(plain.size());
+      const int status = inflate(&z, Z_FINISH);
+      const bool whole = status == Z_STREAM_END && z.total_out == unpacked_size;
+      inflateEnd(&z);
+      if (!whole) throw InputError(path + ": damaged zip archive (entry " + name + " does not inflate to its size)");
+      sum = crc32(sum, plain.data(), static_cast<uInt>(plain.size()));
+    } else {
+      continue;  // another method: neither torch nor ventral writes one
     }
     if (static_cast<uint32_t>(sum) != crc)
       throw InputError(path + ": damaged: the checksum of " + name +
                        " does not match (the file was altered or corrupted after it was written)");
   }
+  // The end record's count must account for the whole directory: a smaller count would hide
+  // entries from this check and from the reader, which then misses records (fuzz_checkpoint).
+  if (at != dir.size())
+    throw InputError(path + ": damaged zip archive (its directory holds more than its end record counts)");
 }
 
 }  // namespace ventral

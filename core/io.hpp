@@ -30,9 +30,10 @@ std::vector<unsigned char> read_maybe_gzip(const std::string& path, size_t max_b
 
 /// Checks the CRC-32 of every stored entry of a zip archive (torch.save files, ventral's
 /// checkpoints) against its central directory: LibTorch's reader does not, so a flipped bit in
-/// a tensor would load as a silently different weight. InputError naming the file and the entry
-/// on a mismatch, a truncated entry or an unreadable directory. Archives it cannot check
-/// (zip64, compressed entries) pass unchecked: torch writes neither below 4 GiB.
+/// a tensor would load as a silently different weight. Stored and deflated entries are checked,
+/// and every entry's name against its copy in the directory (no checksum covers names).
+/// InputError naming the file and the entry on a mismatch, a truncated entry or an unreadable
+/// directory. Zip64 archives (over 4 GiB) pass unchecked.
 void verify_zip_checksums(const std::string& path);
 
 }  // namespace ventral

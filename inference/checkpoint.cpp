@@ -156,8 +156,10 @@ TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torc
   TrainState s;
   try {
     torch::serialize::InputArchive archive;
+    // Before LibTorch parses anything: its reader would load a flipped bit as a different weight,
+    // and its TorchScript parser crashes on damaged code records (found by fuzz_checkpoint).
+    verify_zip_checksums(path);
     archive.load_from(path);
-    verify_zip_checksums(path);  // LibTorch's reader would load a flipped bit as a different weight
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);
     check_fits(model_archive, model, path);

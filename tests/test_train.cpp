@@ -214,7 +214,8 @@ TEST(Train, CheckpointRoundTripRestoresEverything) {
     load_checkpoint(dir / "c.pt", *m2, &opt2);
     FAIL();
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("c.pt: not a loadable ventral checkpoint"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("c.pt: damaged zip archive (no end-of-directory record: truncated?)"),
+              std::string::npos) << e.what();
   }
 }
 

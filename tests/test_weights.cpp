@@ -462,6 +462,17 @@ TEST(Weights, AFlippedBitInATensorIsRefusedNotLoaded) {
   flip_in(dir / "c.pt");
   const std::string e = ventral::test::error_text<InputError>([&] { load_checkpoint(dir / "c.pt", *m, nullptr); });
   EXPECT_NE(e.find("c.pt: damaged: the checksum of"), std::string::npos) << e;
+  // Names have no checksum: a renamed directory entry (LibTorch's loader then aborted the process
+  // looking for the record) is refused too.
+  save_checkpoint(dir / "n.pt", *m, nullptr, TrainState{});
+  auto bytes = ventral::read_file(dir / "n.pt");
+  const std::string code = "code/__torch__.py";
+  auto at = std::find_end(bytes.begin(), bytes.end(), code.begin(), code.end());  // the directory's copy
+  ASSERT_NE(at, bytes.end());
+  at[0] = 'C';
+  ventral::test::write_bytes(dir / "n.pt", bytes);
+  const std::string n = ventral::test::error_text<InputError>([&] { load_checkpoint(dir / "n.pt", *m, nullptr); });
+  EXPECT_NE(n.find("n.pt: damaged zip archive (entry "), std::string::npos) << n;
 }
 
 // Floating-point types convert on loading, as PyTorch's load_state_dict does: a bf16 or fp16

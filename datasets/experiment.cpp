@@ -31,6 +31,9 @@ Preprocessing preprocessing(const Config& cfg) {
   };
   Preprocessing out;
   out.load.channels = value("data.channels", p.channels);
+  if (out.load.channels != 0 && out.load.channels != 1 && out.load.channels != 3)
+    throw InputError("key 'data.channels': " + std::to_string(out.load.channels) +
+                     " is not supported (0 = as stored, 1 = gray, 3 = RGB)");
   out.load.resize = value("data.resize", p.resize);
   out.load.center_crop = value("data.center_crop", p.center_crop);
   out.load.image_size = value("data.image_size", p.image_size);

@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/io.hpp"
 #include "core/text.hpp"
+#include "core/threads.hpp"
 #include "datasets/experiment.hpp"
 #include "datasets/perturb.hpp"
 #include "eval/features.hpp"
@@ -298,7 +299,20 @@ std::string run_eval(const EvalOptions& o) {
   const std::string out = !o.out.empty()       ? o.out
                           : o.weights.empty() ? (fs::path(o.run_dir) / "eval").string()
                                               : fs::path(o.weights).replace_extension("").string() + "_eval";
-  make_directories(out);
+  // Everything that can be checked before minutes of evaluation is: the output folders can be
+  // written, and the reference run loads.
+  for (const std::string& folder : {out, o.features.empty() ? out : o.features_out.empty() ? out + "/features" : o.features_out}) {
+    make_directories(folder);
+    const std::string probe = (fs::path(folder) / ".ventral_write_check").string();
+    write_file_atomic(probe, "");
+    std::error_code ec;
+    fs::remove(probe, ec);
+  }
+  std::optional<LoadedRun> reference_run;
+  if (!o.reference.empty()) {
+    reference_run.emplace(load_run(o.reference, "", o.precision));
+    configure_threads(run.cfg.get_int_or_auto("threads"));  // loading set the reference's; this run's first
+  }
   std::string unknown;
   Dataset data = evaluation_data(run, o.data, o.split, o.limit, o.class_map, o.weights.empty() ? nullptr : &unknown);
   if (!unknown.empty() && !o.weights.empty() && o.classes.empty() && o.class_map.empty())
@@ -334,8 +348,8 @@ std::string run_eval(const EvalOptions& o) {
                       sweep(run, data, conditions, steps, o.seed, "present " + std::to_string(k) + " ", &schedule)});
   }
   std::optional<SweepResult> reference;
-  if (!o.reference.empty()) {
-    LoadedRun ref = load_run(o.reference, "", o.precision);
+  if (reference_run) {
+    LoadedRun& ref = *reference_run;
     reference = sweep(ref, data, conditions, {ref.model->default_steps()}, o.seed, "reference ");
   }
   Summary summary = summarize(result, reference ? &*reference : nullptr, o.exit_thresholds);

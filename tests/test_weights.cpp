@@ -351,11 +351,17 @@ TEST(Weights, ExportThenFineTuneThroughTheCli) {
            {"config data.preset=cifar data.channels=1", "key 'data.mean' has 3 values for 1-channel images"},
            {"perturb --data synthetic:20 --family block:9 --out " + (dir / "s.png"), "--family: bad severities"},
            {"perturb --data synthetic:20 --set data.val_fraction=0.5 --out " + (dir / "s.png"), "perturb takes the image keys"},
-           {"perturb --data synthetic:20 --family block:2 --out " + (dir / "s.jpg"), "the contact sheet is a PNG"}}) {
+           {"perturb --data synthetic:20 --family block:2 --out " + (dir / "s.jpg"), "the contact sheet is a PNG"},
+           {"config data.channels=2", "key 'data.channels': 2 is not supported (0 = as stored, 1 = gray, 3 = RGB)"},
+           // Checked before minutes of evaluation, not after: the output folder and the reference run.
+           {weights + norm + " --out /proc/self", "cannot write /proc/self/.ventral_write_check"},
+           {weights + norm + " --classes " + (dir / "classes.txt") + " --reference " + (dir / "out"),
+            "not a run directory (no config.yaml)"}}) {
     auto r = run_ventral(args);
     EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
     EXPECT_NE(r.output.find(says), std::string::npos) << args << "\n" << r.output;
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << "\n" << r.output;
+    EXPECT_EQ(r.output.find("clean "), std::string::npos) << args << ": evaluated before failing\n" << r.output;
   }
   // A later evaluation into the same folder leaves no file of the earlier one behind.
   auto again = run_ventral(weights + norm + " --out " + (dir / "e_w"));

@@ -322,7 +322,16 @@ void Run::setup() {
   if (const std::string path = cfg_.get_string("model.weights"); !path.empty() && !resume_) {
     // Fine-tuning: start from a state_dict (a resumed run continues from last.pt instead).
     const bool strict = cfg_.get_bool("model.weights_strict");
-    const auto kept = load_state_dict(*model_, read_state_dict(path), cfg_.source() + ": model.weights " + path, strict,
+    std::map<std::string, torch::Tensor> weights;
+    try {
+      weights = read_state_dict(path);
+    } catch (const InputError& e) {
+      throw InputError(cfg_.source() + ": key 'model.weights' (" + (std::filesystem::path(path).is_relative()
+                                                                        ? "relative to the working directory): "
+                                                                        : "): ") +
+                       e.what());
+    }
+    const auto kept = load_state_dict(*model_, std::move(weights), cfg_.source() + ": model.weights " + path, strict,
                                         "model.weights_strict: false keeps the model's own values for those");
     initial_weights = ", initial weights " + path + (kept.empty() ? "" : " (kept the model's own " + join(kept, ", ") + ")");
   }
@@ -482,7 +491,10 @@ bool Run::train_epoch() {
       report_.message = "loss became " + std::string(std::isnan(loss_value) ? "NaN" : "Inf") + " at epoch " +
                         std::to_string(state_.epoch + 1) + ", step " + std::to_string(state_.step_in_epoch + 1) +
                         " (global step " + std::to_string(state_.global_step + 1) + "); the last good checkpoint is " +
-                        (dir_.started() ? dir_.last() : std::string("(none yet)")) + "; lower train.lr or set train.grad_clip";
+                        (dir_.started() ? dir_.last() : std::string("(none yet)")) + "; lower train.lr or set train.grad_clip" +
+                        (!cfg_.get_string("model.weights").empty() && state_.global_step == steps_at_start_
+                             ? ", or check model.weights (the first step already diverged: do its values overflow?)"
+                             : "");
       return false;
     }
     if (o_.grad_clip > 0) torch::nn::utils::clip_grad_norm_(model_->parameters(), o_.grad_clip);

@@ -138,7 +138,7 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
   if (d.size() == 0)  // nothing to train on or score: every number would be 0 or NaN
     throw InputError("dataset '" + spec + "': the " + split_name(split) + " split holds no images");
   // A folder's images are decoded straight to the geometry asked for; the rest convert now.
-  d = convert(d, kind == "folder" ? LoadOptions{options.channels, d.height} : options);
+  d = convert(d, kind == "folder" ? LoadOptions{options.channels} : options);
   d.name = kind + "/" + split_name(split);
   return d;
 }

@@ -168,13 +168,14 @@ Dataset evaluation_data(const LoadedRun& run, const std::string& spec_in, const 
 
 SweepResult sweep(LoadedRun& run, const Dataset& data, const std::vector<Condition>& conditions,
                   const std::vector<int64_t>& steps, uint64_t seed, const std::string& label_prefix,
-                  const MaskSchedule* masking) {
+                  const MaskSchedule* masking, bool labelled) {
   SweepResult r;
   r.model = run.cfg.get_string("model.name");
   r.trained_steps = run.model->default_steps();
   r.conditions = conditions;
   for (const auto& c : conditions) {
     Dataset images = c.severity == 0 ? data : perturb_dataset(data, c.family, c.severity, seed);
+    if (!labelled) std::fill(images.labels.begin(), images.labels.end(), kNoLabel);
     r.predictions.push_back(predict(*run.model, images, steps, run.loader_options(), label_prefix + c.label(), masking));
   }
   return r;
@@ -329,8 +330,8 @@ std::string run_eval(const EvalOptions& o) {
     if (!o.reference.empty() || !presents.empty() || !o.exit_thresholds.empty())
       throw InputError("--data: " + unknown + " (--reference, --present and --exit-threshold need labels)");
     std::vector<std::string> folder_of;
-    for (auto& l : data.labels) folder_of.push_back(data.classes[static_cast<size_t>(l)]), l = kNoLabel;
-    SweepResult result = sweep(run, data, conditions, steps, o.seed);
+    for (int64_t l : data.labels) folder_of.push_back(data.classes[static_cast<size_t>(l)]);
+    SweepResult result = sweep(run, data, conditions, steps, o.seed, "", nullptr, /*labelled=*/false);
     write_predictions_only(out, result, folder_of, run.classes,
                            {source, o.data + "/" + o.split, count_parameters(*run.model), run.model->recurrent(), o.seed,
                             "", precision_name(run.model->precision())},

@@ -62,9 +62,12 @@ constexpr int64_t kNoLabel = -100;
 /// The run's predictions on `data` under every condition (perturbations drawn with `seed`) at
 /// `steps`. Progress lines are labelled `label_prefix` + the condition. With `masking`, every
 /// condition is presented on that schedule.
+/// `labelled` false (imported weights on classes the model does not know): the images are
+/// perturbed with their dataset labels (debris takes fragments from other classes), then
+/// predicted with kNoLabel.
 SweepResult sweep(LoadedRun& run, const Dataset& data, const std::vector<Condition>& conditions,
                   const std::vector<int64_t>& steps, uint64_t seed, const std::string& label_prefix = "",
-                  const MaskSchedule* masking = nullptr);
+                  const MaskSchedule* masking = nullptr, bool labelled = true);
 
 /// Writes OUT/results.csv, per_image.csv, summary.json, early_exit.csv (when the summary has an
 /// early-exit table) and the figures (masking.png when `masked` is not empty).

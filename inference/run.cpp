@@ -54,16 +54,19 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
 
 namespace {
 
-// The size along `dim` of the weights' tensor that changes with a model option: the entries of
-// two models built with `a` and `b` differ there (the classifier for the class count, the
-// first convolution for the input channels).
+// The size along `dim` of the weights' tensor that carries a model option: in two models built
+// with the option at `value_a` and `value_b` (`a`, `b`), the entry whose size along `dim` is
+// exactly those values (the classifier for the class count, the first convolution for the
+// input channels). Matching the values, not any difference: cortical_b_f's widths change with
+// the class count too (its parameters are matched to BLT's, readout included).
 int64_t read_off(const std::map<std::string, torch::Tensor>& weights, const std::string& model_name,
-                 const ModelOptions& a, const ModelOptions& b, int64_t dim, const std::string& what,
-                 const std::string& origin) {
+                 const ModelOptions& a, const ModelOptions& b, int64_t value_a, int64_t value_b, int64_t dim,
+                 const std::string& what, const std::string& origin) {
   auto state_a = model_state(*create_model(model_name, a)), state_b = model_state(*create_model(model_name, b));
   for (size_t i = 0; i < state_a.size() && i < state_b.size(); ++i) {
     const auto& [name, ta] = state_a[i];
-    if (ta.sizes() == state_b[i].second.sizes() || ta.dim() <= dim) continue;
+    const torch::Tensor& tb = state_b[i].second;
+    if (ta.dim() <= dim || tb.dim() <= dim || ta.size(dim) != value_a || tb.size(dim) != value_b) continue;
     auto w = weights.find(name);
     if (w == weights.end() || w->second.dim() <= dim)
       throw InputError(origin + ": no tensor '" + name + "' of " + std::to_string(dim + 1) + "+ dimensions to read the " +
@@ -128,9 +131,9 @@ LoadedRun load_weights(const std::string& weights, const std::string& model_name
   for (const auto& [k, v] : state) named[prefixed ? k.substr(7) : k] = v;
   ModelOptions o = model_options(r.cfg, 1, 7, r.image_size), o2 = o;
   o2.num_classes = 11;
-  const int64_t num_classes = read_off(named, model_name, o, o2, 0, "class count", weights);
+  const int64_t num_classes = read_off(named, model_name, o, o2, 7, 11, 0, "class count", weights);
   o2 = o, o2.in_channels = 2;
-  const int64_t file_channels = read_off(named, model_name, o, o2, 1, "input channels", weights);
+  const int64_t file_channels = read_off(named, model_name, o, o2, 1, 2, 1, "input channels", weights);
   r.channels = pre.load.channels ? pre.load.channels : file_channels;
   if (r.channels != file_channels)
     throw InputError("data.channels: " + std::to_string(r.channels) + " but the weights in " + weights + " take " +

@@ -1,5 +1,6 @@
 #include <zlib.h>
 
+#include <filesystem>
 #include <opencv2/imgcodecs.hpp>
 
 #include "core/error.hpp"
@@ -211,6 +212,19 @@ TEST(Folder, ClassesSortedImagesConvertedAndResized) {
   Dataset native = load_dataset("folder:" + dir.str(), Split::Test);
   EXPECT_EQ(native.channels, 1);  // the first image (ant/a.bmp) is gray
   EXPECT_EQ(native.height, 10);
+}
+
+// Without a size asked for, a folder keeps its images' shape (40 wide, 30 high), resized once
+// to the first image's where they differ; never squashed to a square.
+TEST(Folder, NonSquareImagesKeepTheirShape) {
+  TempDir dir;
+  std::filesystem::create_directories(dir / "a");
+  ASSERT_TRUE(cv::imwrite(dir / "a/1.png", cv::Mat(30, 40, CV_8UC1, cv::Scalar(9))));
+  ASSERT_TRUE(cv::imwrite(dir / "a/2.png", cv::Mat(60, 80, CV_8UC1, cv::Scalar(9))));
+  Dataset d = load_dataset("folder:" + dir.str(), Split::Test);
+  EXPECT_EQ(d.width, 40);
+  EXPECT_EQ(d.height, 30);
+  EXPECT_EQ(d.pixels.size(), 2u * 40 * 30);
 }
 
 TEST(Folder, BadFoldersAndFilesNameTheCulprit) {

@@ -17,6 +17,7 @@
 #include "helpers.hpp"
 #include "inference/checkpoint.hpp"
 #include "inference/model_json.hpp"
+#include "inference/run.hpp"
 #include "datasets/dataset.hpp"
 #include "inference/predict.hpp"
 #include "models/registry.hpp"
@@ -189,6 +190,31 @@ TEST_P(EveryModelWeights, PythonTwinGivesTheSameLogitsAtEveryStepBothWays) {
   expect_close(*b, "python_logits.pt", name + " PyTorch -> ventral");
 }
 
+// `ventral eval --weights` reads the input channels and class count off the tensors, for every
+// model (cortical_b_f's widths change with the class count too: only the readout carries it).
+TEST_P(EveryModelWeights, LoadWeightsReadsClassesAndChannelsOffTheTensors) {
+  const std::string name = GetParam();
+  ModelPtr a = trained_a_little(name);
+  if (count_parameters(*a) > 10'000'000) GTEST_SKIP() << "large model: covered by smaller ones";
+  TempDir dir;
+  save_state_dict(dir / "w.pt", *a);
+  std::vector<std::string> settings = {"data.image_size=16", "data.mean=[0.5]", "data.std=[0.25]"};
+  for (const auto& key : find_model(name).options)
+    if (key == "model.width") settings.push_back("model.width=4");
+    else if (key == "model.steps") settings.push_back("model.steps=3");
+  LoadedRun r = load_weights(dir / "w.pt", name, "", settings, "fp32");
+  EXPECT_EQ(r.channels, 1);
+  EXPECT_EQ(r.classes, (std::vector<std::string>{"0", "1", "2", "3", "4"}));
+  // The same weights (the loaded model runs in its preferred memory format, so equal to rounding).
+  torch::manual_seed(9);
+  const torch::Tensor x = torch::randn({2, 1, 16, 16});
+  torch::NoGradGuard no_grad;
+  a->eval();
+  const auto ya = a->forward(x, steps_for(*a)), yb = r.model->forward(r.model->inputs(x), steps_for(*a));
+  ASSERT_EQ(ya.size(), yb.size());
+  for (size_t t = 0; t < ya.size(); ++t) EXPECT_TRUE(torch::allclose(ya[t], yb[t], 1e-4, 1e-5)) << name << " step " << t;
+}
+
 INSTANTIATE_TEST_SUITE_P(Registry, EveryModelWeights, ::testing::ValuesIn(list_models()),
                          ventral::test::model_param_name);
 
@@ -292,10 +318,10 @@ TEST(Weights, ExportThenFineTuneThroughTheCli) {
   auto run_meta = nlohmann::json::parse(std::ifstream(dir / "run/model.json"));
   meta.erase("source");
   EXPECT_EQ(run_meta, meta);
-  // ventral_torch.load reads the run directory (its best checkpoint) and the export alike.
+  // ventral_torch.load reads the run directory (here its best checkpoint) and the export alike.
   if (python_torch()) {
     auto py = run_shell("/usr/bin/python3 -c \"import sys; sys.path.insert(0, '" + std::string(VENTRAL_SOURCE_DIR) +
-                        "/python')\nimport torch, ventral_torch as v\na, b = v.load(sys.argv[1]), v.load(sys.argv[2])\n"
+                        "/python')\nimport torch, ventral_torch as v\na, b = v.load(sys.argv[1], checkpoint='best'), v.load(sys.argv[2])\n"
                         "x = torch.rand(3, 1, 28, 28)\nprint(bool(torch.equal(a(a.preprocess(x))[0], b(b.preprocess(x))[0])), "
                         "a.classes == b.classes, len(a.classes), a.training)\" " +
                         (dir / "run") + " " + (dir / "out/model.pt"));

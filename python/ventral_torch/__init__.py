@@ -40,11 +40,13 @@ class Preprocess:
         if single:
             x = x.unsqueeze(0)
         x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-        if x.shape[1] != self.channels:
-            if self.channels == 1:
-                x = (x[:, :3] * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        if x.shape[1] != self.channels:  # alpha dropped, as ventral's decoder does
+            if x.shape[1] >= 3:
+                x = x[:, :3]
+                if self.channels == 1:
+                    x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
             else:
-                x = x[:, :1].expand(-1, 3, -1, -1)
+                x = x[:, :1] if self.channels == 1 else x[:, :1].expand(-1, 3, -1, -1)
         h, w = x.shape[2], x.shape[3]
         if self.resize:
             short, long_ = (h, w) if h <= w else (w, h)
@@ -52,11 +54,17 @@ class Preprocess:
             size = (self.resize, new_long) if h <= w else (new_long, self.resize)
             if size != (h, w):
                 x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-        elif (h, w) != (self.image_size, self.image_size):
+        elif not self.center_crop and (h, w) != (self.image_size, self.image_size):
+            # ventral resizes with OpenCV here (area when shrinking, bilinear when enlarging): close
+            # to this, not equal; the resize + crop path above is the one checked against ventral.
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False,
                               antialias=True)
         if self.center_crop:
             c, h, w = self.center_crop, x.shape[2], x.shape[3]
+            if h < c or w < c:  # zeros around, as torchvision's CenterCrop pads
+                ph, pw = max(0, c - h), max(0, c - w)
+                x = F.pad(x, (pw // 2, (pw + 1) // 2, ph // 2, (ph + 1) // 2))
+                h, w = x.shape[2], x.shape[3]
             top, left = int(round((h - c) / 2.0)), int(round((w - c) / 2.0))
             x = x[:, :, top:top + c, left:left + c]
         x = (x - self.mean) / self.std
@@ -91,15 +99,14 @@ def _checkpoint_state(path):
     return state
 
 
-def load(path, checkpoint="best"):
+def load(path, checkpoint="last"):
     """A model with its weights, in eval mode, from `ventral export`'s model.pt (model.json beside
-    it) or from a run directory (its model.json and checkpoints/`checkpoint`.pt, best or last).
+    it) or from a run directory (its model.json and checkpoints/`checkpoint`.pt: last, the
+    weights test.json and `ventral eval RUN` report, or best, the best validation epoch's).
     The model carries `.preprocess` (a Preprocess), `.classes` and `.meta` (model.json)."""
     if os.path.isdir(path):
         meta_path = os.path.join(path, "model.json")
         weights = os.path.join(path, "checkpoints", checkpoint + ".pt")
-        if not os.path.exists(weights) and checkpoint == "best":
-            weights = os.path.join(path, "checkpoints", "last.pt")
         if not os.path.exists(meta_path):
             raise FileNotFoundError("%s: no model.json (a run trained before ventral wrote it): "
                                     "`ventral export %s --out model.pt` writes one" % (path, path))

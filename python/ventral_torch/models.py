@@ -376,6 +376,15 @@ def _more_features(**o):
 CORNET_WIDTHS = (64, 128, 256, 512)
 
 
+def feed_forward_areas(model, images):
+    """CORnet-Z and CORnet-S: each area once, bottom-up, then the decoder; one read-out."""
+    x = images
+    for name in model.areas:
+        x = getattr(model, name)(x)
+        model.record(name, 0, x)
+    return [model.decoder(x)]
+
+
 class Decoder(nn.Module):
     def __init__(self, cin, classes):
         super().__init__()
@@ -406,11 +415,7 @@ class CORnetZ(VisionModel):
         self.decoder = Decoder(cin, num_classes)
 
     def forward(self, images, steps=None):
-        x = images
-        for name in self.areas:
-            x = getattr(self, name)(x)
-            self.record(name, 0, x)
-        return [self.decoder(x)]
+        return feed_forward_areas(self, images)
 
 
 class RBlock(nn.Module):
@@ -532,11 +537,7 @@ class CORnetS(VisionModel):
         init_resnet_weights(self)
 
     def forward(self, images, steps=None):
-        x = images
-        for name in self.areas:
-            x = getattr(self, name)(x)
-            self.record(name, 0, x)
-        return [self.decoder(x)]
+        return feed_forward_areas(self, images)
 
 
 # ---- The registry (models/registry.cpp): name -> factory(**options)

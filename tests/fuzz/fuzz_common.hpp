@@ -6,8 +6,11 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "core/error.hpp"
 
@@ -30,6 +33,21 @@ inline void write(const std::filesystem::path& path, const uint8_t* data, size_t
   if (!f) std::abort();
   if (size) std::fwrite(data, 1, size, f);
   std::fclose(f);
+}
+
+/// The input layout of the config and experiment targets: a YAML file, written to `path`,
+/// optionally followed by a NUL byte and one key=value override per line (returned).
+inline std::vector<std::string> write_yaml_with_overrides(const std::filesystem::path& path, const uint8_t* data,
+                                                          size_t size) {
+  const uint8_t* nul = static_cast<const uint8_t*>(std::memchr(data, 0, size));
+  const size_t yaml_size = nul ? static_cast<size_t>(nul - data) : size;
+  write(path, data, yaml_size);
+  std::vector<std::string> overrides;
+  if (nul) {
+    std::istringstream lines(std::string(reinterpret_cast<const char*>(nul + 1), size - yaml_size - 1));
+    for (std::string line; std::getline(lines, line);) overrides.push_back(line);
+  }
+  return overrides;
 }
 
 /// Runs `f`; InputError is the expected outcome of bad input and is swallowed.

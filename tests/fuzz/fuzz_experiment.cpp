@@ -2,9 +2,6 @@
 // merged training config, model names and options, steps, perturbation lists and masking keys,
 // all checked before any training starts. The input is the experiment file; a NUL byte starts
 // key=value overrides, one per line.
-#include <cstring>
-#include <sstream>
-
 #include "fuzz_common.hpp"
 #include "study/experiment.hpp"
 
@@ -18,15 +15,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return true;
   }();
   (void)copied;
-  const uint8_t* nul = static_cast<const uint8_t*>(std::memchr(data, 0, size));
-  const size_t yaml_size = nul ? static_cast<size_t>(nul - data) : size;
   const auto path = fuzz::scratch() / "experiment.yaml";
-  fuzz::write(path, data, yaml_size);
-  std::vector<std::string> overrides;
-  if (nul) {
-    std::istringstream lines(std::string(reinterpret_cast<const char*>(nul + 1), size - yaml_size - 1));
-    for (std::string line; std::getline(lines, line);) overrides.push_back(line);
-  }
+  const std::vector<std::string> overrides = fuzz::write_yaml_with_overrides(path, data, size);
   fuzz::expect_input_error_at_most([&] {
     const Experiment x = load_experiment(path.string(), overrides);
     for (const auto& m : x.models) model_config(x, m);

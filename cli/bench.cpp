@@ -29,7 +29,7 @@ namespace {
 struct Args {
   std::string model = "resnet20", memory_format = "auto", precision = "fp32", profile, data = "fashion-mnist", perturb;
   int64_t batch = 128, iters = 20, warmup = 3, steps = 0, threads = 0, channels = 1, size = 28, classes = 10;
-  int64_t loader_threads = 0, images = 2000;
+  int64_t loader_threads = 0, images = 2000, loader_images = 0;
   bool loader = false, peak = false, json = false;
   std::vector<std::string> overrides;  ///< key=value for --loader: data.augment.perturb, data.augment.perturb_fraction
 };
@@ -148,19 +148,34 @@ void bench_peak(const Args& a) {
 }
 
 // The training loader of the recipes: crop after 2-pixel padding, flip, random erasing,
-// normalisation, drop_last, on `loader_threads` threads (default: what training uses).
+// normalisation, drop_last, on `loader_threads` threads (default: what training uses). With
+// data.augment.random_resized_crop=true, torchvision's ImageNet training transform instead:
+// RandomResizedCrop to the image size and a flip (on a streamed folder: decoding included).
 // With data.augment.perturb=SPEC the images are also perturbed as in training under perturbation.
 void bench_loader(const Args& a) {
   for (const auto& o : a.overrides)
-    if (o.rfind("data.augment.perturb=", 0) != 0 && o.rfind("data.augment.perturb_fraction=", 0) != 0)
-      throw InputError("bench --loader: '" + o + "': only data.augment.perturb=SPEC and data.augment.perturb_fraction=F apply");
-  const Config cfg = Config::load("", a.overrides);
-  Dataset data = load_dataset(a.data, Split::Train);
+    if (o.rfind("data.", 0) != 0 || o.rfind("data.dataset=", 0) == 0)
+      throw InputError("bench --loader: '" + o + "': only data.* keys apply (image preprocessing, data.stream, "
+                       "data.augment.*); the dataset is --data");
+  Config cfg;
+  try {
+    cfg = Config::load("", a.overrides);
+  } catch (const InputError& e) {
+    throw InputError(std::string("bench --loader: ") + e.what());
+  }
+  const auto rss_before = peak_rss_mib();
+  Dataset data = load_dataset(a.data, Split::Train, preprocessing(cfg).load);
   LoaderOptions o;
   o.batch_size = a.batch;
   o.drop_last = true;
   o.augment = true;
-  o.augmentation = {2, true, 0.5};
+  const bool rrc = cfg.get_bool("data.augment.random_resized_crop");
+  if (rrc) {
+    o.augmentation.resized_crop = true;
+    o.augmentation.hflip = true;
+  } else {
+    o.augmentation = {2, true, 0.5};
+  }
   o.mean.assign(data.channels, 0.286);
   o.std.assign(data.channels, 0.353);
   o.threads = a.loader_threads ? a.loader_threads : std::max<int64_t>(1, available_cores() / 2);
@@ -170,21 +185,31 @@ void bench_loader(const Args& a) {
     std::string why = e.what();
     throw InputError("bench --loader: " + why.substr(why.find("key '")));
   }
-  const std::string what = o.perturbation.on() ? "crop+flip+erasing+perturbation " + cfg.get_string("data.augment.perturb") + " (" +
-                                                     format_number("%g", 100 * o.perturbation.fraction) + "% of images)"
-                                               : "crop+flip+erasing";
-  BatchLoader loader(data, {}, o);
+  std::string what = rrc ? "RandomResizedCrop(" + std::to_string(data.height) + ")+flip" : "crop+flip+erasing";
+  if (data.streamed()) what = "decode+" + what;
+  if (o.perturbation.on())
+    what += "+perturbation " + cfg.get_string("data.augment.perturb") + " (" +
+            format_number("%g", 100 * o.perturbation.fraction) + "% of images)";
+  std::vector<int64_t> first;  // --loader-images bounds the epoch (empty: all)
+  for (int64_t i = 0; i < std::min<int64_t>(a.loader_images, static_cast<int64_t>(data.size())); ++i) first.push_back(i);
+  BatchLoader loader(data, first, o);
   int64_t n = 0;
   auto t0 = std::chrono::steady_clock::now();
   loader.start_epoch(0);
   while (auto batch = loader.next()) n += batch->labels.size(0);
-  double rate = n / seconds_since(t0);
-  char text[512];
-  std::snprintf(text, sizeof text, "loader: %s, %lld images, batch %lld, %lld loader thread(s), %s: %.0f images/s",
-                data.name.c_str(), (long long)n, (long long)a.batch, (long long)o.threads, what.c_str(), rate);
-  print(a, {{"loader", data.name}, {"images", n}, {"batch", a.batch}, {"loader_threads", o.threads},
-            {"train_perturb", cfg.get_string("data.augment.perturb")}, {"perturb_fraction", o.perturbation.fraction},
-            {"images_per_s", rate}}, text);
+  const double rate = n / seconds_since(t0);
+  const double rss = peak_rss_mib();
+  char text[768];
+  std::snprintf(text, sizeof text,
+                "loader: %s (%s), %lld images, batch %lld, %lld loader thread(s), %s: %.0f images/s (%.0f per thread); "
+                "peak memory %.0f MiB (%.0f MiB before loading)",
+                data.name.c_str(), data.storage.c_str(), (long long)n, (long long)a.batch, (long long)o.threads,
+                what.c_str(), rate, rate / static_cast<double>(o.threads), rss, rss_before);
+  print(a, {{"loader", data.name}, {"storage", data.storage}, {"transform", what}, {"images", n}, {"batch", a.batch},
+            {"loader_threads", o.threads}, {"train_perturb", cfg.get_string("data.augment.perturb")},
+            {"perturb_fraction", o.perturbation.fraction}, {"images_per_s", rate},
+            {"images_per_s_per_thread", rate / static_cast<double>(o.threads)}, {"peak_rss_mib", rss},
+            {"rss_before_loading_mib", rss_before}}, text);
 }
 
 // Every listed family (or all) at every severity on the first `images` test images.
@@ -242,14 +267,18 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--profile", a->profile, "write a chrome://tracing profile of the timed inference iterations to FILE");
   cmd->add_flag("--peak", a->peak, "time a large 3x3 convolution in fp32 and bf16: the GFLOP/s the models are measured against");
-  cmd->add_flag("--loader", a->loader, "time the training loader (crop, flip, erasing) over one epoch of --data");
+  cmd->add_flag("--loader", a->loader,
+                "time the training loader (crop, flip, erasing; or RandomResizedCrop and flip) over one epoch of --data");
   cmd->add_option("--loader-threads", a->loader_threads, "loader threads (0 = cores/2, as training)")
       ->check(CLI::Range(0, 256));
   cmd->add_option("--perturb", a->perturb, "time these perturbations (e.g. all, occluder,noise:3) on --images test images");
   cmd->add_option("--data", a->data, "dataset SPEC for --loader / --perturb")->capture_default_str();
   cmd->add_option("--images", a->images, "test images for --perturb")->check(CLI::Range(1, 10000000))->capture_default_str();
+  cmd->add_option("--loader-images", a->loader_images, "--loader: time the first N images only (0 = one whole epoch)")
+      ->check(CLI::Range(0, 100000000));
   cmd->add_option("overrides", a->overrides,
-                  "with --loader: data.augment.perturb=SPEC [data.augment.perturb_fraction=F] (training under perturbation)");
+                  "with --loader: data.* settings, e.g. data.image_size=224 data.stream=on "
+                  "data.augment.random_resized_crop=true data.augment.perturb=SPEC");
   cmd->add_flag("--json", a->json, "print one JSON object (model: model, params, batch, threads, train_images_per_s, "
                                    "eval_images_per_s, ...)");
   cmd->callback([a] {

@@ -10,7 +10,7 @@ namespace ventral::cli {
 
 void add_data_command(CLI::App& app) {
   struct Args {
-    std::string spec = "fashion-mnist", split = "train";
+    std::string spec = "fashion-mnist", split = "train", stream = "auto";
     int64_t channels = 0, size = 0;
     bool json = false;
   };
@@ -18,7 +18,7 @@ void add_data_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("data", "Summarise a dataset: images, shape, classes, pixel statistics");
   cmd->add_option("spec", args->spec,
                   "fashion-mnist (default, the Debian package), fashion-mnist:DIR, mnist:DIR, "
-                  "cifar10:DIR, folder:DIR (ROOT/<class>/<image>), synthetic[:N]")
+                  "cifar10:DIR, folder:DIR (ROOT/<class>/<image>), list:FILE (CSV path,label), synthetic[:N]")
       ->capture_default_str();
   cmd->add_option("--split", args->split, "train or test")
       ->check(CLI::IsMember({"train", "test"}))
@@ -26,9 +26,15 @@ void add_data_command(CLI::App& app) {
   cmd->add_option("--channels", args->channels, "convert to 1 or 3 channels (0 = as stored)")
       ->check(CLI::IsMember({0, 1, 3}));
   cmd->add_option("--image-size", args->size, "resize to S×S (0 = as stored)")->check(CLI::Range(0, 4096));
+  cmd->add_option("--stream", args->stream,
+                  "folders and lists: on = index only, pixel statistics from a sample of 2000 images; auto = on when the "
+                  "decoded images would exceed 1 GiB")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   cmd->add_flag("--json", args->json, "print one JSON object instead of a table");
   cmd->callback([args] {
     LoadOptions opts{args->channels, args->size};
+    opts.stream = args->stream;
     Dataset d = load_dataset(args->spec, parse_split(args->split), opts);
     ChannelStats stats = channel_stats(d);
     auto counts = d.class_counts();
@@ -39,8 +45,10 @@ void add_data_command(CLI::App& app) {
       j["shape"] = {d.channels, d.height, d.width};
       j["classes"] = d.classes;
       j["class_counts"] = counts;
+      j["storage"] = d.storage;
       j["mean"] = stats.mean;
       j["std"] = stats.std;
+      j["stats_images"] = stats.sampled ? stats.sampled : d.size();
       std::cout << j.dump(2) << "\n";
       return;
     }
@@ -48,6 +56,7 @@ void add_data_command(CLI::App& app) {
     std::printf("images   %zu\n", d.size());
     std::printf("shape    %lldx%lldx%lld (C×H×W)\n", (long long)d.channels, (long long)d.height,
                 (long long)d.width);
+    std::printf("storage  %s\n", d.storage.c_str());
     std::string mean, sd;
     for (size_t c = 0; c < stats.mean.size(); ++c) {
       char buf[64];
@@ -56,7 +65,10 @@ void add_data_command(CLI::App& app) {
       std::snprintf(buf, sizeof buf, "%s%.4f", c ? " " : "", stats.std[c]);
       sd += buf;
     }
-    std::printf("pixels   mean %s  std %s (in [0,1])\n", mean.c_str(), sd.c_str());
+    const std::string sample = stats.sampled ? ", from a sample of " + std::to_string(stats.sampled) + " of the " +
+                                                   std::to_string(d.size()) + " images, evenly spaced"
+                                             : "";
+    std::printf("pixels   mean %s  std %s (in [0,1]%s)\n", mean.c_str(), sd.c_str(), sample.c_str());
     std::printf("classes  %zu\n", d.classes.size());
     for (size_t c = 0; c < d.classes.size(); ++c)
       std::printf("  %2zu  %-14s %lld\n", c, d.classes[c].c_str(), (long long)counts[c]);

@@ -23,7 +23,7 @@ void refuse_run_files(const RunDir& dir, const std::string& out) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::path checkpoints = fs::weakly_canonical(dir.checkpoints(), ec);
-  for (const fs::path target : {fs::path(out), fs::path(out).replace_extension(".json")}) {
+  for (const fs::path& target : {fs::path(out), fs::path(out).replace_extension(".json")}) {
     const fs::path t = fs::weakly_canonical(target, ec);
     const auto files = dir.files();
     const bool run_file = std::any_of(files.begin(), files.end(), [&](const std::string& f) {

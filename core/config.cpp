@@ -32,7 +32,14 @@ std::vector<KeySpec>& schema_storage() {
        -kBig, kBig, {"fp32", "bf16", "auto"}},
 
       {"data.dataset", T::String, "fashion-mnist",
-       "dataset SPEC: fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR, synthetic"},
+       "dataset SPEC: fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR, list:FILE (CSV path,label; list:DIR/{split}.csv "
+       "for one list per split), synthetic"},
+      {"data.stream", T::Choice, "auto",
+       "image folders and lists: decode images in the loader, batch by batch, instead of into memory at start (auto: "
+       "when the decoded split would exceed 1 GiB)", -kBig, kBig, {"auto", "on", "off"}, false},
+      {"data.skip_bad_images", T::Bool, "false",
+       "image folders and lists: skip a file that does not decode (warned once, counted) instead of stopping; in a "
+       "streamed dataset the next image of its class stands in"},
       {"data.channels", T::Int, "0", "convert images to this many channels (0 = as stored)", 0, 4},
       {"data.image_size", T::Int, "0", "resize folder images to this size (0 = as stored)", 0, 4096},
       {"data.resize", T::Int, "0",
@@ -53,6 +60,11 @@ std::vector<KeySpec>& schema_storage() {
       {"data.augment.crop_padding", T::Int, "0", "random crop after zero padding by this many pixels (0 = off)", 0, 256},
       {"data.augment.hflip", T::Bool, "false", "random horizontal flip with probability 1/2"},
       {"data.augment.erasing", T::Float, "0", "probability of random erasing (Zhong et al. 2017)", 0, 1},
+      {"data.augment.random_resized_crop", T::Bool, "false",
+       "torchvision's RandomResizedCrop: a random crop (area share in data.augment.random_resized_crop_scale, aspect "
+       "ratio 3/4 to 4/3) resized to the image size; on streamed images cut from the file at full resolution"},
+      {"data.augment.random_resized_crop_scale", T::FloatList, "[0.08, 1.0]",
+       "RandomResizedCrop's range of area shares [min, max]", 1e-4, 1},
       {"data.augment.perturb", T::String, "\"\"",
        "train under perturbation: families and severities in eval --perturb's grammar, e.g. debris:1-5,block:2-4 "
        "(empty = off); each image gets a family and a severity drawn uniformly, new every epoch; validation and a "

@@ -64,6 +64,7 @@ constexpr uint64_t kValidationSplit = 0x5e11;  ///< which training images are he
 constexpr uint64_t kTrainSubset = 0x11317;     ///< data.max_train_images
 constexpr uint64_t kShuffle = 0x5b;            ///< the order of an epoch's batches
 constexpr uint64_t kAugment = 0xa116;          ///< crop, flip and erasing of one image in one epoch
+constexpr uint64_t kResizedCrop = 0xc209;      ///< RandomResizedCrop's box of one image in one epoch
 constexpr uint64_t kTrainPerturb = 0x7e57;   ///< data.augment.perturb: which image gets which family and severity
 constexpr uint64_t kMaskNoise = 0x3a5c;      ///< eval --mask noise: the noise shown after the image
 constexpr uint64_t kSynthetic = 0x5ca1ab1e;    ///< the synthetic dataset's images

@@ -60,6 +60,21 @@ inline std::string folder_name(std::string name) {
   return name;
 }
 
+/// `text` for a one-line message: control characters (line breaks, tabs, NUL) as \xNN.
+inline std::string printable(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 /// One CSV record's fields (RFC 4180: a quoted field may hold commas and doubled quotes).
 /// Reads back the results.csv, per_image.csv and metrics.csv that ventral writes.
 inline std::vector<std::string> split_csv_row(const std::string& line) {

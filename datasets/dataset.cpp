@@ -81,6 +81,15 @@ Dataset Dataset::subset(const std::vector<int64_t>& indices) const {
   out.width = width;
   out.channels = channels;
   out.classes = classes;
+  out.storage = storage;
+  if (streamed()) {
+    out.files = files;
+    for (int64_t i : indices) {
+      out.ids.push_back(ids[static_cast<size_t>(i)]);
+      out.labels.push_back(labels[static_cast<size_t>(i)]);
+    }
+    return out;
+  }
   out.pixels.resize(indices.size() * image_bytes());
   for (size_t k = 0; k < indices.size(); ++k) {
     std::copy_n(image(indices[k]), image_bytes(), out.image(k));
@@ -117,7 +126,18 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
     fs::path sub = fs::path(arg) / split_name(split);
     std::error_code ec;
     bool split_dirs = fs::is_directory(fs::path(arg) / "train", ec) && fs::is_directory(fs::path(arg) / "test", ec);
-    d = read_image_folder(split_dirs ? sub.string() : arg, options);
+    const std::string root = split_dirs ? sub.string() : arg;
+    d = open_images(index_folder(root), options, root);
+  } else if (kind == "list") {
+    need_dir();
+    // list:DIR/{split}.csv names one list per split; the training list fixes the classes.
+    const size_t at = arg.find("{split}");
+    std::string list = arg, classes_from;
+    if (at != std::string::npos) {
+      list = std::string(arg).replace(at, 7, split_name(split));
+      if (split != Split::Train) classes_from = std::string(arg).replace(at, 7, "train");
+    }
+    d = open_images(index_list(list, classes_from), options, list);
   } else if (kind == "synthetic") {
     int64_t n = split == Split::Train ? 2000 : 500;
     if (!arg.empty()) {
@@ -133,12 +153,12 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
     d = make_synthetic(n, split == Split::Train ? 1 : 2);
   } else {
     throw InputError("unknown dataset '" + spec +
-                     "' (use fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR or synthetic)");
+                     "' (use fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR, list:FILE or synthetic)");
   }
   if (d.size() == 0)  // nothing to train on or score: every number would be 0 or NaN
     throw InputError("dataset '" + spec + "': the " + split_name(split) + " split holds no images");
   // A folder's images are decoded straight to the geometry asked for; the rest convert now.
-  d = convert(d, kind == "folder" ? LoadOptions{options.channels} : options);
+  d = convert(d, kind == "folder" || kind == "list" ? LoadOptions{options.channels} : options);
   d.name = kind + "/" + split_name(split);
   return d;
 }
@@ -164,11 +184,22 @@ ChannelStats channel_stats(const Dataset& data) {
   ChannelStats s;
   size_t c = data.channels;
   std::vector<double> sum(c, 0), sq(c, 0);
+  auto add = [&](const uint8_t* px, size_t n) {
+    for (size_t i = 0; i < n; ++i) {
+      double v = px[i];
+      sum[i % c] += v;
+      sq[i % c] += v * v;
+    }
+  };
   size_t n = data.pixels.size();
-  for (size_t i = 0; i < n; ++i) {
-    double v = data.pixels[i];
-    sum[i % c] += v;
-    sq[i % c] += v * v;
+  if (data.streamed()) {  // decoding every image would take as long as an epoch: a sample
+    const size_t images = data.size(), k = std::min(images, kStatsSample);
+    std::vector<uint8_t> scratch;
+    for (size_t j = 0; j < k; ++j) add(data.fetch(j * images / k, scratch), data.image_bytes());
+    n = k * data.image_bytes();
+    s.sampled = k < images ? k : 0;
+  } else {
+    add(data.pixels.data(), n);
   }
   double per_channel = static_cast<double>(n / c);
   for (size_t k = 0; k < c; ++k) {

@@ -1,6 +1,7 @@
 #include "datasets/experiment.hpp"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -49,6 +50,8 @@ Preprocessing preprocessing(const Config& cfg) {
   if (out.load.resize != 0 && out.load.center_crop == 0)
     throw InputError("key 'data.resize' needs data.center_crop (after resizing the shorter side, images of other "
                      "aspect ratios differ in shape), e.g. data.resize=256 data.center_crop=224");
+  out.load.stream = cfg.get_string("data.stream");
+  out.load.skip_bad_images = cfg.get_bool("data.skip_bad_images");
   out.mean = cfg.get_floats("data.mean");
   out.std = cfg.get_floats("data.std");
   if (out.mean.empty()) out.mean = p.mean;
@@ -83,6 +86,9 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
     d.std = pre.std;
     if (d.mean.empty() || d.std.empty()) {
       ChannelStats s = channel_stats(d.train.subset(d.split.train));
+      if (s.sampled > 0)
+        std::fprintf(stderr, "note: data.mean / data.std measured on %zu of the %zu training images (evenly spaced; "
+                     "set data.mean and data.std, or data.preset, to give them)\n", s.sampled, d.split.train.size());
       if (d.mean.empty()) d.mean = s.mean;
       if (d.std.empty()) d.std = s.std;
     }
@@ -133,6 +139,12 @@ LoaderOptions loader_options(const Config& cfg, const ExperimentData& data, bool
   o.augmentation.crop_padding = cfg.get_int("data.augment.crop_padding");
   o.augmentation.hflip = cfg.get_bool("data.augment.hflip");
   o.augmentation.erasing = cfg.get_float("data.augment.erasing");
+  o.augmentation.resized_crop = cfg.get_bool("data.augment.random_resized_crop");
+  const std::vector<double> scale = cfg.get_floats("data.augment.random_resized_crop_scale");
+  if (scale.size() != 2 || scale[0] > scale[1])
+    throw InputError(cfg.source() + ": key 'data.augment.random_resized_crop_scale' must be [min, max] with min <= max");
+  o.augmentation.scale_min = scale[0];
+  o.augmentation.scale_max = scale[1];
   o.perturbation = training_perturbation(cfg);
   o.mean = data.mean;
   o.std = data.std;

@@ -22,6 +22,10 @@ cv::Mat resize_shorter_side(const cv::Mat& img, int shorter);
 /// torchvision's CenterCrop(size): the top-left corner at round((side − size) / 2) (half to even,
 /// as Python rounds); an image smaller than `size` is first padded with zeros as torchvision does.
 cv::Mat center_crop(const cv::Mat& img, int size);
+/// Image i before any geometry: a streamed dataset's file decoded at its own resolution (channels
+/// converted), or an in-memory dataset's stored image (a view of its pixels). For
+/// RandomResizedCrop, which crops before it resizes.
+cv::Mat source_image(const Dataset& data, size_t i);
 /// One decoded 8-bit image (channels already converted) brought to the dataset's geometry:
 /// `options.resize` / `options.center_crop` when set, otherwise `height` × `width` (area
 /// interpolation when shrinking, bilinear when enlarging; unchanged when it already fits).

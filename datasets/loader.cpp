@@ -3,8 +3,10 @@
 #include <opencv2/core.hpp>
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/rng.hpp"
+#include "datasets/image.hpp"
 
 namespace ventral {
 
@@ -21,18 +23,64 @@ PerturbationDraw draw_perturbation(const LoaderOptions& o, int64_t epoch, int64_
   return {family, severity};
 }
 
-uint64_t perturbation_seed(uint64_t seed, int64_t epoch) {
-  return hash_seed({seed, stream::kTrainPerturb, static_cast<uint64_t>(epoch)});
+uint64_t perturbation_seed(const LoaderOptions& o, int64_t epoch) {
+  if (o.perturbation.fixed_seed) return o.perturbation.seed;
+  return hash_seed({o.seed, stream::kTrainPerturb, static_cast<uint64_t>(epoch)});
+}
+
+LoaderPerturbation evaluation_perturbation(const std::string& family, int severity, uint64_t seed) {
+  LoaderPerturbation p;
+  if (severity > 0) p.specs = {{family, {severity}}};
+  p.fraction = 1.0;
+  p.fixed_seed = true;
+  p.seed = seed;
+  return p;
+}
+
+CropBox resized_crop_box(int width, int height, double scale_min, double scale_max, Rng& rng) {
+  const double area = static_cast<double>(width) * height;
+  const double log_lo = std::log(3.0 / 4.0), log_hi = std::log(4.0 / 3.0);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const double target = area * rng.uniform(scale_min, scale_max);
+    const double aspect = std::exp(rng.uniform(log_lo, log_hi));
+    const int w = static_cast<int>(std::lround(std::sqrt(target * aspect)));
+    const int h = static_cast<int>(std::lround(std::sqrt(target / aspect)));
+    if (w > 0 && w <= width && h > 0 && h <= height) {
+      const int y = static_cast<int>(rng.below(static_cast<uint64_t>(height - h + 1)));
+      const int x = static_cast<int>(rng.below(static_cast<uint64_t>(width - w + 1)));
+      return {x, y, w, h};
+    }
+  }
+  // torchvision's fallback: the central crop, its aspect ratio clamped to [3/4, 4/3].
+  const double in_ratio = static_cast<double>(width) / height;
+  int w = width, h = height;
+  if (in_ratio < 3.0 / 4.0) h = static_cast<int>(std::lround(w / (3.0 / 4.0)));
+  else if (in_ratio > 4.0 / 3.0) w = static_cast<int>(std::lround(h * (4.0 / 3.0)));
+  return {(width - w) / 2, (height - h) / 2, w, h};
 }
 
 void render_sample(const Dataset& data, int64_t index, const LoaderOptions& o, int64_t epoch, float* out) {
   const int64_t H = data.height, W = data.width, C = data.channels;
-  const uint8_t* src = data.image(index);
-  thread_local std::vector<uint8_t> perturbed;
+  thread_local std::vector<uint8_t> base, perturbed;
+  const uint8_t* src = nullptr;
+  if (o.augment && o.augmentation.resized_crop) {
+    // Drawn from its own stream: switching it on changes no other augmentation's draws.
+    Rng rng({o.seed, stream::kResizedCrop, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index)});
+    const cv::Mat img = source_image(data, static_cast<size_t>(index));
+    const CropBox box = resized_crop_box(img.cols, img.rows, o.augmentation.scale_min, o.augmentation.scale_max, rng);
+    const cv::Mat crop = resize_like_pil(img(cv::Rect(box.x, box.y, box.width, box.height)), static_cast<int>(W),
+                                         static_cast<int>(H));
+    base.resize(data.image_bytes());
+    cv::Mat dst(static_cast<int>(H), static_cast<int>(W), CV_8UC(static_cast<int>(C)), base.data());
+    crop.copyTo(dst);
+    src = base.data();
+  } else {
+    src = data.fetch(static_cast<size_t>(index), base);
+  }
   if (const PerturbationDraw d = draw_perturbation(o, epoch, index); d.family >= 0) {
     perturbed.resize(data.image_bytes());
     perturb_image(data, index, o.perturbation.specs[static_cast<size_t>(d.family)].family, d.severity,
-                  perturbation_seed(o.seed, epoch), perturbed.data());
+                  perturbation_seed(o, epoch), perturbed.data(), src);
     src = perturbed.data();
   }
   Rng rng({o.seed, stream::kAugment, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index)});
@@ -159,7 +207,7 @@ Batch BatchLoader::build(int64_t b) const {
   for (int64_t k = 0; k < n; ++k) {
     int64_t idx = order_[begin + k];
     render_sample(data_, idx, options_, epoch_, img + k * C * H * W);
-    lab[k] = data_.labels[idx];
+    lab[k] = options_.hide_labels ? kNoLabel : data_.labels[idx];
     batch.indices.push_back(idx);
   }
   return batch;

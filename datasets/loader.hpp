@@ -10,6 +10,7 @@
 #include <optional>
 #include <thread>
 
+#include "core/rng.hpp"
 #include "datasets/dataset.hpp"
 #include "datasets/perturb.hpp"
 
@@ -19,6 +20,12 @@ struct Augment {
   int64_t crop_padding = 0;  ///< random crop after zero padding (0 = off)
   bool hflip = false;        ///< random horizontal flip, p = 1/2
   double erasing = 0;        ///< probability of random erasing (area .02–.4, aspect .3–3.3, value 0)
+  /// torchvision's RandomResizedCrop(size, scale, ratio=(3/4, 4/3)): a crop of a random share
+  /// of the image's area in [scale_min, scale_max] and a log-uniform aspect ratio, resized to
+  /// the image size (PIL's bilinear). On a streamed dataset the crop is cut from the decoded
+  /// file at its own resolution; in memory, from the stored image.
+  bool resized_crop = false;
+  double scale_min = 0.08, scale_max = 1.0;
 };
 
 /// Training under perturbation (data.augment.perturb): a share of the images is perturbed, each
@@ -27,8 +34,14 @@ struct Augment {
 struct LoaderPerturbation {
   std::vector<PerturbationSpec> specs;  ///< empty = off
   double fraction = 1.0;                ///< share of images perturbed
+  /// An evaluation condition: every image perturbed with this seed in every epoch, as
+  /// perturb_dataset(data, family, severity, seed) would (one spec, one severity, fraction 1).
+  bool fixed_seed = false;
+  uint64_t seed = 0;
   bool on() const { return !specs.empty() && fraction > 0; }
 };
+/// The evaluation condition (family, severity) with `seed`: fixed_seed, fraction 1.
+LoaderPerturbation evaluation_perturbation(const std::string& family, int severity, uint64_t seed);
 
 /// What the loader does to one image in one epoch: `family` < 0 leaves it clean.
 struct PerturbationDraw {
@@ -59,7 +72,12 @@ struct LoaderOptions {
   /// disjoint and together hold every image of the epoch once.
   int64_t shard_rank = 0, shard_count = 1;
   bool split_batches = true;
+  /// Batches carry kNoLabel (-100, cross-entropy's ignore_index) instead of the labels: the
+  /// dataset's labels still steer debris (fragments from other classes), but nobody scores them.
+  bool hide_labels = false;
 };
+
+constexpr int64_t kNoLabel = -100;
 
 struct Batch {
   torch::Tensor images;             ///< B × C × H × W float32
@@ -70,8 +88,16 @@ struct Batch {
 /// The perturbation image `index` gets in `epoch` (drawn from its own stream, so switching
 /// perturbation on changes no other augmentation's draws).
 PerturbationDraw draw_perturbation(const LoaderOptions& options, int64_t epoch, int64_t index);
-/// The seed perturb_image() is called with in `epoch`: new occluder positions every epoch.
-uint64_t perturbation_seed(uint64_t seed, int64_t epoch);
+/// The seed perturb_image() is called with in `epoch`: new occluder positions every epoch (or
+/// the fixed seed of an evaluation condition).
+uint64_t perturbation_seed(const LoaderOptions& options, int64_t epoch);
+
+/// The crop box (x, y, width, height) RandomResizedCrop takes from a width × height image with
+/// `rng`: torchvision's get_params (ten tries, then the central crop within the ratio bounds).
+struct CropBox {
+  int x, y, width, height;
+};
+CropBox resized_crop_box(int width, int height, double scale_min, double scale_max, Rng& rng);
 
 /// Writes image `index` of `data`, augmented with the draws of (seed, epoch, index), into `out`
 /// (C × H × W floats). Exposed for tests; the loader calls it for every sample.

@@ -99,15 +99,16 @@ void apply_block(const Target& t) {
 }
 
 void apply_bubbles(const Target& t) {
-  std::vector<double> vis = bubble_visibility(t.data, t.index, t.severity, t.seed);
+  std::vector<double> vis = bubble_visibility(t.data, t.index, t.severity, t.seed, nullptr, t.src);
   for (size_t i = 0; i < vis.size(); ++i)
     for (int c = 0; c < t.C; ++c)
       t.out[i * t.C + c] = to_byte((vis[i] * t.src[i * t.C + c] + (1 - vis[i]) * kGray) / 255.0);
 }
 
 void apply_debris(const Target& t) {
+  std::vector<uint8_t> scratch;  // a streamed dataset's source images are decoded for their fragment
   for (const Fragment& f : debris_fragments(t.data, t.index, t.severity, t.seed)) {
-    const uint8_t* frag = t.data.image(f.source);
+    const uint8_t* frag = t.data.fetch(static_cast<size_t>(f.source), scratch);
     for (int y = 0; y < f.side; ++y)
       std::copy_n(frag + (static_cast<size_t>(f.sy + y) * t.W + f.sx) * t.C, f.side * t.C,
                   t.out + (static_cast<size_t>(f.dy + y) * t.W + f.dx) * t.C);
@@ -244,9 +245,10 @@ double perturbation_parameter(const std::string& name, int severity, bool colour
 }
 
 void perturb_image(const Dataset& data, int64_t index, const std::string& name, int severity, uint64_t seed,
-                   uint8_t* out) {
+                   uint8_t* out, const uint8_t* source) {
   const size_t n = data.image_bytes();
-  const uint8_t* src = data.image(index);
+  std::vector<uint8_t> scratch;
+  const uint8_t* src = source ? source : data.fetch(static_cast<size_t>(index), scratch);
   std::copy_n(src, n, out);
   const Family& f = family(name);
   if (severity == 0) return;
@@ -281,13 +283,14 @@ std::vector<Fragment> debris_fragments(const Dataset& data, int64_t index, int s
 }
 
 std::vector<double> bubble_visibility(const Dataset& data, int64_t index, int severity, uint64_t seed,
-                                      double* visible_fraction) {
+                                      double* visible_fraction, const uint8_t* source) {
   // Tang et al. 2018: the image is seen through Gaussian apertures (σ = 14 px at 256 px) on
   // gray. Bubbles are added from one shared sequence until the mean visibility over the
   // object's pixels reaches the target, so lower targets use a prefix of the same bubbles.
   const int H = static_cast<int>(data.height), W = static_cast<int>(data.width), C = static_cast<int>(data.channels);
   const double target = perturbation_parameter("bubbles", severity, C >= 3);
-  const uint8_t* src = data.image(index);
+  std::vector<uint8_t> scratch;
+  const uint8_t* src = source ? source : data.fetch(static_cast<size_t>(index), scratch);
   double sigma = 14.0 / 256.0 * std::min(H, W);
   std::vector<double> vis(static_cast<size_t>(H) * W, 0.0);
   std::vector<char> object(vis.size(), 0);
@@ -323,6 +326,12 @@ std::vector<double> bubble_visibility(const Dataset& data, int64_t index, int se
 
 Dataset perturb_dataset(const Dataset& data, const std::string& family, int severity, uint64_t seed) {
   Dataset out = data;
+  if (out.streamed()) {  // the perturbed copy is held in memory
+    out.files.reset();
+    out.ids.clear();
+    out.storage = "in memory";
+    out.pixels.resize(out.size() * out.image_bytes());
+  }
   // Images are independent (draws depend on (seed, family, index) only): one contiguous range
   // per core gives the same pixels as a serial loop.
   const size_t n = data.size();

@@ -28,9 +28,11 @@ std::string perturbation_group(const std::string& family);
 double perturbation_parameter(const std::string& family, int severity, bool colour);
 
 /// Applies `family` at `severity` to image `index` of `data`, writing H×W×C bytes to `out`.
-/// Debris fragments are cut from images of other classes of `data` itself.
+/// Debris fragments are cut from images of other classes of `data` itself. `source`: the image
+/// to perturb when the caller already holds it (the loader's decoded or cropped image); by
+/// default image `index` of `data`.
 void perturb_image(const Dataset& data, int64_t index, const std::string& family, int severity, uint64_t seed,
-                   uint8_t* out);
+                   uint8_t* out, const uint8_t* source = nullptr);
 /// The whole dataset perturbed (labels and classes unchanged).
 Dataset perturb_dataset(const Dataset& data, const std::string& family, int severity, uint64_t seed);
 
@@ -46,7 +48,7 @@ std::vector<Fragment> debris_fragments(const Dataset& data, int64_t index, int s
 /// target it reached: the mean visibility over the object's pixels (brighter than a tenth of
 /// the image maximum).
 std::vector<double> bubble_visibility(const Dataset& data, int64_t index, int severity, uint64_t seed,
-                                      double* visible_fraction = nullptr);
+                                      double* visible_fraction = nullptr, const uint8_t* source = nullptr);
 
 /// A family with its severities, parsed from "block:1-5", "gaussian_noise" (= 1-5), "jpeg:2,4".
 struct PerturbationSpec {

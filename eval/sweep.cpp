@@ -174,9 +174,12 @@ SweepResult sweep(LoadedRun& run, const Dataset& data, const std::vector<Conditi
   r.trained_steps = run.model->default_steps();
   r.conditions = conditions;
   for (const auto& c : conditions) {
-    Dataset images = c.severity == 0 ? data : perturb_dataset(data, c.family, c.severity, seed);
-    if (!labelled) std::fill(images.labels.begin(), images.labels.end(), kNoLabel);
-    r.predictions.push_back(predict(*run.model, images, steps, run.loader_options(), label_prefix + c.label(), masking));
+    // Perturbed in the loader's threads, image by image (a streamed dataset is never held whole):
+    // the pixels perturb_dataset(data, family, severity, seed) would give.
+    LoaderOptions options = run.loader_options();
+    options.perturbation = evaluation_perturbation(c.family, c.severity, seed);
+    options.hide_labels = !labelled;
+    r.predictions.push_back(predict(*run.model, data, steps, options, label_prefix + c.label(), masking));
   }
   return r;
 }

@@ -56,8 +56,6 @@ std::vector<Condition> parse_conditions(const std::string& perturb);
 /// dataset's own classes (the caller predicts without them, with kNoLabel, and computes no accuracy).
 Dataset evaluation_data(const LoadedRun& run, const std::string& spec, const std::string& split, int64_t limit,
                         const std::string& class_map = "", std::string* unknown = nullptr);
-/// The label of an image whose class the model does not know (torch's cross-entropy ignore_index).
-constexpr int64_t kNoLabel = -100;
 
 /// The run's predictions on `data` under every condition (perturbations drawn with `seed`) at
 /// `steps`. Progress lines are labelled `label_prefix` + the condition. With `masking`, every

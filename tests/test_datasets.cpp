@@ -1,6 +1,10 @@
+#include <fcntl.h>
+#include <unistd.h>
 #include <zlib.h>
 
+#include <chrono>
 #include <filesystem>
+#include <thread>
 #include <opencv2/imgcodecs.hpp>
 
 #include "core/error.hpp"
@@ -301,4 +305,238 @@ TEST(Convert, GrayToRgbAndResize) {
   const uint8_t* p = d.image(0) + (16 * 32 + 16) * 3;
   EXPECT_EQ(p[0], p[1]);
   EXPECT_EQ(p[1], p[2]);
+}
+
+// ---- streamed folders and file lists (datasets/files.cpp, datasets/decode.cpp) ----------------
+
+namespace {
+
+// A folder of n images in `classes` classes (class k holds images k, k+classes, ...), sizes
+// varying, every third a JPEG; pixel values depend on the image's number.
+void write_image_folder(const std::filesystem::path& root, int n, int classes) {
+  for (int i = 0; i < n; ++i) {
+    const int w = 20 + 7 * (i % 5), h = 16 + 5 * (i % 3);
+    cv::Mat img(h, w, CV_8UC3);
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x)
+        img.at<cv::Vec3b>(y, x) = cv::Vec3b(static_cast<uint8_t>(i * 13 + x * 5), static_cast<uint8_t>(y * 9),
+                                            static_cast<uint8_t>((x * y + i) % 256));
+    const auto cls = root / ("c" + std::to_string(i % classes));
+    std::filesystem::create_directories(cls);
+    char name[32];
+    std::snprintf(name, sizeof name, "img%04d.%s", i, i % 3 == 0 ? "jpg" : "png");
+    ASSERT_TRUE(cv::imwrite((cls / name).string(), img));
+  }
+}
+
+// Sets every class folder's modification time a minute back, so that its index may be cached
+// (an index of folders changed in the last two seconds is not: a change in the same clock tick
+// would go unnoticed).
+void age_folders(const std::filesystem::path& root) {
+  for (const auto& e : std::filesystem::directory_iterator(root))
+    if (e.is_directory())
+      std::filesystem::last_write_time(e.path(), std::filesystem::file_time_type::clock::now() - std::chrono::minutes(1));
+}
+
+}  // namespace
+
+TEST(Stream, StreamedAndInMemoryFoldersHoldTheSamePixels) {
+  TempDir dir;
+  write_image_folder(dir / "f", 24, 3);
+  for (const LoadOptions& base : {LoadOptions{3, 24}, LoadOptions{1, 0, 36, 28}, LoadOptions{}}) {
+    LoadOptions off = base, on = base;
+    off.stream = "off";
+    on.stream = "on";
+    const Dataset held = load_dataset("folder:" + (dir / "f"), Split::Test, off);
+    const Dataset streamed = load_dataset("folder:" + (dir / "f"), Split::Test, on);
+    EXPECT_FALSE(held.streamed());
+    ASSERT_TRUE(streamed.streamed());
+    EXPECT_TRUE(streamed.pixels.empty());
+    EXPECT_NE(streamed.storage.find("streamed from 24 files"), std::string::npos) << streamed.storage;
+    ASSERT_EQ(held.labels, streamed.labels);
+    ASSERT_EQ(held.classes, streamed.classes);
+    ASSERT_EQ(held.height, streamed.height);
+    ASSERT_EQ(held.channels, streamed.channels);
+    std::vector<uint8_t> scratch;
+    for (size_t i = 0; i < held.size(); ++i)
+      ASSERT_TRUE(std::equal(held.image(i), held.image(i) + held.image_bytes(), streamed.fetch(i, scratch)))
+          << "image " << i;
+    // A subset of a streamed dataset is streamed too, and fetches the same images.
+    const Dataset part = streamed.subset({5, 2});
+    ASSERT_TRUE(part.streamed());
+    EXPECT_EQ(part.labels, (std::vector<int64_t>{held.labels[5], held.labels[2]}));
+    EXPECT_TRUE(std::equal(held.image(2), held.image(2) + held.image_bytes(), part.fetch(1, scratch)));
+  }
+  // auto holds a small folder in memory.
+  EXPECT_FALSE(load_dataset("folder:" + (dir / "f"), Split::Test, {3, 24}).streamed());
+}
+
+TEST(Stream, ChannelStatsOfAStreamedDatasetComeFromASampleSaidSo) {
+  TempDir dir;
+  write_image_folder(dir / "f", 12, 2);
+  LoadOptions on{3, 16};
+  on.stream = "on";
+  const ChannelStats streamed = channel_stats(load_dataset("folder:" + (dir / "f"), Split::Test, on));
+  const ChannelStats held = channel_stats(load_dataset("folder:" + (dir / "f"), Split::Test, {3, 16}));
+  EXPECT_EQ(streamed.sampled, 0u);  // fewer images than the sample: every one
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_NEAR(streamed.mean[c], held.mean[c], 1e-12);
+    EXPECT_NEAR(streamed.std[c], held.std[c], 1e-12);
+  }
+}
+
+TEST(Stream, TheFolderIndexIsCachedAndRebuiltWhenTheListingChanges) {
+  TempDir dir;
+  write_image_folder(dir / "f", 6, 2);
+  // Just written: too fresh to cache.
+  index_folder(dir / "f");
+  EXPECT_FALSE(std::filesystem::exists(dir / "f/.ventral-index"));
+  age_folders(dir / "f");
+  EXPECT_EQ(index_folder(dir / "f").labels.size(), 6u);
+  ASSERT_TRUE(std::filesystem::exists(dir / "f/.ventral-index"));
+  // The cache is what is read: a file renamed behind its back, the folder's time put back,
+  // still shows the old name.
+  const auto stamp = std::filesystem::last_write_time(dir / "f/c0");
+  std::filesystem::rename(dir / "f/c0/img0000.jpg", dir / "f/c0/renamed.jpg");
+  std::filesystem::last_write_time(dir / "f/c0", stamp);
+  EXPECT_EQ(index_folder(dir / "f").files->name(0), "c0/img0000.jpg");
+  // A real change moves the folder's time: the index is rebuilt.
+  std::filesystem::last_write_time(dir / "f/c0", stamp + std::chrono::seconds(5));
+  ImageIndex fresh = index_folder(dir / "f");
+  EXPECT_EQ(fresh.files->name(2), "c0/renamed.jpg");  // sorted: img0002, img0004, renamed
+  EXPECT_EQ(fresh.labels.size(), 6u);
+  // A damaged cache is rebuilt, not an error.
+  write_text(dir / "f/.ventral-index", "ventral-index 1\nkey\tgarbage\n");
+  EXPECT_EQ(index_folder(dir / "f").labels.size(), 6u);
+}
+
+TEST(Stream, ListFilesNameTheirImagesRelativeToTheList) {
+  TempDir dir;
+  write_image_folder(dir / "img", 6, 2);
+  write_text(dir / "train.csv", "path,label\nimg/c0/img0000.jpg,c0\nimg/c1/img0001.png,c1\n\"img/c0/img0002.png\",c0\n");
+  write_text(dir / "test.csv", "img/c1/img0003.jpg,c1\r\nimg/c0/img0004.png,c0\r\n");
+  Dataset train = load_dataset("list:" + (dir / "{split}.csv"), Split::Train, {3, 16});
+  EXPECT_EQ(train.classes, (std::vector<std::string>{"c0", "c1"}));
+  EXPECT_EQ(train.labels, (std::vector<int64_t>{0, 1, 0}));
+  Dataset test = load_dataset("list:" + (dir / "{split}.csv"), Split::Test, {3, 16});
+  EXPECT_EQ(test.classes, train.classes);
+  EXPECT_EQ(test.labels, (std::vector<int64_t>{1, 0}));
+  // The same images as the folder reader decodes.
+  Dataset folder = load_dataset("folder:" + (dir / "img"), Split::Test, {3, 16});
+  EXPECT_TRUE(std::equal(test.image(0), test.image(0) + test.image_bytes(), folder.image(4)));  // c1/img0003
+  // Label numbers, named by classes.txt beside the list.
+  write_text(dir / "n/classes.txt", "cat\ndog\n");
+  write_text(dir / "n/all.csv", "../img/c0/img0000.jpg,1\n../img/c1/img0001.png,0\n");
+  Dataset numbered = load_dataset("list:" + (dir / "n/all.csv"), Split::Train, {3, 16});
+  EXPECT_EQ(numbered.classes, (std::vector<std::string>{"cat", "dog"}));
+  EXPECT_EQ(numbered.labels, (std::vector<int64_t>{1, 0}));
+}
+
+TEST(Stream, BadListsAreOneLineErrorsNamingTheFileAndLine) {
+  TempDir dir;
+  write_image_folder(dir / "img", 4, 2);
+  auto error_for = [&](const std::string& name, const std::string& text, Split split = Split::Train) {
+    write_text(dir / name, text);
+    return error_of([&] { load_dataset("list:" + (dir / name), split, {3, 16}); });
+  };
+  std::string msg = error_for("missing.csv", "img/c0/img0000.jpg,c0\nimg/c0/nope.png,c0\n");
+  EXPECT_NE(msg.find("missing.csv:2: " + (dir / "img/c0/nope.png") + ": no such file (paths are relative to the list's folder)"),
+            std::string::npos) << msg;
+  msg = error_for("dup.csv", "img/c0/img0000.jpg,c0\nimg/c1/img0001.png,c1\nimg/./c0/img0000.jpg,c0\n");
+  EXPECT_NE(msg.find("dup.csv:3: duplicate path 'img/./c0/img0000.jpg' (also on line 1)"), std::string::npos) << msg;
+  msg = error_for("fields.csv", "img/c0/img0000.jpg\n");
+  EXPECT_NE(msg.find("fields.csv:1: expected path,label"), std::string::npos) << msg;
+  msg = error_for("empty.csv", "\n\n");
+  EXPECT_NE(msg.find("empty.csv: holds no images"), std::string::npos) << msg;
+  msg = error_for("nul.csv", std::string("a,b\0c\n", 6));
+  EXPECT_NE(msg.find("nul.csv: not a text file"), std::string::npos) << msg;
+  msg = error_for("newline.csv", "img/c0/img0000.jpg,c0\n\"img/c0/a\tb.png\",c0\n");
+  EXPECT_NE(msg.find("a\\x09b.png: no such file"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\t'), std::string::npos) << msg;
+  // A test list naming a class the training list does not have.
+  write_text(dir / "s/train.csv", "../img/c0/img0000.jpg,c0\n");
+  write_text(dir / "s/test.csv", "../img/c1/img0001.png,c1\n");
+  msg = error_of([&] { load_dataset("list:" + (dir / "s/{split}.csv"), Split::Test, {3, 16}); });
+  EXPECT_NE(msg.find("test.csv:1: unknown class 'c1' (not among the 1 classes of " + (dir / "s/train.csv") + ")"),
+            std::string::npos) << msg;
+  write_text(dir / "t/classes.txt", "a\nb\n");
+  write_text(dir / "t/l.csv", "../img/c0/img0000.jpg,2\n");
+  msg = error_of([&] { load_dataset("list:" + (dir / "t/l.csv"), Split::Test, {3, 16}); });
+  EXPECT_NE(msg.find("l.csv:1: unknown class '2' (not among the 2 classes of " + (dir / "t/classes.txt") + ")"),
+            std::string::npos) << msg;
+  EXPECT_NE(error_of([&] { load_dataset("list:" + (dir / "none.csv"), Split::Test); }).find("none.csv: no such file"),
+            std::string::npos);
+}
+
+// Decoding from several threads at once, some files corrupt: every error names its own file and
+// nothing reaches stderr (libpng and libjpeg print there by default).
+TEST(Stream, DecodingInThreadsIsQuietAndNamesTheBadFile) {
+  TempDir dir;
+  write_image_folder(dir / "f", 8, 2);
+  std::vector<unsigned char> png = read_file(dir / "f/c1/img0001.png");
+  png.resize(png.size() / 2);
+  write_bytes(dir / "f/c1/img0001.png", png);  // truncated inside the pixel data
+  std::vector<unsigned char> jpg = read_file(dir / "f/c0/img0000.jpg");
+  jpg.resize(100);  // ends before the image data
+  write_bytes(dir / "f/c0/img0000.jpg", jpg);
+  std::vector<unsigned char> cut = read_file(dir / "f/c1/img0003.jpg");
+  cut.resize(cut.size() * 2 / 3);  // a truncated scan: libjpeg warns and fills the rest, as PIL and OpenCV accept
+  write_bytes(dir / "f/c1/img0003.jpg", cut);
+  LoadOptions on{3, 16};
+  on.stream = "on";
+  const Dataset d = load_dataset("folder:" + (dir / "f"), Split::Test, on);  // the first image decodes: c0/img0002
+  const std::string log = dir / "stderr.txt";
+  std::fflush(stderr);
+  const int saved = dup(2);
+  const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  dup2(fd, 2);
+  std::vector<std::vector<std::string>> errors(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      std::vector<uint8_t> scratch;
+      for (int round = 0; round < 20; ++round)
+        for (size_t i = 0; i < d.size(); ++i) {
+          try {
+            d.fetch(i, scratch);
+          } catch (const InputError& e) {
+            errors[t].push_back(e.what());
+          }
+        }
+    });
+  for (auto& th : threads) th.join();
+  std::fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  close(fd);
+  EXPECT_EQ(read_file(log).size(), 0u) << "decoders printed on stderr";
+  for (const auto& e : errors) {
+    ASSERT_EQ(e.size(), 40u);
+    for (size_t k = 0; k < e.size(); k += 2) {
+      EXPECT_EQ(e[k].rfind(dir / "f/c0/img0000.jpg: cannot decode image (", 0), 0u) << e[k];
+      EXPECT_EQ(e[k + 1].rfind(dir / "f/c1/img0001.png: cannot decode image (", 0), 0u) << e[k + 1];
+    }
+  }
+}
+
+TEST(Stream, SkipBadImagesCountsThemAndKeepsBatchesWhole) {
+  TempDir dir;
+  write_image_folder(dir / "f", 8, 2);
+  write_text(dir / "f/c1/img0005.png", "not an image");
+  LoadOptions off{3, 16};
+  EXPECT_NE(error_of([&] { load_dataset("folder:" + (dir / "f"), Split::Test, off); }).find("img0005.png: cannot decode image"),
+            std::string::npos);
+  off.skip_bad_images = true;
+  const Dataset held = load_dataset("folder:" + (dir / "f"), Split::Test, off);
+  EXPECT_EQ(held.size(), 7u);
+  LoadOptions on = off;
+  on.stream = "on";
+  const Dataset streamed = load_dataset("folder:" + (dir / "f"), Split::Test, on);
+  ASSERT_EQ(streamed.size(), 8u);
+  std::vector<uint8_t> scratch;
+  // c1 holds images 1, 3, 5, 7 in that order: 5 is bad, 7 stands in for it.
+  const uint8_t* stand_in = streamed.fetch(6, scratch);
+  std::vector<uint8_t> got(stand_in, stand_in + streamed.image_bytes());
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), streamed.fetch(7, scratch)));
+  EXPECT_EQ(streamed.files->skipped(), 1u);
 }

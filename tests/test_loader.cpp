@@ -236,7 +236,7 @@ TEST(TrainPerturbation, DrawsDependOnlyOnSeedEpochAndIndex) {
     ASSERT_GE(draw.family, 0);
     std::vector<uint8_t> expected(d.image_bytes());
     perturb_image(d, i, o.perturbation.specs[static_cast<size_t>(draw.family)].family, draw.severity,
-                  perturbation_seed(o.seed, 2), expected.data());
+                  perturbation_seed(o, 2), expected.data());
     const std::vector<float> got = rendered(d, i, o, 2);
     for (size_t p = 0; p < expected.size(); ++p) ASSERT_FLOAT_EQ(got[p], expected[p] / 255.f) << i << " pixel " << p;
   }
@@ -361,4 +361,147 @@ TEST(Preprocessing, ImagenetPresetEqualsTorchvisionWithinTwoLevels) {
   const double swapped = ((ours.flip(1) - theirs).abs() * std).max().item<double>() * 255;
   EXPECT_GT(swapped, 50.0) << "channel order: BGR would be as close as RGB";
   std::printf("largest difference from torchvision: %.3f levels of 255\n", levels);
+}
+
+// ---- streamed datasets in the loader ----------------------------------------------------------
+
+namespace {
+
+// 30 images of mixed sizes in 3 classes, PNG and JPEG.
+std::string streaming_folder(const ventral::test::TempDir& dir) {
+  Rng rng({42});
+  for (int i = 0; i < 30; ++i) {
+    const int w = 30 + static_cast<int>(rng.below(40)), h = 24 + static_cast<int>(rng.below(40));
+    cv::Mat img(h, w, CV_8UC3);
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x)
+        img.at<cv::Vec3b>(y, x) = cv::Vec3b(static_cast<uint8_t>(rng.below(256)), static_cast<uint8_t>(4 * x + i),
+                                            static_cast<uint8_t>(3 * y));
+    const std::string cls = dir / ("k" + std::to_string(i % 3));
+    std::filesystem::create_directories(cls);
+    EXPECT_TRUE(cv::imwrite(cls + "/" + std::to_string(i) + (i % 2 ? ".jpg" : ".png"), img));
+  }
+  return "folder:" + dir.str();
+}
+
+std::vector<Batch> epoch_batches(const Dataset& d, const LoaderOptions& o, int64_t epoch) {
+  BatchLoader loader(d, {}, o);
+  loader.start_epoch(epoch);
+  std::vector<Batch> out;
+  while (auto b = loader.next()) out.push_back(std::move(*b));
+  return out;
+}
+
+}  // namespace
+
+// The streamed path and the in-memory path give the same batches: training (shuffled, flipped,
+// padded crops, erasing, perturbed with debris and bubbles, several threads) and evaluation.
+TEST(Stream, StreamingAndInMemoryGiveTheSameBatches) {
+  ventral::test::TempDir dir;
+  const std::string spec = streaming_folder(dir);
+  LoadOptions load{3, 0, 40, 32};
+  load.stream = "off";
+  const Dataset held = load_dataset(spec, Split::Train, load);
+  load.stream = "on";
+  const Dataset streamed = load_dataset(spec, Split::Train, load);
+  ASSERT_TRUE(streamed.streamed());
+  ASSERT_FALSE(held.streamed());
+  LoaderOptions train = perturbing("debris:2-5,bubbles:1-3", 0.6, 5);
+  train.batch_size = 8;
+  train.augment = true;
+  train.augmentation.hflip = true;
+  train.augmentation.crop_padding = 3;
+  train.augmentation.erasing = 0.5;
+  train.mean = {0.5, 0.4, 0.3};
+  train.std = {0.2, 0.25, 0.3};
+  train.threads = 3;
+  LoaderOptions eval;
+  eval.batch_size = 7;
+  eval.shuffle = false;
+  eval.threads = 2;
+  for (const LoaderOptions& o : {train, eval})
+    for (int64_t epoch : {0, 1}) {
+      const auto a = epoch_batches(held, o, epoch), b = epoch_batches(streamed, o, epoch);
+      ASSERT_EQ(a.size(), b.size());
+      for (size_t k = 0; k < a.size(); ++k) {
+        EXPECT_TRUE(torch::equal(a[k].images, b[k].images)) << "batch " << k << " epoch " << epoch;
+        EXPECT_TRUE(torch::equal(a[k].labels, b[k].labels));
+        EXPECT_EQ(a[k].indices, b[k].indices);
+      }
+    }
+  // Evaluation under a condition perturbs in the loader what perturb_dataset perturbs whole.
+  LoaderOptions condition = eval;
+  condition.perturbation = evaluation_perturbation("debris", 4, 77);
+  const Dataset whole = perturb_dataset(held, "debris", 4, 77);
+  LoaderOptions plain = eval;
+  for (const Dataset* d : {&held, &streamed}) {
+    const auto a = epoch_batches(*d, condition, 0), b = epoch_batches(whole, plain, 0);
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t k = 0; k < a.size(); ++k) EXPECT_TRUE(torch::equal(a[k].images, b[k].images)) << "batch " << k;
+  }
+}
+
+// torchvision's RandomResizedCrop.get_params: the area share lies in the scale range and the
+// aspect ratio in [3/4, 4/3] (up to rounding), the box inside the image; an image too thin for
+// any try falls back to the central crop with its ratio clamped.
+TEST(Stream, ResizedCropBoxesFollowTorchvision) {
+  Rng rng({1});
+  double share_sum = 0;
+  const int n = 4000;
+  for (int k = 0; k < n; ++k) {
+    const CropBox b = resized_crop_box(500, 375, 0.08, 1.0, rng);
+    ASSERT_GE(b.x, 0);
+    ASSERT_GE(b.y, 0);
+    ASSERT_LE(b.x + b.width, 500);
+    ASSERT_LE(b.y + b.height, 375);
+    const double share = static_cast<double>(b.width) * b.height / (500.0 * 375.0);
+    const double ratio = static_cast<double>(b.width) / b.height;
+    EXPECT_GE(share, 0.08 * 0.97);
+    EXPECT_LE(share, 1.0);
+    EXPECT_GE(ratio, 0.75 * 0.97);
+    EXPECT_LE(ratio, 4.0 / 3.0 * 1.03);
+    share_sum += share;
+  }
+  // Uniform in [0.08, 1] but for large draws that do not fit and are drawn again. torchvision
+  // 0.14's get_params on a 500x375 image gives a mean share of 0.435 (20,000 draws, measured
+  // with Debian's python3-torchvision); 4,000 draws here have a standard error of about 0.004.
+  EXPECT_GT(share_sum / n, 0.42);
+  EXPECT_LT(share_sum / n, 0.45);
+  const CropBox thin = resized_crop_box(400, 10, 0.9, 1.0, rng);  // no try fits: central crop
+  EXPECT_EQ(thin.height, 10);
+  EXPECT_EQ(thin.width, 13);  // round(10 × 4/3)
+  EXPECT_EQ(thin.x, (400 - 13) / 2);
+}
+
+// RandomResizedCrop in the loader: drawn per (seed, epoch, index), the same through both paths
+// on a folder (cut from the decoded file at its own resolution when streamed, from the stored
+// image in memory: the same when the stored image is the file's own size), and off in evaluation.
+TEST(Stream, RandomResizedCropIsSeededAndOnlyInTraining) {
+  ventral::test::TempDir dir;
+  std::filesystem::create_directories(dir / "a");
+  for (int i = 0; i < 4; ++i) {
+    cv::Mat img(48, 48, CV_8UC3);
+    cv::randu(img, 0, 255);
+    ASSERT_TRUE(cv::imwrite(dir / ("a/" + std::to_string(i) + ".png"), img));
+  }
+  LoadOptions load{3, 48};
+  const Dataset held = load_dataset("folder:" + dir.str(), Split::Train, load);
+  load.stream = "on";
+  const Dataset streamed = load_dataset("folder:" + dir.str(), Split::Train, load);
+  LoaderOptions o;
+  o.augment = true;
+  o.augmentation.resized_crop = true;
+  o.seed = 9;
+  for (int64_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(rendered(held, i, o, 1), rendered(streamed, i, o, 1)) << i;
+    EXPECT_EQ(rendered(held, i, o, 1), rendered(held, i, o, 1));
+    EXPECT_NE(rendered(held, i, o, 1), rendered(held, i, o, 2)) << "another epoch, another crop";
+    LoaderOptions eval = o;
+    eval.augment = false;
+    std::vector<float> plain = rendered(held, i, eval, 1);
+    for (size_t p = 0; p < plain.size(); ++p) {
+      const size_t c = p / (48 * 48), yx = p % (48 * 48);
+      ASSERT_FLOAT_EQ(plain[p], held.image(static_cast<size_t>(i))[yx * 3 + c] / 255.f);
+    }
+  }
 }

@@ -421,8 +421,9 @@ void Run::setup() {
                                          ", gloo" + (cfg_.get_bool("train.sync_bn") ? ", sync_bn" : "") + ")"
                                    : "";
   if (lead_)
-    std::fprintf(stderr, "train: %s on %s (%lld images, %lld per epoch), %lld parameters, %lld step(s), %lld threads%s, %s, precision %s\n",
+    std::fprintf(stderr, "train: %s on %s (%lld images %s, %lld batches per epoch), %lld parameters, %lld step(s), %lld threads%s, %s, precision %s\n",
                  cfg_.get_string("model.name").c_str(), data_.train.name.c_str(), (long long)train_loader_->size(),
+                 data_.train.storage.c_str(),
                  (long long)per_epoch, (long long)count_parameters(*model_), (long long)steps_, (long long)threads_,
                  (group_ ? " per process" + world : world).c_str(), device_.str().c_str(),
                  (precision.reason + initial_weights).c_str());
@@ -584,6 +585,15 @@ void Run::finish() {
                                   {"loss", m.loss}};
   }
   if (group_) test["world_size"] = env_.world_size;
+  // data.skip_bad_images: how many files were skipped, so a result never hides them.
+  for (const auto& [key, data] : {std::pair<const char*, const Dataset*>{"skipped_train_images", &data_.train},
+                                  {"skipped_test_images", &data_.test}})
+    if (data->files && data->files->skipped() > 0) {
+      test[key] = data->files->skipped();
+      if (lead_)
+        std::fprintf(stderr, "note: %zu %s images did not decode and were skipped (data.skip_bad_images)\n",
+                     data->files->skipped(), key == std::string("skipped_train_images") ? "training" : "test");
+    }
   if (lead_) {
     write_file_atomic(dir_.test(), test.dump(2) + "\n");
     append_jsonl(dir_.log(), {{"event", "test"}, {"steps", report_.test.steps}, {"accuracy", report_.test.accuracy}});

@@ -6,10 +6,12 @@
 #include <filesystem>
 #include <thread>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "core/error.hpp"
 #include "core/io.hpp"
 #include "datasets/dataset.hpp"
+#include "datasets/decode.hpp"
 #include "helpers.hpp"
 
 using namespace ventral;
@@ -539,4 +541,34 @@ TEST(Stream, SkipBadImagesCountsThemAndKeepsBatchesWhole) {
   std::vector<uint8_t> got(stand_in, stand_in + streamed.image_bytes());
   EXPECT_TRUE(std::equal(got.begin(), got.end(), streamed.fetch(7, scratch)));
   EXPECT_EQ(streamed.files->skipped(), 1u);
+}
+
+// ventral decodes PNG and JPEG itself (libpng, libjpeg-turbo) where it used to call OpenCV's
+// imdecode: every kind of file in the image fuzzing corpus (progressive, gray, CMYK and RGB JPEGs;
+// interlaced, 16-bit, palette-with-transparency, gray-alpha and RGB PNGs; BMP, PGM, PPM) decodes to
+// the pixels OpenCV gives (converted to RGB, alpha dropped), and what OpenCV refuses is refused.
+TEST(Stream, DecodersAgreeWithOpenCvOnEveryKindOfFile) {
+  const std::filesystem::path corpus = std::filesystem::path(VENTRAL_SOURCE_DIR) / "tests/fuzz/corpus/image";
+  int compared = 0;
+  for (const auto& e : std::filesystem::directory_iterator(corpus)) {
+    const std::vector<unsigned char> bytes = read_file(e.path().string());
+    const char* format = image_format(bytes.data(), bytes.size());
+    cv::Mat theirs = format ? cv::imdecode(bytes, cv::IMREAD_UNCHANGED) : cv::Mat();
+    if (theirs.empty()) {
+      EXPECT_NE(error_of([&] { decode_image(bytes, e.path().string()); }).find("cannot decode image"), std::string::npos)
+          << e.path();
+      continue;
+    }
+    if (theirs.depth() == CV_16U) theirs.convertTo(theirs, CV_8U, 1.0 / 257.0);
+    if (theirs.channels() == 3) cv::cvtColor(theirs, theirs, cv::COLOR_BGR2RGB);
+    if (theirs.channels() == 4) cv::cvtColor(theirs, theirs, cv::COLOR_BGRA2RGB);
+    cv::Mat ours = decode_image(bytes, e.path().string());
+    // A gray image with alpha is gray to ventral (OpenCV expands it to BGRA).
+    if (ours.channels() == 1 && theirs.channels() == 3) cv::cvtColor(ours, ours, cv::COLOR_GRAY2RGB);
+    ASSERT_EQ(ours.size(), theirs.size()) << e.path();
+    ASSERT_EQ(ours.type(), theirs.type()) << e.path();
+    EXPECT_EQ(cv::norm(ours, theirs, cv::NORM_INF), 0.0) << e.path();
+    ++compared;
+  }
+  EXPECT_GE(compared, 13);
 }

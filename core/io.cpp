@@ -1,4 +1,5 @@
 #include "core/io.hpp"
+#include "core/text.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -104,14 +105,14 @@ void append_file(const std::string& path, const std::string& text) {
 std::vector<unsigned char> read_file(const std::string& path) {
   std::error_code ec;
   fs::file_status status = fs::status(path, ec);
-  if (!fs::exists(status)) throw InputError(path + ": no such file");
-  if (fs::is_directory(status)) throw InputError(path + ": is a folder, not a file");
-  if (!fs::is_regular_file(status)) throw InputError(path + ": is not a regular file (a pipe or device?); give a file");
+  if (!fs::exists(status)) throw InputError(printable(path) + ": no such file");
+  if (fs::is_directory(status)) throw InputError(printable(path) + ": is a folder, not a file");
+  if (!fs::is_regular_file(status)) throw InputError(printable(path) + ": is not a regular file (a pipe or device?); give a file");
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open for reading");
+  if (!in) throw InputError(printable(path) + ": cannot open for reading");
   std::vector<unsigned char> bytes(fs::file_size(path));
   in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  if (!in) throw InputError(path + ": read failed");
+  if (!in) throw InputError(printable(path) + ": read failed");
   return bytes;
 }
 

@@ -60,9 +60,12 @@ inline std::string folder_name(std::string name) {
   return name;
 }
 
-/// `text` for a one-line message: control characters (line breaks, tabs, NUL) as \xNN.
-inline std::string printable(const std::string& text) {
+/// `text` for a one-line message: control characters (line breaks, tabs, NUL) as \xNN, and
+/// no longer than `limit` characters (the rest elided, its length said).
+inline std::string printable(const std::string& text, size_t limit = 1000) {
   std::string out;
+  if (text.size() > limit)
+    return printable(text.substr(0, limit), limit) + "...(" + std::to_string(text.size()) + " bytes)";
   for (unsigned char c : text) {
     if (c < 0x20 || c == 0x7f) {
       char buf[8];

@@ -103,7 +103,8 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
   std::string kind = spec.substr(0, colon);
   std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
   auto need_dir = [&]() {
-    if (arg.empty()) throw InputError("dataset '" + spec + "' needs a folder: " + kind + ":DIR");
+    if (arg.empty())
+      throw InputError("dataset '" + spec + "' needs a " + (kind == "list" ? "file: list:FILE" : "folder: " + kind + ":DIR"));
   };
   if (options.resize > 0 && options.center_crop == 0)
     throw InputError("data.resize: needs data.center_crop (after resizing the shorter side, images of other aspect "
@@ -127,15 +128,23 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
     std::error_code ec;
     bool split_dirs = fs::is_directory(fs::path(arg) / "train", ec) && fs::is_directory(fs::path(arg) / "test", ec);
     const std::string root = split_dirs ? sub.string() : arg;
-    d = open_images(index_folder(root), options, root);
+    ImageIndex index = index_folder(root);
+    if (split_dirs && split == Split::Test) use_training_classes(index, root, (fs::path(arg) / "train").string());
+    d = open_images(std::move(index), options, root);
   } else if (kind == "list") {
     need_dir();
     // list:DIR/{split}.csv names one list per split; the training list fixes the classes.
     const size_t at = arg.find("{split}");
     std::string list = arg, classes_from;
+    auto with = [&](const std::string& name) {
+      std::string out = arg;
+      for (size_t p = out.find("{split}"); p != std::string::npos; p = out.find("{split}", p + name.size()))
+        out.replace(p, 7, name);
+      return out;
+    };
     if (at != std::string::npos) {
-      list = std::string(arg).replace(at, 7, split_name(split));
-      if (split != Split::Train) classes_from = std::string(arg).replace(at, 7, "train");
+      list = with(split_name(split));
+      if (split != Split::Train) classes_from = with("train");
     }
     d = open_images(index_list(list, classes_from), options, list);
   } else if (kind == "synthetic") {
@@ -195,8 +204,16 @@ ChannelStats channel_stats(const Dataset& data) {
   if (data.streamed()) {  // decoding every image would take as long as an epoch: a sample
     const size_t images = data.size(), k = std::min(images, kStatsSample);
     std::vector<uint8_t> scratch;
-    for (size_t j = 0; j < k; ++j) add(data.fetch(j * images / k, scratch), data.image_bytes());
-    n = k * data.image_bytes();
+    size_t used = 0;
+    for (size_t j = 0; j < k; ++j) {
+      try {
+        add(data.fetch(j * images / k, scratch), data.image_bytes());
+        ++used;
+      } catch (const UndecodableImage&) {  // data.skip_bad_images: left out of the sample
+      }
+    }
+    require(used > 0, data.name + ": no image of the sample decodes");
+    n = used * data.image_bytes();
     s.sampled = k < images ? k : 0;
   } else {
     add(data.pixels.data(), n);

@@ -10,7 +10,16 @@
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
+
 namespace ventral {
+
+/// A file of a streamed dataset that does not decode, with data.skip_bad_images on (warned
+/// about once): the loader puts another image of the same class in its place.
+class UndecodableImage : public InputError {
+ public:
+  using InputError::InputError;
+};
 
 /// Options applied while loading (folder images are decoded to these; other formats are
 /// converted when they differ). 0 means "as stored".
@@ -82,8 +91,8 @@ struct Dataset {
   uint8_t* image(size_t i) { return pixels.data() + i * image_bytes(); }
   /// Image i at the dataset's geometry, held or streamed: a pointer into `pixels`, or the file
   /// decoded into `scratch` (which the pointer then points into). Thread-safe. InputError naming
-  /// the file when it does not decode (with data.skip_bad_images: the next image of its class
-  /// in the dataset that does, counted in files->skipped).
+  /// the file when it does not decode (UndecodableImage with data.skip_bad_images, the file
+  /// counted in files->skipped()).
   const uint8_t* fetch(size_t i, std::vector<uint8_t>& scratch) const;
   /// Images per class, index = label.
   std::vector<int64_t> class_counts() const;
@@ -118,9 +127,13 @@ struct ImageIndex {
 };
 /// ROOT/<class>/<file>, classes sorted by name, files sorted within a class. The index is cached
 /// in ROOT/.ventral-index (or, where ROOT is read-only, under $XDG_CACHE_HOME/ventral), keyed by
-/// the modification times of ROOT and its class folders, which change whenever a file is added,
-/// removed or renamed; it is rebuilt when they differ.
+/// the names and modification times of ROOT's class folders (a folder's time changes whenever a
+/// file in it is added, removed or renamed); it is rebuilt when they differ.
 ImageIndex index_folder(const std::string& root);
+/// A test split's index (ROOT/test) relabelled with the training split's classes (the class
+/// folders of ROOT/train, sorted): a test folder lacking a class keeps every other class's label;
+/// InputError for a test class folder the training split does not have.
+void use_training_classes(ImageIndex& index, const std::string& root, const std::string& training_root);
 /// A CSV list of `path,label` lines (see README "Datasets"): paths relative to the list's
 /// folder, labels class names or label numbers; `classes_from` is the list (or classes.txt)
 /// that fixes the class names and their order (empty: this list). Cached like folders, keyed by

@@ -8,23 +8,37 @@
 #include <cstring>
 #include <csetjmp>
 #include <jpeglib.h>
+#include <jerror.h>
 #include <png.h>
+
+#include <opencv2/core/utils/logger.hpp>
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
+#include <filesystem>
 
 #include "core/error.hpp"
 #include "core/io.hpp"
+#include "core/text.hpp"
 
 namespace ventral {
 
 namespace {
 
-// Larger images are refused before their pixels are allocated (OpenCV's own limit is 2^30).
-constexpr double kMaxPixels = 1 << 28;
+// Larger images are refused before their pixels are allocated: 2^26 pixels (8192 x 8192). PIL
+// warns of a decompression bomb above 89.5 million pixels and refuses twice that; a 194-byte
+// JPEG claiming 179 million pixels took the fuzzer's 10 seconds to decode into gray.
+constexpr double kMaxPixels = 1 << 26;
+// libjpeg's working memory (a progressive JPEG's coefficient buffers) is capped too.
+constexpr long kJpegMemory = 512L << 20;
+// Files larger than this are not read whole to find out that they are not images.
+constexpr uintmax_t kMaxFileBytes = uintmax_t{512} << 20;
 
-// The decoders below longjmp out of libjpeg and libpng on an error. Only trivially destructible
-// objects live in the functions that call setjmp; the image goes into the caller's `out`.
+// The decoders below longjmp out of libjpeg and libpng on an error. The state the libraries
+// change lives in the caller (objects changed between setjmp and longjmp in the function that
+// called setjmp would be indeterminate afterwards), no C++ object with a destructor lives in a
+// function that calls setjmp, and the image goes into the caller's `out`.
 
 struct JpegError {
   jpeg_error_mgr pub;
@@ -37,43 +51,58 @@ void jpeg_fail(j_common_ptr c) {
   (*c->err->format_message)(c, e->message);
   std::longjmp(e->jump, 1);
 }
-// Warnings ("Corrupt JPEG data: ... extraneous bytes", premature end of data) are data the
-// decoder recovered from, as OpenCV and PIL accept them; they are not printed.
-void jpeg_no_message(j_common_ptr, int) {}
+// Warnings about corrupt data the decoder recovered from ("Corrupt JPEG data: ... extraneous
+// bytes") are accepted, as PIL accepts them, and not printed. A file that ends before its image
+// does is an error, as it is to PIL ("image file is truncated"): libjpeg would fill the rest
+// with gray.
+void jpeg_no_message(j_common_ptr c, int level) {
+  if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF) {
+    auto* e = reinterpret_cast<JpegError*>(c->err);
+    std::snprintf(e->message, sizeof e->message, "truncated JPEG: the data ends before the image");
+    std::longjmp(e->jump, 1);
+  }
+}
 void jpeg_no_output(j_common_ptr) {}
 
-bool decode_jpeg(const unsigned char* data, size_t size, cv::Mat& out, char* why, size_t why_size) {
+struct JpegState {
   jpeg_decompress_struct cinfo;
   JpegError err;
-  cinfo.err = jpeg_std_error(&err.pub);
-  err.pub.error_exit = jpeg_fail;
-  err.pub.emit_message = jpeg_no_message;
-  err.pub.output_message = jpeg_no_output;
-  err.message[0] = '\0';
-  if (setjmp(err.jump)) {
-    jpeg_destroy_decompress(&cinfo);
-    std::snprintf(why, why_size, "%s", err.message);
+};
+
+// `out` is allocated before any row is read (and its allocation cannot fail for the sizes let
+// through), so no C++ exception crosses libjpeg.
+bool decode_jpeg(JpegState* s, const unsigned char* data, size_t size, cv::Mat& out, char* why, size_t why_size) {
+  s->cinfo.err = jpeg_std_error(&s->err.pub);
+  s->err.pub.error_exit = jpeg_fail;
+  s->err.pub.emit_message = jpeg_no_message;
+  s->err.pub.output_message = jpeg_no_output;
+  s->err.message[0] = '\0';
+  if (setjmp(s->err.jump)) {
+    jpeg_destroy_decompress(&s->cinfo);
+    std::snprintf(why, why_size, "%s", s->err.message);
     return false;
   }
-  jpeg_create_decompress(&cinfo);
-  jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
-  jpeg_read_header(&cinfo, TRUE);
-  const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
-  cinfo.out_color_space = cmyk ? JCS_CMYK : cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
-  if (static_cast<double>(cinfo.image_width) * cinfo.image_height > kMaxPixels) {
-    std::snprintf(why, why_size, "%ux%u pixels is more than ventral decodes", cinfo.image_width, cinfo.image_height);
-    jpeg_destroy_decompress(&cinfo);
+  jpeg_create_decompress(&s->cinfo);
+  s->cinfo.mem->max_memory_to_use = kJpegMemory;
+  jpeg_mem_src(&s->cinfo, data, static_cast<unsigned long>(size));
+  jpeg_read_header(&s->cinfo, TRUE);
+  const bool cmyk = s->cinfo.jpeg_color_space == JCS_CMYK || s->cinfo.jpeg_color_space == JCS_YCCK;
+  s->cinfo.out_color_space = cmyk ? JCS_CMYK : s->cinfo.num_components == 1 ? JCS_GRAYSCALE : JCS_RGB;
+  if (static_cast<double>(s->cinfo.image_width) * s->cinfo.image_height > kMaxPixels) {
+    std::snprintf(why, why_size, "%ux%u pixels, more than the 8192x8192 ventral decodes", s->cinfo.image_width,
+                  s->cinfo.image_height);
+    jpeg_destroy_decompress(&s->cinfo);
     return false;
   }
-  jpeg_start_decompress(&cinfo);
-  out.create(static_cast<int>(cinfo.output_height), static_cast<int>(cinfo.output_width),
-             CV_8UC(cinfo.output_components));
-  while (cinfo.output_scanline < cinfo.output_height) {
-    JSAMPROW row = out.ptr(static_cast<int>(cinfo.output_scanline));
-    jpeg_read_scanlines(&cinfo, &row, 1);
+  jpeg_start_decompress(&s->cinfo);
+  out.create(static_cast<int>(s->cinfo.output_height), static_cast<int>(s->cinfo.output_width),
+             CV_8UC(s->cinfo.output_components));
+  while (s->cinfo.output_scanline < s->cinfo.output_height) {
+    JSAMPROW row = out.ptr(static_cast<int>(s->cinfo.output_scanline));
+    jpeg_read_scanlines(&s->cinfo, &row, 1);
   }
-  jpeg_finish_decompress(&cinfo);
-  jpeg_destroy_decompress(&cinfo);
+  jpeg_finish_decompress(&s->cinfo);
+  jpeg_destroy_decompress(&s->cinfo);
   return true;
 }
 
@@ -112,37 +141,98 @@ void png_read_memory(png_structp png, png_bytep out, png_size_t n) {
   s->pos += n;
 }
 
-bool decode_png(const unsigned char* data, size_t size, cv::Mat& out, char* why, size_t why_size) {
-  PngSource src{data, size, 0, {}, {}};
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_fail, png_no_warning);
-  png_infop info = png ? png_create_info_struct(png) : nullptr;
-  if (!info) {
-    png_destroy_read_struct(&png, nullptr, nullptr);
+struct PngState {
+  PngSource src;
+  png_structp png;
+  png_infop info;
+};
+
+bool decode_png(PngState* s, cv::Mat& out, char* why, size_t why_size) {
+  s->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &s->src, png_fail, png_no_warning);
+  s->info = s->png ? png_create_info_struct(s->png) : nullptr;
+  if (!s->info) {
+    png_destroy_read_struct(&s->png, nullptr, nullptr);
     std::snprintf(why, why_size, "out of memory");
     return false;
   }
-  if (setjmp(src.jump)) {
-    png_destroy_read_struct(&png, &info, nullptr);
-    std::snprintf(why, why_size, "%s", src.message);
+  if (setjmp(s->src.jump)) {
+    png_destroy_read_struct(&s->png, &s->info, nullptr);
+    std::snprintf(why, why_size, "%s", s->src.message);
     return false;
   }
-  png_set_read_fn(png, &src, png_read_memory);
-  png_read_info(png, info);
-  const png_uint_32 width = png_get_image_width(png, info), height = png_get_image_height(png, info);
-  if (static_cast<double>(width) * height > kMaxPixels) png_error(png, "more pixels than ventral decodes");
-  png_set_expand(png);     // palette to RGB, gray below 8 bits to 8, tRNS to alpha
-  png_set_scale_16(png);   // 16 bits to 8, rounded
-  png_set_strip_alpha(png);
-  const int passes = png_set_interlace_handling(png);
-  png_read_update_info(png, info);
-  const int channels = png_get_channels(png, info);
-  if (channels != 1 && channels != 3) png_error(png, "unexpected channel count");
+  png_set_read_fn(s->png, &s->src, png_read_memory);
+  png_read_info(s->png, s->info);
+  const png_uint_32 width = png_get_image_width(s->png, s->info), height = png_get_image_height(s->png, s->info);
+  if (static_cast<double>(width) * height > kMaxPixels) png_error(s->png, "more pixels than the 8192x8192 ventral decodes");
+  png_set_expand(s->png);     // palette to RGB, gray below 8 bits to 8, tRNS to alpha
+  png_set_scale_16(s->png);   // 16 bits to 8, rounded
+  png_set_strip_alpha(s->png);
+  const int passes = png_set_interlace_handling(s->png);
+  png_read_update_info(s->png, s->info);
+  const int channels = png_get_channels(s->png, s->info);
+  if (channels != 1 && channels != 3) png_error(s->png, "unexpected channel count");
   out.create(static_cast<int>(height), static_cast<int>(width), CV_8UC(channels));
   for (int pass = 0; pass < passes; ++pass)
-    for (png_uint_32 y = 0; y < height; ++y) png_read_row(png, out.ptr(static_cast<int>(y)), nullptr);
-  png_read_end(png, nullptr);
-  png_destroy_read_struct(&png, &info, nullptr);
+    for (png_uint_32 y = 0; y < height; ++y) png_read_row(s->png, out.ptr(static_cast<int>(y)), nullptr);
+  png_read_end(s->png, nullptr);
+  png_destroy_read_struct(&s->png, &s->info, nullptr);
   return true;
+}
+
+// OpenCV's BMP and PNM decoders report a file that ends early by printing on std::cerr
+// ("imdecode_(''): can't read data: ... Unexpected end of input stream"): such files are
+// caught here first, from their headers. Returns the reason, or "" when the file is complete.
+uint32_t le32(const unsigned char* p) { return p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24; }
+
+std::string incomplete_bmp(const std::vector<unsigned char>& b) {
+  if (b.size() < 30) return "truncated BMP header";
+  const uint32_t offset = le32(&b[10]), header = le32(&b[14]);
+  if (header < 12 || 14 + static_cast<uint64_t>(header) > b.size()) return "truncated BMP header";
+  int64_t width, height, bits;
+  uint32_t compression = 0;
+  if (header == 12) {  // OS/2 core header
+    width = b[18] | b[19] << 8, height = b[20] | b[21] << 8, bits = b[24] | b[25] << 8;
+  } else {
+    width = static_cast<int32_t>(le32(&b[18])), height = static_cast<int32_t>(le32(&b[22]));
+    bits = b[28] | b[29] << 8;
+    if (b.size() >= 34) compression = le32(&b[30]);
+  }
+  if (width <= 0 || height == 0 || width > 65535 || std::abs(height) > 65535) return "BMP header claims no pixels";
+  if (static_cast<double>(width) * std::abs(height) > kMaxPixels) return "more pixels than the 8192x8192 ventral decodes";
+  if (compression != 0 && compression != 3) return "";  // run-length data: OpenCV checks as it goes
+  const uint64_t row = (static_cast<uint64_t>(width) * static_cast<uint64_t>(bits) + 31) / 32 * 4;
+  if (offset + row * static_cast<uint64_t>(std::abs(height)) > b.size()) return "truncated BMP: the pixel data ends early";
+  return "";
+}
+
+std::string incomplete_pnm(const std::vector<unsigned char>& b) {
+  // Magic, then width, height and (except bitmaps) maxval, separated by whitespace and comments.
+  size_t p = 2;
+  auto number = [&](int64_t& v) {
+    for (;;) {
+      while (p < b.size() && std::isspace(b[p])) ++p;
+      if (p < b.size() && b[p] == '#')
+        while (p < b.size() && b[p] != '\n') ++p;
+      else
+        break;
+    }
+    if (p >= b.size() || !std::isdigit(b[p])) return false;
+    v = 0;
+    while (p < b.size() && std::isdigit(b[p]) && v < (int64_t{1} << 32)) v = v * 10 + (b[p++] - '0');
+    return true;
+  };
+  const char kind = static_cast<char>(b[1]);
+  int64_t width = 0, height = 0, maxval = 1;
+  if (!number(width) || !number(height) || ((kind != '1' && kind != '4') && !number(maxval)))
+    return "truncated or malformed PNM header";
+  if (width <= 0 || height <= 0 || maxval <= 0 || maxval > 65535) return "PNM header out of range";
+  if (static_cast<double>(width) * height > kMaxPixels) return "more pixels than the 8192x8192 ventral decodes";
+  if (kind < '4') return "";  // plain (text) formats: OpenCV checks as it reads
+  const uint64_t channels = kind == '6' ? 3 : 1, depth = maxval > 255 ? 2 : 1;
+  const uint64_t need = kind == '4' ? (static_cast<uint64_t>(width) + 7) / 8 * height
+                                    : static_cast<uint64_t>(width) * height * channels * depth;
+  if (p + 1 + need > b.size()) return "truncated PNM: the pixel data ends early";
+  return "";
 }
 
 // Any depth and channel count OpenCV returns (BGR order) to 8-bit gray or RGB.
@@ -179,29 +269,52 @@ cv::Mat decode_image(const std::vector<unsigned char>& bytes, const std::string&
   // tests/fuzz/corpus/image/regression_gdcm_abort): only the formats named here get that far.
   const char* format = image_format(bytes.data(), bytes.size());
   if (!format)
-    throw InputError(name + ": cannot decode image (not a PNG, JPEG, BMP, PNM, TIFF or WebP file: unrecognised header)");
+    throw InputError(printable(name) +
+                     ": cannot decode image (not a PNG, JPEG, BMP, PNM, TIFF or WebP file: unrecognised header)");
   char why[JMSG_LENGTH_MAX + 64] = "";
   cv::Mat img;
   bool ok = false;
   if (std::strcmp(format, "JPEG") == 0) {
-    ok = decode_jpeg(bytes.data(), bytes.size(), img, why, sizeof why);
+    JpegState state;
+    ok = decode_jpeg(&state, bytes.data(), bytes.size(), img, why, sizeof why);
     if (ok && img.channels() == 4) img = cmyk_to_rgb(img);
   } else if (std::strcmp(format, "PNG") == 0) {
-    ok = decode_png(bytes.data(), bytes.size(), img, why, sizeof why);
+    PngState state{{bytes.data(), bytes.size(), 0, {}, {}}, nullptr, nullptr};
+    ok = decode_png(&state, img, why, sizeof why);
   } else {
-    try {
-      img = from_opencv(cv::imdecode(bytes, cv::IMREAD_UNCHANGED));
-    } catch (const cv::Exception&) {
-      img = cv::Mat();
+    // OpenCV's TIFF and WebP decoders log their complaints through OpenCV's logger: silenced once.
+    static const bool quiet = [] {
+      cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
+      return true;
+    }();
+    (void)quiet;
+    const std::string incomplete = std::strcmp(format, "BMP") == 0   ? incomplete_bmp(bytes)
+                                   : std::strcmp(format, "PNM") == 0 ? incomplete_pnm(bytes)
+                                                                     : "";
+    if (incomplete.empty()) {
+      try {
+        img = from_opencv(cv::imdecode(bytes, cv::IMREAD_UNCHANGED));
+      } catch (const cv::Exception&) {
+        img = cv::Mat();
+      }
     }
     ok = !img.empty();
-    std::snprintf(why, sizeof why, "corrupt or truncated %s file", format);
+    std::snprintf(why, sizeof why, "%s", incomplete.empty() ? (std::string("corrupt or truncated ") + format + " file").c_str()
+                                                            : incomplete.c_str());
   }
   if (!ok || img.empty())
-    throw InputError(name + ": cannot decode image (" + (why[0] ? std::string(why) : std::string("corrupt file")) + ")");
+    throw InputError(printable(name) + ": cannot decode image (" +
+                     (why[0] ? printable(why) : std::string("corrupt file")) + ")");
   return img;
 }
 
-cv::Mat decode_image_file(const std::string& path) { return decode_image(read_file(path), path); }
+cv::Mat decode_image_file(const std::string& path) {
+  std::error_code ec;
+  const uintmax_t bytes = std::filesystem::file_size(path, ec);
+  if (!ec && bytes > kMaxFileBytes)
+    throw InputError(printable(path) + ": cannot decode image (" + std::to_string(bytes >> 20) +
+                     " MiB, larger than any image ventral decodes)");
+  return decode_image(read_file(path), path);
+}
 
 }  // namespace ventral

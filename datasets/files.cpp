@@ -143,7 +143,6 @@ std::optional<ImageIndex> read_cache(const std::vector<std::string>& paths, cons
     index.files->root = root;
     bool ok = true;
     for (size_t c = 0; c < n_classes && ok; ++c) ok = static_cast<bool>(std::getline(in, line)), index.classes.push_back(line);
-    index.labels.reserve(n_files);
     for (size_t k = 0; k < n_files && ok; ++k) {
       ok = static_cast<bool>(std::getline(in, line));
       const size_t tab = line.find('\t');
@@ -157,7 +156,10 @@ std::optional<ImageIndex> read_cache(const std::vector<std::string>& paths, cons
       index.labels.push_back(label);
       index.files->add(line.substr(tab + 1));
     }
-    if (ok && !std::getline(in, line) && index.labels.size() == n_files && n_files > 0) return index;
+    // The last line says how many entries came before it: a cache cut short is not used.
+    if (ok && std::getline(in, line) && line == "end\t" + std::to_string(n_files) && !std::getline(in, line) &&
+        index.labels.size() == n_files && n_files > 0)
+      return index;
   }
   return std::nullopt;
 }
@@ -176,6 +178,7 @@ std::string write_cache(const std::vector<std::string>& paths, const std::string
     if (name.find('\n') != std::string::npos) return "";
     out += std::to_string(index.labels[k]) + "\t" + name + "\n";
   }
+  out += "end\t" + std::to_string(index.labels.size()) + "\n";
   for (const auto& path : paths) {
     try {
       make_directories(fs::path(path).parent_path().string());
@@ -215,32 +218,44 @@ struct ListEntry {
   size_t line;
 };
 
+std::string trimmed(const std::string& s) {
+  const size_t a = s.find_first_not_of(" \t"), b = s.find_last_not_of(" \t");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
 std::vector<ListEntry> read_list(const std::string& list) {
   std::error_code ec;
-  if (!fs::exists(list, ec)) throw InputError(list + ": no such file");
-  if (fs::is_directory(list, ec)) throw InputError(list + ": is a folder, not a list file (path,label lines)");
+  if (!fs::exists(list, ec)) throw InputError(printable(list) + ": no such file");
+  if (fs::is_directory(list, ec)) throw InputError(printable(list) + ": is a folder, not a list file (path,label lines)");
   std::string text;
   {
     const auto bytes = read_file(list);
     text.assign(bytes.begin(), bytes.end());
   }
-  if (text.find('\0') != std::string::npos) throw InputError(list + ": not a text file (holds NUL bytes)");
+  if (text.find('\0') != std::string::npos) throw InputError(printable(list) + ": not a text file (holds NUL bytes)");
+  if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);  // a UTF-8 byte-order mark
   std::vector<ListEntry> entries;
   std::istringstream in(text);
   std::string line;
   for (size_t n = 1; std::getline(in, line); ++n) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    const std::vector<std::string> fields = split_csv_row(line);
+    std::vector<std::string> fields = split_csv_row(line);
+    if (fields.size() == 2) fields[1] = trimmed(fields[1]);  // "cat " is the class "cat"
     if (fields.size() != 2 || fields[0].empty() || fields[1].empty())
-      throw InputError(list + ":" + std::to_string(n) + ": expected path,label (a CSV line of two fields), got '" +
+      throw InputError(printable(list) + ":" + std::to_string(n) + ": expected path,label (a CSV line of two fields), got '" +
                        printable(line.substr(0, 200)) + "'");
     if (entries.empty() && fields[0] == "path" && (fields[1] == "label" || fields[1] == "class")) continue;  // header
     entries.push_back({fields[0], fields[1], n});
   }
-  if (entries.empty()) throw InputError(list + ": holds no images (expected path,label lines)");
+  if (entries.empty()) throw InputError(printable(list) + ": holds no images (expected path,label lines)");
   return entries;
 }
+
+
+// Label numbers run to kMaxLabel: more classes than any dataset of the field has (ImageNet-21k
+// has 21,841), and a typo in one number would otherwise make a billion classes.
+constexpr int64_t kMaxLabel = 99999;
 
 bool is_label_number(const std::string& s) {
   return !s.empty() && s.size() <= 9 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -256,18 +271,35 @@ std::vector<std::string> list_classes(const std::string& list, const std::string
   if (fs::is_regular_file(txt, ec)) {
     std::vector<std::string> names;
     const auto bytes = read_file(txt.string());
-    std::istringstream in(std::string(bytes.begin(), bytes.end()));
+    std::string text(bytes.begin(), bytes.end());
+    if (text.find('\0') != std::string::npos) throw InputError(printable(txt.string()) + ": not a text file (holds NUL bytes)");
+    if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);
+    std::istringstream in(text);
+    std::unordered_map<std::string, size_t> seen;
+    size_t n = 0;
     for (std::string line; std::getline(in, line);) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (!line.empty()) names.push_back(line);
+      ++n;
+      line = trimmed(line.size() && line.back() == '\r' ? line.substr(0, line.size() - 1) : line);
+      if (line.empty()) continue;
+      if (auto [it, fresh] = seen.emplace(line, n); !fresh)
+        throw InputError(printable(txt.string()) + ":" + std::to_string(n) + ": class '" + printable(line) +
+                         "' again (also on line " + std::to_string(it->second) + ")");
+      names.push_back(line);
     }
-    if (names.empty()) throw InputError(txt.string() + ": names no classes");
+    if (names.empty()) throw InputError(printable(txt.string()) + ": names no classes");
     return names;
   }
   std::vector<std::string> names;
   if (*numbered) {
     int64_t top = 0;
-    for (const auto& e : source) top = std::max<int64_t>(top, std::stoll(e.label));
+    for (const auto& e : source) {
+      const int64_t label = std::stoll(e.label);
+      if (label > kMaxLabel)
+        throw InputError(printable(classes_from.empty() ? list : classes_from) + ":" + std::to_string(e.line) +
+                         ": label number " + e.label + " is above " + std::to_string(kMaxLabel) +
+                         " (labels are class numbers from 0; name the classes in classes.txt beside the list)");
+      top = std::max(top, label);
+    }
     for (int64_t c = 0; c <= top; ++c) names.push_back(std::to_string(c));
   } else {
     for (const auto& e : source) names.push_back(e.label);
@@ -279,15 +311,39 @@ std::vector<std::string> list_classes(const std::string& list, const std::string
 
 }  // namespace
 
-ImageIndex index_folder(const std::string& root) {
+namespace {
+// The class folders of ROOT (sub-folders not starting with '.'), sorted.
+std::vector<fs::path> class_folders(const std::string& root) {
   std::error_code ec;
-  if (!fs::is_directory(root, ec)) throw InputError(root + ": no such folder");
+  if (!fs::is_directory(root, ec)) throw InputError(printable(root) + ": no such folder");
   std::vector<fs::path> class_dirs;
-  for (const auto& e : fs::directory_iterator(root, ec))
-    if (e.is_directory() && !hidden(e.path())) class_dirs.push_back(e.path());
-  if (ec) throw InputError(root + ": cannot list the folder (" + ec.message() + ")");
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec))
+    if (std::error_code dir_ec; it->is_directory(dir_ec) && !hidden(it->path())) class_dirs.push_back(it->path());
+  if (ec) throw InputError(printable(root) + ": cannot list the folder (" + ec.message() + ")");
   std::sort(class_dirs.begin(), class_dirs.end());
-  if (class_dirs.empty()) throw InputError(root + ": empty image folder (expected ROOT/<class>/<image> sub-folders)");
+  if (class_dirs.empty())
+    throw InputError(printable(root) + ": empty image folder (expected ROOT/<class>/<image> sub-folders)");
+  return class_dirs;
+}
+}  // namespace
+
+void use_training_classes(ImageIndex& index, const std::string& root, const std::string& training_root) {
+  std::vector<std::string> names;
+  for (const auto& dir : class_folders(training_root)) names.push_back(dir.filename().string());
+  std::vector<int64_t> to(index.classes.size());
+  for (size_t c = 0; c < index.classes.size(); ++c) {
+    const auto it = std::find(names.begin(), names.end(), index.classes[c]);
+    if (it == names.end())
+      throw InputError(printable((fs::path(root) / index.classes[c]).string()) + ": class folder not in " +
+                       printable(training_root) + " (the test split's classes must be the training split's)");
+    to[c] = it - names.begin();
+  }
+  for (int64_t& label : index.labels) label = to[static_cast<size_t>(label)];
+  index.classes = std::move(names);
+}
+
+ImageIndex index_folder(const std::string& root) {
+  const std::vector<fs::path> class_dirs = class_folders(root);
   std::string key;
   std::vector<int64_t> stamps;
   for (const auto& dir : class_dirs) {
@@ -301,15 +357,21 @@ ImageIndex index_folder(const std::string& root) {
     for (size_t c = 0; c < class_dirs.size(); ++c) {
       index.classes.push_back(class_dirs[c].filename().string());
       std::vector<std::string> names;
-      for (const auto& e : fs::directory_iterator(class_dirs[c]))
-        if (e.is_regular_file() && !hidden(e.path())) names.push_back(e.path().filename().string());
+      std::error_code list_ec;
+      for (fs::directory_iterator it(class_dirs[c], list_ec), end; !list_ec && it != end; it.increment(list_ec))
+        // A dangling link or a link loop is no image file: skipped, as other non-files are.
+        if (std::error_code entry_ec; it->is_regular_file(entry_ec) && !hidden(it->path()))
+          names.push_back(it->path().filename().string());
+      if (list_ec)
+        throw InputError(printable(class_dirs[c].string()) + ": cannot list the folder (" + list_ec.message() + ")");
       std::sort(names.begin(), names.end());
       for (const auto& name : names) {
         index.files->add(index.classes.back() + "/" + name);
         index.labels.push_back(static_cast<int64_t>(c));
       }
     }
-    if (index.labels.empty()) throw InputError(root + ": empty image folder (the class sub-folders hold no files)");
+    if (index.labels.empty())
+      throw InputError(printable(root) + ": empty image folder (the class sub-folders hold no files)");
     return index;
   });
 }
@@ -317,7 +379,7 @@ ImageIndex index_folder(const std::string& root) {
 ImageIndex index_list(const std::string& list, const std::string& classes_from) {
   const fs::path txt = fs::path(list).parent_path() / "classes.txt";
   std::error_code ec;
-  if (!fs::exists(list, ec)) throw InputError(list + ": no such file");
+  if (!fs::exists(list, ec)) throw InputError(printable(list) + ": no such file");
   std::vector<int64_t> stamps = {mtime_ns(list)};
   std::string key = list + '\x1e' + std::to_string(fs::file_size(list, ec)) + '\x1e' + std::to_string(stamps[0]);
   for (const std::string& other : {classes_from, txt.string()})
@@ -337,19 +399,20 @@ ImageIndex index_list(const std::string& list, const std::string& classes_from) 
     std::unordered_map<std::string, size_t> seen;
     const std::string named_by = fs::exists(txt, ec) ? txt.string() : classes_from.empty() ? list : classes_from;
     for (const ListEntry& e : read_list(list)) {
-      const std::string where = list + ":" + std::to_string(e.line) + ": ";
+      const std::string where = printable(list) + ":" + std::to_string(e.line) + ": ";
       int64_t label = -1;
       if (auto it = class_of.find(e.label); it != class_of.end()) label = it->second;
       else if (is_label_number(e.label) && (numbered || named_by == txt.string())) label = std::stoll(e.label);
       if (label < 0 || label >= static_cast<int64_t>(index.classes.size()))
         throw InputError(where + "unknown class '" + printable(e.label) + "' (not among the " +
-                         std::to_string(index.classes.size()) + " classes of " + named_by + ")");
-      const std::string normal = fs::path(e.path).lexically_normal().string();
+                         std::to_string(index.classes.size()) + " classes of " + printable(named_by) + ")");
+      index.files->add(e.path);
+      const std::string path = index.files->path(index.files->size() - 1);
+      // The same file twice, however it is written (relative, absolute, with ./ or ..).
+      const std::string normal = fs::absolute(fs::path(path), ec).lexically_normal().string();
       if (auto [it, fresh] = seen.emplace(normal, e.line); !fresh)
         throw InputError(where + "duplicate path '" + printable(e.path) + "' (also on line " +
                          std::to_string(it->second) + ")");
-      index.files->add(e.path);
-      const std::string path = index.files->path(index.files->size() - 1);
       if (!fs::is_regular_file(path, ec))
         throw InputError(where + printable(path) + ": no such file" +
                          (e.path[0] == '/' ? "" : " (paths are relative to the list's folder)"));
@@ -362,24 +425,15 @@ ImageIndex index_list(const std::string& list, const std::string& classes_from) 
 namespace {
 
 // Image i of a streamed dataset through `decode(file, why)`, which returns false (and why) when
-// the file does not decode: an InputError, or with data.skip_bad_images the next image of the
-// same class that decodes stands in, so a batch keeps its size and its labels stay right.
+// the file does not decode: an InputError; with data.skip_bad_images an UndecodableImage, after
+// one warning per file, which the loader answers with a stand-in from its own images.
 template <class Decode>
-void decode_or_substitute(const Dataset& d, size_t i, Decode decode) {
+void decode_or_skip(const Dataset& d, size_t i, Decode decode) {
   std::string why;
   if (decode(static_cast<size_t>(d.ids[i]), &why)) return;
   if (!d.files->options.skip_bad_images) throw InputError(why);
-  const size_t n = d.size();
-  for (size_t step = 0; step < n; ++step) {
-    const size_t j = (i + step) % n;
-    if (d.labels[j] != d.labels[i]) continue;
-    if (step > 0 && decode(static_cast<size_t>(d.ids[j]), &why)) return;
-    if (d.files->mark_skipped(d.ids[j]))
-      std::fprintf(stderr, "warning: %s; skipped (data.skip_bad_images): the next image of its class stands in\n",
-                   why.c_str());
-  }
-  throw InputError(d.name + ": no image of class '" + d.classes[static_cast<size_t>(d.labels[i])] +
-                   "' decodes (data.skip_bad_images)");
+  if (d.files->mark_skipped(d.ids[i])) std::fprintf(stderr, "warning: %s; skipped (data.skip_bad_images)\n", why.c_str());
+  throw UndecodableImage(why);
 }
 
 }  // namespace
@@ -387,7 +441,7 @@ void decode_or_substitute(const Dataset& d, size_t i, Decode decode) {
 const uint8_t* Dataset::fetch(size_t i, std::vector<uint8_t>& scratch) const {
   if (!files) return image(i);
   scratch.resize(image_bytes());
-  decode_or_substitute(*this, i, [&](size_t k, std::string* why) {
+  decode_or_skip(*this, i, [&](size_t k, std::string* why) {
     return decode_fitted(*files, k, channels, height, width, scratch.data(), why);
   });
   return scratch.data();
@@ -398,7 +452,7 @@ cv::Mat source_image(const Dataset& data, size_t i) {
     return cv::Mat(static_cast<int>(data.height), static_cast<int>(data.width), CV_8UC(static_cast<int>(data.channels)),
                    const_cast<uint8_t*>(data.image(i)));
   cv::Mat img;
-  decode_or_substitute(data, i, [&](size_t k, std::string* why) {
+  decode_or_skip(data, i, [&](size_t k, std::string* why) {
     try {
       img = to_channels(decode_image_file(data.files->path(k)), static_cast<int>(data.channels));
       return true;
@@ -418,14 +472,18 @@ Dataset open_images(ImageIndex index, const LoadOptions& options, const std::str
   // they are decoded).
   cv::Mat first;
   std::string first_error;
-  for (size_t k = 0; k < n && first.empty(); ++k) {
+  size_t tried = 0;
+  for (size_t k = 0; k < n && first.empty() && tried < 100; ++k, ++tried) {
     try {
       first = decode_image_file(files.path(k));
     } catch (const InputError& e) {
       if (first_error.empty()) first_error = e.what();
     }
   }
-  if (first.empty()) throw InputError(n == 1 ? first_error : what + ": none of the " + std::to_string(n) + " images decodes (" + first_error + ")");
+  if (first.empty())
+    throw InputError(n == 1 ? first_error
+                            : printable(what) + ": none of the first " + std::to_string(tried) + " images decodes (" +
+                                  first_error + ")");
   Dataset d;
   d.classes = std::move(index.classes);
   d.labels = std::move(index.labels);

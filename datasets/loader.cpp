@@ -206,11 +206,32 @@ Batch BatchLoader::build(int64_t b) const {
   int64_t* lab = batch.labels.data_ptr<int64_t>();
   for (int64_t k = 0; k < n; ++k) {
     int64_t idx = order_[begin + k];
-    render_sample(data_, idx, options_, epoch_, img + k * C * H * W);
+    try {
+      render_sample(data_, idx, options_, epoch_, img + k * C * H * W);
+    } catch (const UndecodableImage&) {
+      render_stand_in(begin + k, img + k * C * H * W);
+    }
     lab[k] = options_.hide_labels ? kNoLabel : data_.labels[idx];
     batch.indices.push_back(idx);
   }
   return batch;
+}
+
+void BatchLoader::render_stand_in(int64_t position, float* out) const {
+  // data.skip_bad_images: the next image of the same class in this epoch's order (this loader's
+  // own images: a training image never borrows a validation image) that decodes.
+  const int64_t n = static_cast<int64_t>(order_.size()), label = data_.labels[order_[position]];
+  for (int64_t step = 1; step < n; ++step) {
+    const int64_t idx = order_[(position + step) % n];
+    if (data_.labels[idx] != label) continue;
+    try {
+      render_sample(data_, idx, options_, epoch_, out);
+      return;
+    } catch (const UndecodableImage&) {
+    }
+  }
+  throw InputError(data_.name + ": no image of class '" + data_.classes[static_cast<size_t>(label)] +
+                   "' decodes (data.skip_bad_images)");
 }
 
 void BatchLoader::work(int64_t first) {

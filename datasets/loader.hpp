@@ -128,6 +128,7 @@ class BatchLoader {
   void stop();
   void work(int64_t first);
   Batch build(int64_t b) const;
+  void render_stand_in(int64_t position, float* out) const;
 
   const Dataset& data_;
   std::vector<int64_t> indices_;

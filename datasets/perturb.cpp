@@ -108,7 +108,12 @@ void apply_bubbles(const Target& t) {
 void apply_debris(const Target& t) {
   std::vector<uint8_t> scratch;  // a streamed dataset's source images are decoded for their fragment
   for (const Fragment& f : debris_fragments(t.data, t.index, t.severity, t.seed)) {
-    const uint8_t* frag = t.data.fetch(static_cast<size_t>(f.source), scratch);
+    const uint8_t* frag = nullptr;
+    try {
+      frag = t.data.fetch(static_cast<size_t>(f.source), scratch);
+    } catch (const UndecodableImage&) {
+      continue;  // data.skip_bad_images: no fragment from a file that does not decode
+    }
     for (int y = 0; y < f.side; ++y)
       std::copy_n(frag + (static_cast<size_t>(f.sy + y) * t.W + f.sx) * t.C, f.side * t.C,
                   t.out + (static_cast<size_t>(f.dy + y) * t.W + f.dx) * t.C);

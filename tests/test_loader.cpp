@@ -505,3 +505,35 @@ TEST(Stream, RandomResizedCropIsSeededAndOnlyInTraining) {
     }
   }
 }
+
+// data.skip_bad_images on a streamed dataset: an undecodable file's slot in a batch holds the
+// next image of its class in the loader's own order, with its own label; batches keep their size.
+TEST(Stream, AnUndecodableImageGetsAStandInOfItsClassFromTheLoadersOwnImages) {
+  ventral::test::TempDir dir;
+  const std::string spec = streaming_folder(dir);  // k0: images 0, 3, 6, ...; k1: 1, 4, ...
+  ventral::test::write_text(dir / "k1/4.png", "not an image");
+  LoadOptions load{3, 16};
+  load.stream = "on";
+  load.skip_bad_images = true;
+  const Dataset d = load_dataset(spec, Split::Train, load);
+  // Sorted names in k1: 1.jpg, 10.png, 13.jpg, 16.png, 19.jpg, 22.png, 25.jpg, 28.png, 4.png, 7.jpg.
+  const int64_t bad = 10 + 8, next = 10 + 9;
+  ASSERT_EQ(d.files->name(static_cast<size_t>(d.ids[bad])), "k1/4.png");
+  LoaderOptions eval;
+  eval.batch_size = 30;
+  eval.shuffle = false;
+  const auto batches = epoch_batches(d, eval, 0);
+  ASSERT_EQ(batches.size(), 1u);
+  const torch::Tensor images = batches[0].images;
+  ASSERT_EQ(images.size(0), 30);
+  EXPECT_TRUE(torch::equal(images[bad], images[next]));
+  EXPECT_EQ(batches[0].labels[bad].item<int64_t>(), 1);
+  // A loader of some images only: the stand-in comes from among them, not from the rest.
+  const std::vector<int64_t> own = {0, 1, bad, 12, 13};  // 12, 13: k1/13.jpg, k1/16.png
+  BatchLoader loader(d, own, eval);
+  loader.start_epoch(0);
+  const auto batch = loader.next();
+  ASSERT_TRUE(batch);
+  EXPECT_TRUE(torch::equal(batch->images[2], batch->images[3])) << "the next k1 image in this loader's order";
+  EXPECT_EQ(d.files->skipped(), 1u);
+}

@@ -537,3 +537,42 @@ TEST(Stream, AnUndecodableImageGetsAStandInOfItsClassFromTheLoadersOwnImages) {
   EXPECT_TRUE(torch::equal(batch->images[2], batch->images[3])) << "the next k1 image in this loader's order";
   EXPECT_EQ(d.files->skipped(), 1u);
 }
+
+// The index is what data parallelism shards: on a streamed folder, the ranks' loaders decode
+// disjoint sets of files that together are the epoch, and their parts of each batch are the
+// batch one process builds (training), or every rank-th batch (evaluation).
+TEST(Stream, RanksDecodeDisjointFilesOfAStreamedFolder) {
+  ventral::test::TempDir dir;
+  const std::string spec = streaming_folder(dir);
+  LoadOptions load{3, 16};
+  load.stream = "on";
+  const Dataset d = load_dataset(spec, Split::Train, load);
+  for (bool split : {true, false}) {
+    LoaderOptions o;
+    o.batch_size = 8;
+    o.seed = 3;
+    o.split_batches = split;
+    const auto whole = epoch_batches(d, o, 1);
+    std::vector<int64_t> seen;
+    std::vector<torch::Tensor> parts;
+    for (int64_t r = 0; r < 3; ++r) {
+      LoaderOptions s = o;
+      s.shard_rank = r, s.shard_count = 3;
+      for (const Batch& b : epoch_batches(d, s, 1)) {
+        seen.insert(seen.end(), b.indices.begin(), b.indices.end());
+        if (split) parts.push_back(b.images);
+      }
+    }
+    std::sort(seen.begin(), seen.end());
+    EXPECT_TRUE(std::adjacent_find(seen.begin(), seen.end()) == seen.end()) << "a file decoded by two ranks";
+    EXPECT_EQ(seen.size(), d.size());
+    if (split) {  // rank r's part of batch b is rows [n r / 3, n (r + 1) / 3) of the whole batch b
+      const int64_t batches = static_cast<int64_t>(whole.size());
+      for (int64_t b = 0; b < batches; ++b) {
+        std::vector<torch::Tensor> rows;
+        for (int64_t r = 0; r < 3; ++r) rows.push_back(parts[static_cast<size_t>(r * batches + b)]);
+        EXPECT_TRUE(torch::equal(torch::cat(rows), whole[static_cast<size_t>(b)].images)) << "batch " << b;
+      }
+    }
+  }
+}

@@ -1,4 +1,5 @@
 #include "core/config.hpp"
+#include "core/text.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -270,7 +271,7 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
     }
   };
   auto expect_scalar = [&]() {
-    if (!value.IsScalar()) throw fail("expects " + type_name(spec) + ", got " + render(value));
+    if (!value.IsScalar()) throw fail("expects " + type_name(spec) + ", got " + printable(render(value)));
   };
   YAML::Node out;
   switch (spec.type) {
@@ -280,7 +281,7 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
       if (spec.type == T::IntOrAuto && value.Scalar() == "auto") return YAML::Node("auto");
       int64_t v;
       if (!YAML::convert<int64_t>::decode(value, v))
-        throw fail("expects " + type_name(spec) + ", got '" + value.Scalar() + "'");
+        throw fail("expects " + type_name(spec) + ", got '" + printable(value.Scalar()) + "'");
       range(static_cast<double>(v));
       return YAML::Node(value.Scalar());
     }
@@ -288,7 +289,7 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
       expect_scalar();
       double v;
       if (!YAML::convert<double>::decode(value, v) || !std::isfinite(v))
-        throw fail("expects " + type_name(spec) + ", got '" + value.Scalar() + "'");
+        throw fail("expects " + type_name(spec) + ", got '" + printable(value.Scalar()) + "'");
       range(v);
       return YAML::Node(value.Scalar());  // keep the user's spelling: 0.1 stays 0.1
     }
@@ -296,7 +297,7 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
       expect_scalar();
       bool v;
       if (!YAML::convert<bool>::decode(value, v))
-        throw fail("expects " + type_name(spec) + ", got '" + value.Scalar() + "'");
+        throw fail("expects " + type_name(spec) + ", got '" + printable(value.Scalar()) + "'");
       return YAML::Node(v ? "true" : "false");
     }
     case T::String: {
@@ -306,16 +307,16 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
     case T::Choice: {
       expect_scalar();
       if (std::find(spec.choices.begin(), spec.choices.end(), value.Scalar()) == spec.choices.end())
-        throw fail("expects " + type_name(spec) + ", got '" + value.Scalar() + "'");
+        throw fail("expects " + type_name(spec) + ", got '" + printable(value.Scalar()) + "'");
       return YAML::Node(value.Scalar());
     }
     case T::FloatList: {
-      if (!value.IsSequence()) throw fail("expects " + type_name(spec) + ", got " + render(value));
+      if (!value.IsSequence()) throw fail("expects " + type_name(spec) + ", got " + printable(render(value)));
       out = YAML::Node(YAML::NodeType::Sequence);
       for (const auto& item : value) {
         double v;
         if (!item.IsScalar() || !YAML::convert<double>::decode(item, v) || !std::isfinite(v))
-          throw fail("expects " + type_name(spec) + ", got " + render(value));
+          throw fail("expects " + type_name(spec) + ", got " + printable(render(value)));
         range(v);
         out.push_back(item.Scalar());
       }
@@ -335,7 +336,7 @@ void Config::assign(const std::string& key, const YAML::Node& value, const std::
   const KeySpec* spec = find_spec(key);
   if (!spec) {
     std::string hint = closest(key, all_keys());
-    throw InputError(origin + ": unknown key '" + key + "' (did you mean '" + hint + "'?)");
+    throw InputError(origin + ": unknown key '" + printable(key) + "' (did you mean '" + hint + "'?)");
   }
   YAML::Node checked = check_value(*spec, value, origin);
   for (auto& [k, v] : values_)

@@ -105,7 +105,11 @@ void append_file(const std::string& path, const std::string& text) {
 std::vector<unsigned char> read_file(const std::string& path) {
   std::error_code ec;
   fs::file_status status = fs::status(path, ec);
-  if (!fs::exists(status)) throw InputError(printable(path) + ": no such file");
+  if (!fs::exists(status)) {
+    if (ec && ec != std::errc::no_such_file_or_directory)  // a link loop, a folder without permission, ...
+      throw InputError(printable(path) + ": cannot read (" + ec.message() + ")");
+    throw InputError(printable(path) + ": no such file");
+  }
   if (fs::is_directory(status)) throw InputError(printable(path) + ": is a folder, not a file");
   if (!fs::is_regular_file(status)) throw InputError(printable(path) + ": is not a regular file (a pipe or device?); give a file");
   std::ifstream in(path, std::ios::binary);

@@ -179,7 +179,7 @@ bool decode_png(PngState* s, cv::Mat& out, char* why, size_t why_size) {
   return true;
 }
 
-// OpenCV's BMP and PNM decoders report a file that ends early by printing on std::cerr
+// OpenCV's BMP, PNM, TIFF and WebP decoders report a file that ends early by printing on std::cerr
 // ("imdecode_(''): can't read data: ... Unexpected end of input stream"): such files are
 // caught here first, from their headers. Returns the reason, or "" when the file is complete.
 uint32_t le32(const unsigned char* p) { return p[0] | p[1] << 8 | p[2] << 16 | static_cast<uint32_t>(p[3]) << 24; }
@@ -227,11 +227,67 @@ std::string incomplete_pnm(const std::vector<unsigned char>& b) {
     return "truncated or malformed PNM header";
   if (width <= 0 || height <= 0 || maxval <= 0 || maxval > 65535) return "PNM header out of range";
   if (static_cast<double>(width) * height > kMaxPixels) return "more pixels than the 8192x8192 ventral decodes";
-  if (kind < '4') return "";  // plain (text) formats: OpenCV checks as it reads
+  if (kind < '4') {  // plain (text) formats: every sample a number, and enough of them
+    const uint64_t samples = static_cast<uint64_t>(width) * height * (kind == '3' ? 3 : 1);
+    uint64_t count = 0;
+    for (size_t q = p; q < b.size() && count < samples;) {
+      const unsigned char c = b[q];
+      if (std::isspace(c)) {
+        ++q;
+      } else if (c == '#') {
+        while (q < b.size() && b[q] != '\n') ++q;
+      } else if (kind == '1' && (c == '0' || c == '1')) {
+        ++count, ++q;  // plain bitmaps may run their digits together
+      } else if (std::isdigit(c)) {
+        while (q < b.size() && std::isdigit(b[q])) ++q;
+        ++count;
+      } else {
+        return "malformed plain PNM: a sample that is not a number";
+      }
+    }
+    return count < samples ? "truncated PNM: fewer samples than the header's size" : "";
+  }
   const uint64_t channels = kind == '6' ? 3 : 1, depth = maxval > 255 ? 2 : 1;
   const uint64_t need = kind == '4' ? (static_cast<uint64_t>(width) + 7) / 8 * height
                                     : static_cast<uint64_t>(width) * height * channels * depth;
   if (p + 1 + need > b.size()) return "truncated PNM: the pixel data ends early";
+  return "";
+}
+
+// A TIFF's first image: every strip (or tile) it points to must lie inside the file; OpenCV's
+// TIFF reader prints a truncated one on std::cerr.
+std::string incomplete_tiff(const std::vector<unsigned char>& b) {
+  const bool little = b[0] == 'I';
+  auto u16 = [&](uint64_t at) -> uint32_t {
+    return little ? b[at] | b[at + 1] << 8 : b[at] << 8 | b[at + 1];
+  };
+  auto u32 = [&](uint64_t at) -> uint32_t {
+    return little ? le32(&b[at]) : static_cast<uint32_t>(b[at]) << 24 | b[at + 1] << 16 | b[at + 2] << 8 | b[at + 3];
+  };
+  if (b.size() < 8) return "truncated TIFF header";
+  const uint64_t ifd = u32(4);
+  if (ifd + 2 > b.size()) return "truncated TIFF: the image directory lies past the end";
+  const uint32_t entries = u16(ifd);
+  if (ifd + 2 + 12 * static_cast<uint64_t>(entries) > b.size()) return "truncated TIFF: the image directory ends early";
+  // Values of a SHORT or LONG array entry (inline when they fit in 4 bytes).
+  auto values = [&](uint64_t entry, std::vector<uint64_t>& out) {
+    const uint32_t type = u16(entry + 2), n = u32(entry + 4), size = type == 3 ? 2 : type == 4 ? 4 : 0;
+    if (size == 0 || n > (1u << 24)) return false;
+    const uint64_t at = static_cast<uint64_t>(n) * size <= 4 ? entry + 8 : u32(entry + 8);
+    if (at + static_cast<uint64_t>(n) * size > b.size()) return false;
+    for (uint32_t k = 0; k < n; ++k) out.push_back(size == 2 ? u16(at + 2 * k) : u32(at + 4 * k));
+    return true;
+  };
+  std::vector<uint64_t> offsets, counts;
+  for (uint32_t k = 0; k < entries; ++k) {
+    const uint64_t entry = ifd + 2 + 12 * static_cast<uint64_t>(k);
+    const uint32_t tag = u16(entry);
+    if ((tag == 273 || tag == 324) && !values(entry, offsets)) return "truncated TIFF: strip offsets past the end";
+    if ((tag == 279 || tag == 325) && !values(entry, counts)) return "truncated TIFF: strip sizes past the end";
+  }
+  if (offsets.empty() || offsets.size() != counts.size()) return "malformed TIFF: no strips, or sizes that do not match them";
+  for (size_t k = 0; k < offsets.size(); ++k)
+    if (offsets[k] + counts[k] > b.size()) return "truncated TIFF: the pixel data ends early";
   return "";
 }
 
@@ -288,9 +344,12 @@ cv::Mat decode_image(const std::vector<unsigned char>& bytes, const std::string&
       return true;
     }();
     (void)quiet;
-    const std::string incomplete = std::strcmp(format, "BMP") == 0   ? incomplete_bmp(bytes)
-                                   : std::strcmp(format, "PNM") == 0 ? incomplete_pnm(bytes)
-                                                                     : "";
+    // OpenCV's WebP reader needs 32 bytes of header (and prints when it has fewer).
+    const std::string incomplete = std::strcmp(format, "BMP") == 0    ? incomplete_bmp(bytes)
+                                   : std::strcmp(format, "PNM") == 0  ? incomplete_pnm(bytes)
+                                   : std::strcmp(format, "TIFF") == 0 ? incomplete_tiff(bytes)
+                                   : bytes.size() < 32                ? "truncated WebP header"
+                                                                      : "";
     if (incomplete.empty()) {
       try {
         img = from_opencv(cv::imdecode(bytes, cv::IMREAD_UNCHANGED));

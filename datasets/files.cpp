@@ -242,6 +242,9 @@ std::vector<ListEntry> read_list(const std::string& list) {
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     std::vector<std::string> fields = split_csv_row(line);
     if (fields.size() == 2) fields[1] = trimmed(fields[1]);  // "cat " is the class "cat"
+    if (fields.size() == 2 && fields[1].size() > 1000)
+      throw InputError(printable(list) + ":" + std::to_string(n) + ": a label of " + std::to_string(fields[1].size()) +
+                       " characters (class names are at most 1000)");
     if (fields.size() != 2 || fields[0].empty() || fields[1].empty())
       throw InputError(printable(list) + ":" + std::to_string(n) + ": expected path,label (a CSV line of two fields), got '" +
                        printable(line.substr(0, 200)) + "'");

@@ -60,9 +60,11 @@ void align_classes(Dataset& data, const std::vector<std::string>& model_classes,
   const auto class_map = read_class_map(class_map_path);
   if (data.classes == model_classes && class_map.empty()) return;
   std::map<std::string, int64_t> exact, loose;
+  std::map<std::string, std::vector<std::string>> loose_names;  // several model classes per key: ambiguous
   for (size_t c = 0; c < model_classes.size(); ++c) {
     exact[model_classes[c]] = static_cast<int64_t>(c);
     loose[class_key(model_classes[c])] = static_cast<int64_t>(c);
+    loose_names[class_key(model_classes[c])].push_back(model_classes[c]);
   }
   // A map line naming no class of the model is a typo in the map, not an unknown folder.
   for (const auto& [folder, target] : class_map)
@@ -75,8 +77,15 @@ void align_classes(Dataset& data, const std::vector<std::string>& model_classes,
     auto mapped = class_map.find(name);
     const std::string& wanted = mapped != class_map.end() ? mapped->second : name;
     int64_t index = -1;
-    if (auto e = exact.find(wanted); e != exact.end()) index = e->second;
-    else if (auto l = loose.find(class_key(wanted)); l != loose.end()) index = l->second;
+    if (auto e = exact.find(wanted); e != exact.end()) {
+      index = e->second;
+    } else if (auto l = loose.find(class_key(wanted)); l != loose.end()) {
+      if (const auto& names = loose_names[class_key(wanted)]; names.size() > 1)
+        throw InputError(spec + ": class '" + printable(wanted) + "' matches " + std::to_string(names.size()) +
+                         " of the model's classes once case, spaces and punctuation are ignored ('" +
+                         join(names, "', '") + "'); name the folder exactly or give --class-map FILE");
+      index = l->second;
+    }
     if (index < 0) unmatched.push_back("'" + name + "'" + (mapped != class_map.end() ? " (mapped to '" + wanted + "')" : ""));
     remap.push_back(index);
   }

@@ -1,5 +1,7 @@
 #include "study/experiment.hpp"
 
+#include "core/text.hpp"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -30,14 +32,14 @@ void check_keys(const YAML::Node& node, const std::vector<std::string>& valid, c
   for (const auto& item : node) {
     std::string key = key_text(item.first, path);
     if (std::find(valid.begin(), valid.end(), key) == valid.end())
-      throw InputError(path + ": unknown key '" + where + key + "' (did you mean '" + where + closest(key, valid) + "'?)");
+      throw InputError(path + ": unknown key '" + printable(where + key) + "' (did you mean '" + where + closest(key, valid) + "'?)");
   }
 }
 
 // A key's value as text: one scalar (not a list, mapping or null), else an error naming the key.
 std::string text_at(const YAML::Node& n, const std::string& key, const std::string& path, const std::string& what) {
   if (!n.IsScalar() || n.Scalar().empty())
-    throw InputError(path + ": key '" + key + "' expects " + what + ", got " + (n.IsNull() ? std::string("nothing") : render_value(n)));
+    throw InputError(path + ": key '" + key + "' expects " + what + ", got " + (n.IsNull() ? std::string("nothing") : printable(render_value(n))));
   return n.Scalar();
 }
 
@@ -47,12 +49,12 @@ int64_t count_at(const YAML::Node& n, const std::string& key, const std::string&
   errno = 0;
   long long v = std::strtoll(text.c_str(), &end, 10);
   if (*end || v < 0 || errno == ERANGE)
-    throw InputError(path + ": key '" + key + "' expects a non-negative integer below 2^63, got '" + text + "'");
+    throw InputError(path + ": key '" + key + "' expects a non-negative integer below 2^63, got '" + printable(text) + "'");
   return v;
 }
 
 void expect_map(const YAML::Node& n, const std::string& key, const std::string& path) {
-  if (!n.IsMap()) throw InputError(path + ": key '" + key + "' expects a mapping of keys, got " + render_value(n));
+  if (!n.IsMap()) throw InputError(path + ": key '" + key + "' expects a mapping of keys, got " + printable(render_value(n)));
 }
 
 // Dotted-key overrides from a mapping {train.epochs: 2, model: {name: x}}.

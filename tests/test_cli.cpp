@@ -271,3 +271,10 @@ TEST(Cli, BadListsAndUndecodableImagesExitTwoNamingTheFile) {
     EXPECT_EQ(r.output.find(line), r.output.rfind(line)) << r.output;
   }
 }
+
+// A path that cannot be read for another reason than its absence says the reason.
+TEST(Cli, ALinkLoopIsNotCalledAMissingFile) {
+  TempDir dir;
+  std::filesystem::create_symlink(dir / "loop.yaml", dir / "loop.yaml");
+  expect_input_error("config " + dir / "loop.yaml", "loop.yaml: cannot read (Too many levels of symbolic links)");
+}

@@ -488,8 +488,8 @@ TEST(Stream, BadListsAreOneLineErrorsNamingTheFileAndLine) {
 }
 
 // Decoding from several threads at once, some files corrupt: every error names its own file and
-// nothing reaches stderr (libpng and libjpeg print there by default, OpenCV's BMP and PNM readers
-// print truncated files on std::cerr).
+// nothing reaches stderr (libpng and libjpeg print there by default, OpenCV's BMP, PNM, TIFF and
+// WebP readers print truncated files on std::cerr).
 TEST(Stream, DecodingInThreadsIsQuietAndNamesTheBadFile) {
   TempDir dir;
   write_image_folder(dir / "f", 8, 2);
@@ -505,12 +505,19 @@ TEST(Stream, DecodingInThreadsIsQuietAndNamesTheBadFile) {
   cut("f/c0/z.bmp", 900);
   ASSERT_TRUE(cv::imwrite(dir / "f/c0/z.ppm", cv::Mat(20, 30, CV_8UC3, cv::Scalar(1, 2, 3))));
   cut("f/c0/z.ppm", 500);
+  ASSERT_TRUE(cv::imwrite(dir / "f/c0/zp.ppm", cv::Mat(20, 30, CV_8UC3, cv::Scalar(1, 2, 3)), {cv::IMWRITE_PXM_BINARY, 0}));
+  cut("f/c0/zp.ppm", read_file(dir / "f/c0/zp.ppm").size() / 2);  // plain (text) PPM
+  ASSERT_TRUE(cv::imwrite(dir / "f/c1/z.tif", cv::Mat(20, 30, CV_8UC3, cv::Scalar(1, 2, 3))));
+  cut("f/c1/z.tif", read_file(dir / "f/c1/z.tif").size() / 2);
+  ASSERT_TRUE(cv::imwrite(dir / "f/c1/z.webp", cv::Mat(20, 30, CV_8UC3, cv::Scalar(1, 2, 3))));
+  cut("f/c1/z.webp", 26);
   const std::set<std::string> bad = {dir / "f/c0/img0000.jpg", dir / "f/c1/img0001.png", dir / "f/c1/img0003.jpg",
-                                     dir / "f/c0/z.bmp", dir / "f/c0/z.ppm"};
+                                     dir / "f/c0/z.bmp",         dir / "f/c0/z.ppm",        dir / "f/c0/zp.ppm",
+                                     dir / "f/c1/z.tif",         dir / "f/c1/z.webp"};
   LoadOptions on{3, 16};
   on.stream = "on";
   const Dataset d = load_dataset("folder:" + (dir / "f"), Split::Test, on);  // the first image that decodes sets nothing
-  ASSERT_EQ(d.size(), 10u);
+  ASSERT_EQ(d.size(), 13u);
   const std::string log = dir / "stderr.txt";
   std::fflush(stderr);
   const int saved = dup(2);

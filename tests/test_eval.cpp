@@ -713,6 +713,19 @@ TEST(EvaluationData, FolderClassesAreMatchedByNameNeverByPosition) {
   ventral::test::write_text(dir / "twice.tsv", "sandal\tTrouser\nsandal\tAnkle boot\n");
   EXPECT_NE(error(dir / "twice.tsv").find("twice.tsv:2: folder 'sandal' is mapped twice"), std::string::npos)
       << error(dir / "twice.tsv");
+  // Model classes that normalise to the same key: a loose match would pick one of them at random.
+  LoadedRun twins = run;
+  twins.classes = {"Ankle boot", "ankle-boot", "Trouser"};
+  image(dir / "c/ANKLE BOOT/1.png");
+  std::string ambiguous;
+  try {
+    evaluation_data(twins, "folder:" + (dir / "c"), "test", 0);
+  } catch (const InputError& e) {
+    ambiguous = e.what();
+  }
+  EXPECT_NE(ambiguous.find("class 'ANKLE BOOT' matches 2 of the model's classes once case, spaces and punctuation are "
+                           "ignored ('Ankle boot', 'ankle-boot')"),
+            std::string::npos) << ambiguous;
 }
 
 // Issue 14: statistics over seeds, checked against closed forms.

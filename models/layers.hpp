@@ -1,6 +1,8 @@
 #pragma once
 /// torch layers that also count their multiply-accumulates while a MacCounter is active.
 /// Parameter names and behaviour are those of the torch modules they extend.
+#include <ATen/autocast_mode.h>
+
 #include "core/collective.hpp"
 #include "models/model.hpp"
 
@@ -50,12 +52,32 @@ class Conv2dImpl : public torch::nn::Conv2dImpl {
  public:
   using torch::nn::Conv2dImpl::Conv2dImpl;
   torch::Tensor forward(const torch::Tensor& x) {
-    torch::Tensor y = strided_pointwise() ? pointwise_on_subsampled(x) : torch::nn::Conv2dImpl::forward(x);
+    torch::Tensor y = strided_pointwise()     ? pointwise_on_subsampled(x)
+                      : bf16_gradient_wrong(x) ? in_fp32(x)
+                                               : torch::nn::Conv2dImpl::forward(x);
     count_conv_macs(y, weight);
     return y;
   }
 
  private:
+  // LibTorch 1.13's oneDNN computes wrong bf16 gradients (weights and input; often NaN, else
+  // garbage) for a convolution whose input is smaller than its stride along a side, i.e. whose
+  // output is one pixel there: measured on an Intel Xeon with amx_bf16, every such shape with
+  // kernel 3 to 7 and stride 2 to 4 was wrong, in both memory formats, and no other shape of
+  // 2,640 (Python's torch too; fp32 is right). CORnet-R's IT area on 16-px images is one. Such a
+  // convolution is computed in fp32: its output is a single pixel, so the island costs little
+  // (tests/test_models.cpp Bf16GradientsOfAConvolutionWithAStrideAboveItsInputAreRight).
+  bool bf16_gradient_wrong(const torch::Tensor& x) const {
+    if (!torch::GradMode::is_enabled() || x.dim() != 4) return false;
+    bool bf16 = x.scalar_type() == torch::kBFloat16 ||
+                (at::autocast::is_cpu_enabled() && at::autocast::get_autocast_cpu_dtype() == torch::kBFloat16);
+    const auto& s = *options.stride();
+    return bf16 && (x.size(2) < s[0] || x.size(3) < s[1]);
+  }
+  torch::Tensor in_fp32(const torch::Tensor& x) {
+    AutocastGuard fp32(Precision::FP32);
+    return torch::nn::Conv2dImpl::forward(x.to(torch::kFloat));
+  }
   // A 1×1 convolution with stride s reads every s-th pixel: it is the stride-1 convolution of
   // the input subsampled first, the same products and sums. ventral computes it that way because
   // LibTorch 1.13's oneDNN backward of the strided 1×1 kernel corrupts the heap on channels-last

@@ -362,6 +362,13 @@ TEST(SyncBatchNorm, EveryModelsBatchNormsAreReachable) {
 
 TEST(DistributedTrain, TwoRanksWithSyncBnEqualOneProcessAfter20Steps) {
   TempDir dir;
+  // After one step the two computations agree to rounding: measured 4.5e-9 on an Intel Xeon
+  // (amx_bf16) and 1.8e-7 on an AMD EPYC; without sync_bn the same step differs by 6.1e-3.
+  const std::string first = write_config(dir, "  sync_bn: true\n  stop_after_steps: 1\n");
+  ASSERT_EQ(run_ventral("train " + first + " --run-dir " + (dir / "one1")).status, 75);
+  ASSERT_EQ(run_ventral("train " + first + " --run-dir " + (dir / "two1") + " --nproc 2").status, 75);
+  EXPECT_LT(relative_difference(dir / "two1", dir / "one1"), 1e-6);
+
   const std::string cfg = write_config(dir, "  sync_bn: true\n  stop_after_steps: 20\n");
   auto one = run_ventral("train " + cfg + " --run-dir " + (dir / "one"));
   ASSERT_EQ(one.status, 75) << one.output;
@@ -369,13 +376,14 @@ TEST(DistributedTrain, TwoRanksWithSyncBnEqualOneProcessAfter20Steps) {
   ASSERT_EQ(two.status, 75) << two.output;
   EXPECT_NE(two.output.find("2 processes (RANK/WORLD_SIZE, gloo, sync_bn)"), std::string::npos) << two.output;
   EXPECT_EQ(last_global_step(dir / "two"), 20);
-  // Measured: 1.8e-7 (the worst tensor, a batch-norm bias near zero, 3.1e-5). For scale: the same
-  // single-process run at 2 threads instead of 1 differs from it by 1e-3.
-  EXPECT_LT(relative_difference(dir / "two", dir / "one"), 1e-5);
+  // Over 20 steps rounding differences grow, by how much depends on which oneDNN kernels the CPU
+  // gets for a half batch: 1.8e-7 on the AMD EPYC, 4.5e-3 on the Xeon, where one process at 2
+  // threads instead of 1 differs from itself by the same 4.5e-3. Without sync_bn: 3.5e-2.
+  EXPECT_LT(relative_difference(dir / "two", dir / "one"), 1e-2);
   const auto a = step_losses(dir / "one"), b = step_losses(dir / "two");
   ASSERT_EQ(a.size(), 4u);  // steps 5, 10, 15, 20
   ASSERT_EQ(b.size(), a.size());
-  for (const auto& [step, loss] : a) EXPECT_NEAR(b.at(step), loss, 1e-5 * std::abs(loss)) << "step " << step;
+  for (const auto& [step, loss] : a) EXPECT_NEAR(b.at(step), loss, 1e-3 * std::abs(loss)) << "step " << step;
   // Only rank 0 wrote: one log, one metrics file, whose epoch-1 validation covers all 40 images.
   std::ifstream metrics(dir / "two/metrics.csv");
   std::string header, row;

@@ -216,6 +216,38 @@ TEST_P(EveryModel, Bf16LogitsStayCloseToFp32) {
   }
 }
 
+// LibTorch 1.13's oneDNN returns wrong bf16 gradients (NaN or garbage) for a convolution whose
+// input is smaller than its stride along a side (measured on an Intel Xeon with amx_bf16: 4 of 4
+// tries wrong for 64 -> 128 channels, kernel 3, stride 2 on a 1x1 input). Such a convolution
+// runs in fp32 (models/layers.hpp); one whose input is at least its stride stays bf16.
+TEST(Conv2d, Bf16GradientsOfAConvolutionWithAStrideAboveItsInputAreRight) {
+  torch::manual_seed(0);
+  for (int64_t side : {1, 2, 3}) {
+    for (int trial = 0; trial < 4; ++trial) {
+      const std::string where = "input side " + std::to_string(side) + ", try " + std::to_string(trial + 1);
+      auto conv = nn::conv(64, 128, 3, /*stride=*/3);
+      torch::Tensor x = torch::randn({8, 64, side, side}).contiguous(c10::MemoryFormat::ChannelsLast).requires_grad_();
+      torch::Tensor y;
+      {
+        AutocastGuard bf16(Precision::BF16);
+        y = conv->forward(x);
+      }
+      EXPECT_EQ(y.scalar_type(), side < 3 ? torch::kFloat : torch::kBFloat16) << where;
+      torch::Tensor upstream = torch::randn(y.sizes());
+      y.backward(upstream.to(y.scalar_type()));
+      // The exact gradient, in fp64: bf16's rounding alone stays far below 5% of it.
+      torch::Tensor xr = x.detach().to(torch::kDouble).requires_grad_();
+      torch::Tensor wr = conv->weight.detach().to(torch::kDouble).requires_grad_();
+      torch::conv2d(xr, wr, {}, 3, 1).backward(upstream.to(torch::kDouble));
+      auto relative = [](const torch::Tensor& a, const torch::Tensor& b) {
+        return (a.to(torch::kDouble) - b).abs().max().item<double>() / b.abs().max().item<double>();
+      };
+      EXPECT_LT(relative(conv->weight.grad(), wr.grad()), 0.05) << where << ": weight gradient";
+      EXPECT_LT(relative(x.grad(), xr.grad()), 0.05) << where << ": input gradient";
+    }
+  }
+}
+
 // One bf16 training step moves the weights the way the fp32 step does (cosine of the two
 // updates > 0.99) in the state training reaches: after 20 SGD steps on Fashion-MNIST, for the
 // models bench/ measures and CORnet-R (its group norms run as an fp32 island). At

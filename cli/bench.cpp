@@ -1,18 +1,22 @@
 // `ventral bench`: throughput of a model (training step and inference on random data of its
 // input shape), of the batch loader with augmentation, and of the perturbation library.
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#include "core/io.hpp"
 #include "core/precision.hpp"
 #include "core/threads.hpp"
 #include "core/text.hpp"
@@ -54,10 +58,14 @@ void print(const Args& a, const nlohmann::json& result, const std::string& text)
 }
 
 void bench_model(const Args& a, int64_t threads) {
-  if (!a.profile.empty()) {  // before minutes of timing, and instead of LibTorch's stack trace after them
-    std::ofstream probe(a.profile, std::ios::app);
-    if (!probe)
-      throw InputError("--profile: cannot write " + a.profile + ": " + std::strerror(errno) +
+  if (!a.profile.empty()) {  // before minutes of timing (opening a FIFO to test it would block)
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path path(a.profile), folder = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+    if (fs::exists(path, ec) && !fs::is_regular_file(path, ec))
+      throw InputError("--profile: " + printable(a.profile) + " exists and is not a regular file; give a file name");
+    if (!fs::is_directory(folder, ec) || ::access(folder.c_str(), W_OK) != 0)
+      throw InputError("--profile: cannot write " + printable(a.profile) + ": " + (ec ? ec.message() : std::strerror(errno)) +
                        " (the folder must exist and be writable)");
   }
   torch::manual_seed(0);
@@ -94,8 +102,12 @@ void bench_model(const Args& a, int64_t threads) {
   m->eval();
   double eval = time([&] { infer(*m, x, steps); });
   if (!a.profile.empty()) {
-    torch::autograd::profiler::RecordProfile trace(a.profile);
-    for (int64_t i = 0; i < a.iters; ++i) infer(*m, x, steps);
+    std::ostringstream json;
+    {
+      torch::autograd::profiler::RecordProfile trace(json);
+      for (int64_t i = 0; i < a.iters; ++i) infer(*m, x, steps);
+    }
+    write_file_atomic(a.profile, json.str());  // whole or not at all (a full disk is an error)
   }
   bool nhwc = m->memory_format() == c10::MemoryFormat::ChannelsLast;
   char text[512];
@@ -197,6 +209,9 @@ void bench_loader(const Args& a) {
   auto t0 = std::chrono::steady_clock::now();
   loader.start_epoch(0);
   while (auto batch = loader.next()) n += batch->labels.size(0);
+  if (n == 0)  // training drops a last partial batch, and so does this timing
+    throw InputError("bench --loader: " + std::to_string(first.empty() ? data.size() : first.size()) +
+                     " images make no full batch of " + std::to_string(a.batch) + "; give a smaller --batch");
   const double rate = n / seconds_since(t0);
   const double rss = peak_rss_mib();
   char text[768];

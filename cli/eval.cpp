@@ -52,6 +52,11 @@ void add_eval_command(CLI::App& app) {
     for (const char* flag : {"--out", "--features-out", "--weights", "--classes", "--class-map", "--data"})
       if (cmd->count(flag) && cmd->get_option(flag)->as<std::string>().empty())
         throw InputError(std::string(flag) + ": an empty value; give a path");
+    for (const auto& r : cmd->get_option("--exit-threshold")->results())
+      if (r.empty()) throw InputError("--exit-threshold: an empty value; give thresholds such as 0.5,0.9");
+    for (const char* flag : {"--features-n", "--features-out", "--features-full"})
+      if (cmd->count(flag) && o->features.empty())
+        throw InputError(std::string(flag) + ": only with --features AREAS (e.g. --features V1,IT)");
     const std::string out = run_eval(*o);
     std::vector<std::string> written;
     for (const char* f : {"results.csv", "summary.json", "per_image.csv", "accuracy_vs_steps.png",

@@ -3,12 +3,14 @@
 // keeps its own status (3 diverged, 75 stopped on purpose, 130/143 SIGINT/SIGTERM).
 #include <c10/util/Exception.h>
 
+#include <filesystem>
 #include <iostream>
 #include <new>
 #include <malloc.h>
 
 #include "cli/commands.hpp"
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 int main(int argc, char** argv) {
   // Every training step frees and re-allocates megabyte-sized activations. glibc's defaults
@@ -75,6 +77,12 @@ int main(int argc, char** argv) {
   } catch (const std::bad_alloc&) {
     std::cerr << "error: out of memory; use smaller images (data.resize, data.center_crop, data.image_size) or "
                  "batches\n";
+    return 2;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A path the user gave that the system refuses (a link loop, a name too long, a permission):
+    // the environment, not a bug; the paths and the system's reason are in the message.
+    std::string where = e.path1().empty() ? "" : ventral::printable(e.path1().string()) + ": ";
+    std::cerr << "error: " << where << e.code().message() << " (" << ventral::printable(e.what()) << ")\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "internal error: " << e.what() << "\n";

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <set>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -164,6 +165,27 @@ bool has_second_document(const std::string& text) {
 }
 }  // namespace
 
+namespace {
+// yaml-cpp keeps both entries of a key written twice, and a lookup finds the first: a file
+// with `limit: 100` and later `limit: 10` would silently mean 100. Every file ventral reads is
+// refused instead, at any depth (configs, experiment files).
+void reject_duplicate_keys(const YAML::Node& node, const std::string& path, const std::string& prefix = "") {
+  if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) reject_duplicate_keys(node[i], path, prefix + "[" + std::to_string(i) + "]");
+  } else if (node.IsMap()) {
+    std::set<std::string> seen;
+    for (const auto& item : node) {
+      if (!item.first.IsScalar()) continue;  // refused where keys are read, with the reason
+      const std::string key = prefix.empty() ? item.first.Scalar() : prefix + "." + item.first.Scalar();
+      if (!seen.insert(item.first.Scalar()).second)
+        throw InputError(path + ": line " + std::to_string(item.first.Mark().line + 1) + ": key '" + printable(key) +
+                         "' appears twice");
+      reject_duplicate_keys(item.second, path, key);
+    }
+  }
+}
+}  // namespace
+
 YAML::Node load_yaml_file(const std::string& path) {
   auto bytes = read_file(path);
   const std::string text(bytes.begin(), bytes.end());
@@ -171,11 +193,14 @@ YAML::Node load_yaml_file(const std::string& path) {
   if (has_second_document(text))
     throw InputError(path + ": holds more than one YAML document (separated by '---'); a config is one document: "
                      "merge them or split the file");
+  YAML::Node root;
   try {
-    return YAML::Load(text);
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     throw InputError(path + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
+  reject_duplicate_keys(root, path);
+  return root;
 }
 
 std::string key_text(const YAML::Node& key, const std::string& origin) {
@@ -279,9 +304,14 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
     case T::IntOrAuto: {
       expect_scalar();
       if (spec.type == T::IntOrAuto && value.Scalar() == "auto") return YAML::Node("auto");
+      // Decimal digits only: yaml-cpp reads 010 as octal 8 and 0x10 as 16, which nobody means.
+      const std::string& text = value.Scalar();
+      const size_t digits = text.rfind('-', 0) == 0 ? 1 : 0;
+      const bool decimal = text.size() > digits && text.find_first_not_of("0123456789", digits) == std::string::npos &&
+                           (text[digits] != '0' || text.size() == digits + 1);
       int64_t v;
-      if (!YAML::convert<int64_t>::decode(value, v))
-        throw fail("expects " + type_name(spec) + ", got '" + printable(value.Scalar()) + "'");
+      if (!decimal || !YAML::convert<int64_t>::decode(value, v))
+        throw fail("expects " + type_name(spec) + " in decimal digits (no leading zeros), got '" + printable(text) + "'");
       range(static_cast<double>(v));
       return YAML::Node(value.Scalar());
     }

@@ -67,7 +67,10 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
                        "); give a file path");
   }
   if (target.has_parent_path()) make_directories(target.parent_path().string());
-  const std::string tmp = path + ".tmp." + std::to_string(std::random_device{}());
+  // Hidden, so that a file left by a kill between its creation and the rename is skipped by
+  // anything that lists the folder as data (ventral's image folders skip dot files).
+  const std::string tmp = (target.parent_path() / ("." + target.filename().string() + ".tmp." +
+                                                   std::to_string(std::random_device{}()))).string();
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) throw InputError("cannot write " + path + ": cannot create " + tmp + ": " + system_reason(errno));
   // The bytes reach the disk before the rename makes them the file: a crash or power loss

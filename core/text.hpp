@@ -1,12 +1,27 @@
 #pragma once
 /// Small string helpers shared by the writers of logs, tables and folders.
+#include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace ventral {
 
 /// One number through a printf format, e.g. format_number("%.4f", loss).
+/// A whole decimal number written as digits only (no sign, spaces, point or trailing text; at
+/// most 9 digits): "12" is 12, "1.9", "2x", " 3", "+4" and "" are nullopt. List parsers use it so
+/// that `1:2junk` is an error, not steps 1 to 2.
+inline std::optional<int64_t> parse_count(const std::string& text) {
+  if (text.empty() || text.size() > 9) return std::nullopt;
+  int64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
 inline std::string format_number(const char* format, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, format, v);

@@ -4,9 +4,12 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "core/error.hpp"
+#include "core/io.hpp"
 #include "core/rng.hpp"
+#include "core/text.hpp"
 
 namespace ventral {
 
@@ -50,11 +53,28 @@ Dataset load_cifar_dir(const std::string& dir, Split split) {
   else
     paths.push_back((fs::path(dir) / "test_batch.bin").string());
   std::vector<std::string> classes = kCifarClasses;
-  std::ifstream meta(fs::path(dir) / "batches.meta.txt");
-  std::vector<std::string> names;
-  for (std::string line; std::getline(meta, line);)
-    if (!line.empty()) names.push_back(line);
-  if (names.size() == 10) classes = names;
+  // batches.meta.txt (optional) names the 10 classes, one a line, as the CIFAR-10 binary
+  // release ships it; present, it must be exactly that.
+  const fs::path meta_path = fs::path(dir) / "batches.meta.txt";
+  if (fs::exists(meta_path, ec)) {
+    const std::vector<unsigned char> bytes = read_file(meta_path.string());
+    std::vector<std::string> names;
+    std::istringstream meta(std::string(bytes.begin(), bytes.end()));
+    for (std::string line; std::getline(meta, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();  // CRLF
+      if (line.empty()) continue;
+      if (std::find(names.begin(), names.end(), line) != names.end())
+        throw InputError(meta_path.string() + ": class '" + printable(line) + "' is named twice");
+      if (printable(line) != line)
+        throw InputError(meta_path.string() + ": line " + std::to_string(names.size() + 1) +
+                         " holds control characters; the file names the 10 classes, one a line");
+      names.push_back(line);
+    }
+    if (names.size() != 10)
+      throw InputError(meta_path.string() + ": names " + std::to_string(names.size()) +
+                       " classes; CIFAR-10 has 10 (one a line), or remove the file for the standard names");
+    classes = names;
+  }
   return read_cifar10(paths, classes);
 }
 

@@ -103,6 +103,14 @@ int64_t mtime_ns(const std::string& path) {
   return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
 }
 
+// Device and inode of a folder ("" when it cannot be read): two class folders that swap names
+// keep their mtimes (a rename changes neither folder's), but not their inodes.
+std::string identity(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "";
+  return std::to_string(st.st_dev) + ':' + std::to_string(st.st_ino);
+}
+
 int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
@@ -351,7 +359,7 @@ ImageIndex index_folder(const std::string& root) {
   std::vector<int64_t> stamps;
   for (const auto& dir : class_dirs) {
     stamps.push_back(mtime_ns(dir.string()));
-    key += dir.filename().string() + '\x1f' + std::to_string(stamps.back()) + '\x1e';
+    key += dir.filename().string() + '\x1f' + std::to_string(stamps.back()) + '\x1f' + identity(dir.string()) + '\x1e';
   }
   return cached(root, true, hex64(fnv1a(key)), stamps, root, [&] {
     ImageIndex index;

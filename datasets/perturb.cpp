@@ -402,17 +402,14 @@ std::vector<PerturbationSpec> parse_perturbations(const std::string& text) {
       std::string list = item.substr(colon + 1);
       auto bad = [&] { return InputError("bad severities in '" + item + "' (severities are 0 to 5: e.g. block:1-5 or jpeg:2,4)"); };
       size_t pos = 0;
-      while (pos < list.size()) {
+      while (true) {  // every item, the empty ones of "1,,2" and "1," too
         size_t end = list.find(',', pos);
         std::string part = list.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
         auto dash = part.find('-');
-        try {
-          int a = std::stoi(part.substr(0, dash)), b = dash == std::string::npos ? a : std::stoi(part.substr(dash + 1));
-          if (a < 0 || b > kMaxSeverity || a > b) throw bad();
-          for (int v = a; v <= b; ++v) s.severities.push_back(v);
-        } catch (const std::logic_error&) {
-          throw bad();
-        }
+        auto a = parse_count(part.substr(0, dash));
+        auto b = dash == std::string::npos ? a : parse_count(part.substr(dash + 1));
+        if (!a || !b || *b > kMaxSeverity || *a > *b) throw bad();
+        for (int64_t v = *a; v <= *b; ++v) s.severities.push_back(static_cast<int>(v));
         if (end == std::string::npos) break;
         pos = end + 1;
       }

@@ -1,5 +1,7 @@
 #include "eval/sweep.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
@@ -111,25 +113,23 @@ std::vector<int64_t> parse_steps(const std::string& text) {
   auto bad = [&] {
     return InputError("--steps: '" + text + "' is not a step list: steps are 1 to 1000, as FIRST:LAST or a comma list (e.g. 1:8 or 1,2,4,8)");
   };
-  try {
-    auto colon = text.find(':');
-    if (colon != std::string::npos) {
-      size_t used = 0;
-      int64_t a = std::stoll(text.substr(0, colon), &used);
-      int64_t b = std::stoll(text.substr(colon + 1));
-      if (a < 1 || b < a || b > 1000) throw bad();
-      for (int64_t t = a; t <= b; ++t) steps.push_back(t);
-    } else {
-      std::stringstream ss(text);
-      for (std::string item; std::getline(ss, item, ',');) {
-        size_t used = 0;
-        int64_t t = std::stoll(item, &used);
-        if (used != item.size() || t < 1 || t > 1000) throw bad();
-        steps.push_back(t);
-      }
+  auto step = [&](const std::string& item) {
+    auto t = parse_count(item);
+    if (!t || *t < 1 || *t > 1000) throw bad();
+    return *t;
+  };
+  if (auto colon = text.find(':'); colon != std::string::npos) {
+    int64_t a = step(text.substr(0, colon)), b = step(text.substr(colon + 1));
+    if (b < a) throw bad();
+    for (int64_t t = a; t <= b; ++t) steps.push_back(t);
+  } else {
+    size_t pos = 0;
+    while (true) {  // every item, the empty ones of "1,,2" and "1," too
+      size_t end = text.find(',', pos);
+      steps.push_back(step(text.substr(pos, end == std::string::npos ? std::string::npos : end - pos)));
+      if (end == std::string::npos) break;
+      pos = end + 1;
     }
-  } catch (const std::logic_error&) {
-    throw bad();
   }
   if (steps.empty()) throw bad();
   std::sort(steps.begin(), steps.end());
@@ -210,15 +210,31 @@ void remove_stale(const std::string& out, const std::vector<std::string>& writte
 void write_evaluation(const std::string& out, const SweepResult& result, const Summary& summary,
                       const EvalProvenance& provenance, const std::vector<MaskedSweep>& masked) {
   make_directories(out);
+  // Written into a hidden staging folder first and moved in once all of them are: a write that
+  // fails (a full disk) leaves the previous evaluation whole, never half old and half new.
+  const fs::path staging = fs::path(out) / (".staging." + std::to_string(::getpid()));
+  std::error_code ec;
+  fs::remove_all(staging, ec);
+  make_directories(staging.string());
   std::vector<std::string> written = {"results.csv", "per_image.csv", "summary.json"};
-  if (!masked.empty()) written.push_back("masking.png");
-  if (!summary.early_exit.empty()) written.push_back("early_exit.csv");
-  write_results_csv((fs::path(out) / "results.csv").string(), summary, masked);
-  if (!masked.empty()) write_masking_figure((fs::path(out) / "masking.png").string(), summary, masked);
-  write_per_image_csv((fs::path(out) / "per_image.csv").string(), result);
-  write_summary_json((fs::path(out) / "summary.json").string(), summary, provenance);
-  if (!summary.early_exit.empty()) write_early_exit_csv((fs::path(out) / "early_exit.csv").string(), summary);
-  for (const auto& figure : write_eval_figures(out, summary)) written.push_back(figure);
+  try {
+    if (!masked.empty()) written.push_back("masking.png");
+    if (!summary.early_exit.empty()) written.push_back("early_exit.csv");
+    write_results_csv((staging / "results.csv").string(), summary, masked);
+    if (!masked.empty()) write_masking_figure((staging / "masking.png").string(), summary, masked);
+    write_per_image_csv((staging / "per_image.csv").string(), result);
+    write_summary_json((staging / "summary.json").string(), summary, provenance);
+    if (!summary.early_exit.empty()) write_early_exit_csv((staging / "early_exit.csv").string(), summary);
+    for (const auto& figure : write_eval_figures(staging.string(), summary)) written.push_back(figure);
+    for (const auto& name : written) {
+      fs::rename(staging / name, fs::path(out) / name, ec);
+      if (ec) throw InputError("cannot write " + (fs::path(out) / name).string() + ": " + ec.message());
+    }
+  } catch (...) {
+    fs::remove_all(staging, ec);
+    throw;
+  }
+  fs::remove_all(staging, ec);
   remove_stale(out, written);
 }
 

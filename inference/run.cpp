@@ -1,6 +1,8 @@
 #include "inference/run.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <filesystem>
 #include <map>
 #include <set>
 
@@ -12,12 +14,58 @@
 #include "datasets/experiment.hpp"
 #include "inference/checkpoint.hpp"
 #include "inference/infer.hpp"
+#include "inference/model_json.hpp"
 #include "inference/run_dir.hpp"
 #include "models/registry.hpp"
 
 namespace ventral {
 
 LoaderOptions LoadedRun::loader_options() const { return evaluation_loader_options(cfg, mean, std); }
+
+namespace {
+
+// Where two model descriptions differ, as "path: saved vs now" (numbers equal to 1e-9 relative:
+// config.yaml keeps them to 17 digits).
+void describe_differences(const nlohmann::json& saved, const nlohmann::json& now, const std::string& path,
+                          std::vector<std::string>& out) {
+  if (saved.is_number() && now.is_number()) {
+    const double a = saved.get<double>(), b = now.get<double>();
+    if (std::abs(a - b) <= 1e-9 * std::max(std::abs(a), std::abs(b))) return;
+  } else if (saved.is_object() && now.is_object()) {
+    for (const auto& [key, value] : now.items())
+      describe_differences(saved.contains(key) ? saved.at(key) : nlohmann::json(), value, path + (path.empty() ? "" : ".") + key, out);
+    return;
+  } else if (saved.is_array() && now.is_array() && saved.size() == now.size()) {
+    for (size_t i = 0; i < now.size(); ++i) describe_differences(saved[i], now[i], path + "[" + std::to_string(i) + "]", out);
+    return;
+  } else if (saved == now) {
+    return;
+  }
+  out.push_back(path + ": " + printable(saved.dump(), 120) + " at training, " + printable(now.dump(), 120) + " now");
+}
+
+void check_model_json(const RunDir& dir, const LoadedRun& r) {
+  std::error_code ec;
+  if (!std::filesystem::exists(dir.model_json(), ec)) return;  // runs trained before model.json
+  const std::vector<unsigned char> bytes = read_file(dir.model_json());
+  nlohmann::json saved;
+  try {
+    saved = nlohmann::json::parse(bytes.begin(), bytes.end());
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(dir.model_json() + ": not valid JSON (" + std::string(e.what()) + ")");
+  }
+  const nlohmann::json now = model_json({r.cfg, r.model->default_steps(), r.channels, r.image_size, r.mean, r.std, r.classes});
+  std::vector<std::string> differences;
+  for (const char* key : {"model", "options", "steps", "input", "normalisation", "classes"})
+    describe_differences(saved.contains(key) ? saved.at(key) : nlohmann::json(), now.at(key), key, differences);
+  if (differences.empty()) return;
+  if (differences.size() > 3) differences.resize(3), differences.push_back("...");
+  throw InputError(dir.model_json() + ", written when the run trained, disagrees with its config.yaml, classes.txt and "
+                   "input.json as they are now (" + join(differences, "; ") +
+                   "): evaluating would score another model than the one trained; restore the edited file");
+}
+
+}  // namespace
 
 LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, const std::string& precision) {
   RunDir dir(run_dir);
@@ -39,7 +87,15 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
     r.channels = probe.channels;
     r.image_size = probe.height;
   }
-  if (r.mean.empty()) r.mean.assign(r.channels, 0.0), r.std.assign(r.channels, 1.0);
+  // Without normalisation the trainer fed pixel / 255; data.mean/std may still hold values it
+  // never used (they would make evaluation disagree with training).
+  if (!r.cfg.get_bool("data.normalize") || (r.mean.empty() && r.std.empty()))
+    r.mean.assign(r.channels, 0.0), r.std.assign(r.channels, 1.0);
+  for (const auto& [key, values] : {std::pair<const char*, const std::vector<double>*>{"data.mean", &r.mean},
+                                    {"data.std", &r.std}})
+    if (values->size() != static_cast<size_t>(r.channels))
+      throw InputError(dir.config() + ": key '" + key + "' has " + std::to_string(values->size()) + " values for the " +
+                       std::to_string(r.channels) + "-channel images the model was trained on");
   torch::Device device = resolve_device(r.cfg.get_string("device"));
   r.model = create_model(r.cfg.get_string("model.name"),
                          model_options(r.cfg, r.channels, static_cast<int64_t>(r.classes.size()), r.image_size));
@@ -49,6 +105,7 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
   r.precision = choose_precision(*r.model, precision.empty() ? r.cfg.get_string("precision") : precision,
                                  r.cfg.get_string("memory_format"), r.channels, r.image_size);
   r.model->eval();
+  check_model_json(dir, r);
   return r;
 }
 

@@ -185,6 +185,15 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   } catch (const YAML::Exception& e) {
     throw InputError(path + ": " + e.msg);
   }
+  // Each model's name is its entry in `models`: an override of it would train another model
+  // under that entry's label.
+  auto names_model = [](const std::string& o) { return o.rfind("model.name=", 0) == 0; };
+  if (std::any_of(x.overrides.begin(), x.overrides.end(), names_model))
+    throw InputError(path + ": model.name is set per entry of 'models', not in overrides or on the command line "
+                     "(--models NAME,... chooses among them)");
+  for (const auto& m : x.models)
+    if (std::count_if(m.overrides.begin(), m.overrides.end(), names_model) > 1)
+      throw InputError(path + ": models[" + m.name + "].config sets model.name; the entry's 'name' is the model");
   // Check everything before hours of training: configs, model names, steps, perturbations.
   for (const auto& m : x.models) {
     const Config cfg = model_config(x, m, x.seeds.empty() ? std::nullopt : std::optional<uint64_t>(x.seeds.front()));
@@ -198,6 +207,8 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     throw InputError(path + ": key 'eval.perturb': " + e.what());
   }
   if (x.mask != "blank" && x.mask != "noise") throw InputError(path + ": key 'eval.mask' expects blank or noise, got '" + x.mask + "'");
+  if (x.present.empty() && x.mask != "blank")
+    throw InputError(path + ": key 'eval.mask' masks the steps after eval.present, which is not set (e.g. present: 1:2)");
   if (!x.present.empty()) {
     std::vector<int64_t> presents;
     try {

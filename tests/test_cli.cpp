@@ -1,4 +1,5 @@
 // The CLI contract: exit 0 on success, 2 with one "error: ..." line for bad input.
+#include <sys/stat.h>
 #include <opencv2/imgcodecs.hpp>
 
 #include "helpers.hpp"
@@ -277,4 +278,28 @@ TEST(Cli, ALinkLoopIsNotCalledAMissingFile) {
   TempDir dir;
   std::filesystem::create_symlink(dir / "loop.yaml", dir / "loop.yaml");
   expect_input_error("config " + dir / "loop.yaml", "loop.yaml: cannot read (Too many levels of symbolic links)");
+  // Where std::filesystem meets the loop first (a run folder, an output folder): exit 2 too.
+  std::filesystem::create_symlink(dir / "L", dir / "L");
+  expect_input_error("eval " + dir / "L", "Too many levels of symbolic links");
+  expect_input_error("train --resume --run-dir " + dir / "L", "Too many levels of symbolic links");
+}
+
+TEST(Cli, OutputsThatCannotBeWholeAreRefusedUpFront) {
+  TempDir dir;
+  // A FIFO as --profile: opening it to test it blocked forever.
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0644), 0);
+  expect_input_error("bench --model cortical_b --iters 1 --warmup 0 --batch 2 --profile " + (dir / "fifo"),
+                     "exists and is not a regular file");
+  // Values the parsers took in part: trailing text, octal, duplicated keys.
+  expect_input_error("perturb --data synthetic:8 --family block:4.9 --out " + (dir / "s.png"), "bad severities in 'block:4.9'");
+  expect_input_error("config train.epochs=010", "no leading zeros");
+  write_text(dir / "dup.yaml", "train:\n  epochs: 3\n  lr: 0.1\n  epochs: 4\n");
+  expect_input_error("config " + (dir / "dup.yaml"), "line 4: key 'train.epochs' appears twice");
+  write_text(dir / "base.yaml", "data:\n  dataset: synthetic:64\n");
+  write_text(dir / "x.yaml", "base: base.yaml\nmodels:\n  - name: cortical_b\neval:\n  limit: 100\n  limit: 10\n");
+  expect_input_error("compare " + (dir / "x.yaml") + " --plan", "key 'eval.limit' appears twice");
+  write_text(dir / "x.yaml", "base: base.yaml\nmodels:\n  - name: cortical_b\n");
+  expect_input_error("compare " + (dir / "x.yaml") + " --plan model.name=resnet20", "model.name is set per entry of 'models'");
+  write_text(dir / "x.yaml", "base: base.yaml\nmodels:\n  - name: cortical_b\neval:\n  mask: noise\n");
+  expect_input_error("compare " + (dir / "x.yaml") + " --plan", "eval.present, which is not set");
 }

@@ -40,8 +40,15 @@ TEST(Config, UnknownKeyNamesFileKeyAndClosestKey) {
 
 TEST(Config, WrongTypesAndRangesAreErrors) {
   EXPECT_NE(error_of([] { Config::load("", {"train.epochs=three"}); })
-                .find("key 'train.epochs' expects an integer, got 'three'"),
+                .find("key 'train.epochs' expects an integer in decimal digits (no leading zeros), got 'three'"),
             std::string::npos);
+  // yaml-cpp alone reads 010 as octal 8 and 0x10 as 16.
+  for (const char* odd : {"010", "08", "0x10", "+3", "-07"})
+    EXPECT_NE(error_of([&] { Config::load("", {std::string("train.epochs=") + odd}); }).find("no leading zeros"),
+              std::string::npos)
+        << odd;
+  EXPECT_EQ(Config::load("", {"train.epochs=10"}).get_int("train.epochs"), 10);
+  EXPECT_EQ(Config::load("", {"seed=0"}).get_int("seed"), 0);
   EXPECT_NE(error_of([] { Config::load("", {"train.epochs=2.5"}); }).find("expects an integer"),
             std::string::npos);
   EXPECT_NE(error_of([] { Config::load("", {"data.val_fraction=1.5"}); }).find("out of range"),

@@ -257,6 +257,12 @@ TEST(Perturb, SpecsParse) {
   EXPECT_EQ(parse_steps("8,1,2,4"), (std::vector<int64_t>{1, 2, 4, 8}));
   EXPECT_THROW(parse_steps("0:3"), InputError);
   EXPECT_THROW(parse_steps("a"), InputError);
+  // Trailing text is an error, not dropped (1:2junk was steps 1 and 2; block:4.9 was severity 4).
+  for (const char* bad : {"1:2,8", "1:2junk", "1.9:3", "1,,2", "1,", "+2", " 3", ""})
+    EXPECT_THROW(parse_steps(bad), InputError) << bad;
+  for (const char* bad : {"block:1-2-3", "block:4.9", "debris:2-5junk", "block:", "block:1,", "block:-1"})
+    EXPECT_THROW(parse_perturbations(bad), InputError) << bad;
+  EXPECT_EQ(parse_perturbations("block:0-2")[0].severities, (std::vector<int>{0, 1, 2}));
   try {  // the message says what the limit is
     parse_steps("1:100000");
     ADD_FAILURE() << "1:100000 accepted";

@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << what << " (see ventral --help)\n";
     return 2;
   } catch (const ventral::InputError& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    // One line whatever a file name or a file's bytes held (a newline, a NUL).
+    std::cerr << "error: " << ventral::printable(e.what(), 20000) << "\n";
     return 2;
   } catch (const ventral::StoppedError& e) {
     std::cerr << e.what() << "\n";

@@ -328,6 +328,19 @@ std::string run_eval(const EvalOptions& o) {
   const std::string out = !o.out.empty()       ? o.out
                           : o.weights.empty() ? (fs::path(o.run_dir) / "eval").string()
                                               : fs::path(o.weights).replace_extension("").string() + "_eval";
+  // An evaluation replaces the evaluation files in its folder, so the folder must be new, empty or
+  // an evaluation's: never a run's own folder, its checkpoints, or / (which --out once accepted).
+  {
+    std::error_code ec;
+    if (fs::is_directory(out, ec) && !fs::is_empty(out, ec)) {
+      bool evaluation = false;
+      for (const char* name : {"results.csv", "summary.json", "predictions.csv"})
+        evaluation = evaluation || fs::exists(fs::path(out) / name, ec);
+      if (!evaluation)
+        throw InputError("--out " + printable(out) + ": the folder holds files but no evaluation (results.csv, "
+                         "summary.json); give a new or empty folder");
+    }
+  }
   // Everything that can be checked before minutes of evaluation is: the output folders can be
   // written, and the reference run loads.
   for (const std::string& folder : {out, o.features.empty() ? out : o.features_out.empty() ? out + "/features" : o.features_out}) {

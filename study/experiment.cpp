@@ -185,15 +185,12 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   } catch (const YAML::Exception& e) {
     throw InputError(path + ": " + e.msg);
   }
-  // Each model's name is its entry in `models`: an override of it would train another model
-  // under that entry's label.
+  // Each entry of `models` sets model.name (its name, or its config's model.name for a variant):
+  // a shared override of it would be silently replaced.
   auto names_model = [](const std::string& o) { return o.rfind("model.name=", 0) == 0; };
   if (std::any_of(x.overrides.begin(), x.overrides.end(), names_model))
     throw InputError(path + ": model.name is set per entry of 'models', not in overrides or on the command line "
                      "(--models NAME,... chooses among them)");
-  for (const auto& m : x.models)
-    if (std::count_if(m.overrides.begin(), m.overrides.end(), names_model) > 1)
-      throw InputError(path + ": models[" + m.name + "].config sets model.name; the entry's 'name' is the model");
   // Check everything before hours of training: configs, model names, steps, perturbations.
   for (const auto& m : x.models) {
     const Config cfg = model_config(x, m, x.seeds.empty() ? std::nullopt : std::optional<uint64_t>(x.seeds.front()));

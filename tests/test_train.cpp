@@ -500,6 +500,10 @@ TEST(Train, EvaluationRefusesMeaninglessOptionsAndDamagedRuns) {
   ventral::test::write_text(run + "/input.json", "{\"channels\": 1, \"image_size\": 28}\n");
   expect_error("--exit-threshold ''", "--exit-threshold: an empty value");
   expect_error("--features-n 10", "--features-n: only with --features");
+  // --out on a folder of other files (the run's checkpoints): refused, nothing replaced.
+  auto into_checkpoints = ventral::test::run_ventral("eval " + run + " --out " + run + "/checkpoints");
+  EXPECT_EQ(into_checkpoints.status, 2) << into_checkpoints.output;
+  EXPECT_NE(into_checkpoints.output.find("holds files but no evaluation"), std::string::npos) << into_checkpoints.output;
   // Run files edited after training, in ways the weights' shapes cannot reveal, disagree with
   // model.json (written at training): an error, not a silently different model.
   const std::string classes = read(run + "/classes.txt"), config = read(run + "/config.yaml");

@@ -380,7 +380,7 @@ TEST(Weights, ExportThenFineTuneThroughTheCli) {
            {"perturb --data synthetic:20 --family block:2 --out " + (dir / "s.jpg"), "the contact sheet is a PNG"},
            {"config data.channels=2", "key 'data.channels': 2 is not supported (0 = as stored, 1 = gray, 3 = RGB)"},
            // Checked before minutes of evaluation, not after: the output folder and the reference run.
-           {weights + norm + " --out /proc/self", "cannot write /proc/self/.ventral_write_check"},
+           {weights + norm + " --out /proc/self", "--out /proc/self: the folder holds files but no evaluation"},
            {weights + norm + " --classes " + (dir / "classes.txt") + " --reference " + (dir / "out"),
             "not a run directory (no config.yaml)"}}) {
     auto r = run_ventral(args);

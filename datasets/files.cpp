@@ -268,9 +268,7 @@ std::vector<ListEntry> read_list(const std::string& list) {
 // has 21,841), and a typo in one number would otherwise make a billion classes.
 constexpr int64_t kMaxLabel = 99999;
 
-bool is_label_number(const std::string& s) {
-  return !s.empty() && s.size() <= 9 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
+bool is_label_number(const std::string& s) { return parse_count(s).has_value(); }
 
 // The class names and their order: classes.txt beside the list, or else the names (or label
 // numbers) of the list that fixes them.

@@ -2,6 +2,11 @@
 /// Each subcommand of the `ventral` binary registers itself on the app.
 #include <CLI/CLI.hpp>
 
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
 namespace ventral::cli {
 
 /// Thrown by a command that has already reported its outcome and must leave with `code`
@@ -9,6 +14,22 @@ namespace ventral::cli {
 struct ExitStatus {
   int code;
 };
+
+/// A seed flag's value: decimal digits, at most `max`. CLI11's own conversion would take 0x10
+/// as hex and 2^64 (or any larger number) as 2^64 - 1, and wrap -1 around.
+inline CLI::Validator seed_value(uint64_t max) {
+  return CLI::Validator(
+      [max](std::string& text) -> std::string {
+        const std::string range = "a seed is a whole number from 0 to " + std::to_string(max);
+        if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos)
+          return "'" + text + "' is not a number: " + range;
+        errno = 0;
+        const unsigned long long v = std::strtoull(text.c_str(), nullptr, 10);
+        if (errno == ERANGE || v > max) return text + " is too large: " + range;
+        return "";
+      },
+      "UINT");
+}
 
 void add_config_command(CLI::App& app);
 void add_data_command(CLI::App& app);

@@ -31,7 +31,7 @@ void add_compare_command(CLI::App& app) {
       ->allow_extra_args(false);
   cmd->add_option("--seeds", a->seeds, "train every model once per seed (comma-separated; replaces the experiment's seeds)")
       ->delimiter(',')
-      ->check(CLI::Range(0.0, 9.2e18))  // the config key seed's range; not -1 wrapped to 2^64 - 1
+      ->check(seed_value(9200000000000000000ull))  // the config key seed's range
       ->allow_extra_args(false);
   cmd->add_option("--nproc", a->nproc, "train each run data-parallel in N processes on this machine (ventral train --nproc)")
       ->check(CLI::Range(1, 1024));

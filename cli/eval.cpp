@@ -46,7 +46,7 @@ void add_eval_command(CLI::App& app) {
                   "the image at every step");
   cmd->add_option("--mask", o->mask, "what replaces the image after --present: blank (zeros after normalisation) or noise");
   cmd->add_option("--seed", o->seed, "perturbation seed (same for every model compared)")
-      ->check(CLI::Range(0.0, 18446744073709551615.0))  // not -1 silently wrapped to 2^64 - 1
+      ->check(seed_value(UINT64_MAX))
       ->capture_default_str();
   cmd->callback([o, cmd] {
     for (const char* flag : {"--out", "--features-out", "--weights", "--classes", "--class-map", "--data"})

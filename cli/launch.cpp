@@ -10,13 +10,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <thread>
+#include <utility>
 
 #include "core/error.hpp"
 
@@ -54,6 +59,30 @@ int status_code(int status) {
   return 1;
 }
 
+// Prints the error lines the ranks wrote into `folder` (rank.N), each distinct line once, and
+// removes the folder.
+void report_rank_errors(const std::string& folder, int nproc) {
+  std::vector<std::pair<std::string, std::vector<int>>> lines;  // in the order ranks said them
+  for (int r = 0; r < nproc; ++r) {
+    std::ifstream in(folder + "/rank." + std::to_string(r));
+    for (std::string line; std::getline(in, line);) {
+      auto it = std::find_if(lines.begin(), lines.end(), [&](const auto& l) { return l.first == line; });
+      if (it == lines.end()) lines.push_back({line, {r}});
+      else if (it->second.back() != r) it->second.push_back(r);
+    }
+  }
+  for (const auto& [line, ranks] : lines) {
+    std::string who;
+    if (ranks.size() != static_cast<size_t>(nproc)) {
+      for (int r : ranks) who += (who.empty() ? "rank " : ", ") + std::to_string(r);
+      who += ": ";
+    }
+    std::fprintf(stderr, "%s%s\n", who.c_str(), line.c_str());
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(folder, ec);
+}
+
 }  // namespace
 
 int launch_local_ranks(int nproc, const std::vector<std::string>& args) {
@@ -62,6 +91,10 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& args) {
       throw InputError(std::string("--nproc: this process is already a rank (") + var +
                        " is set); launch with either --nproc or torchrun/srun, not both");
   const int port = free_port();
+  std::string errors_folder = (std::filesystem::temp_directory_path() / "ventral-ranks-XXXXXX").string();
+  if (!::mkdtemp(errors_folder.data()))
+    throw InputError("--nproc: cannot create a folder under " + std::filesystem::temp_directory_path().string() +
+                     " for the ranks' messages: " + std::strerror(errno));
   std::vector<std::string> argv_strings{"ventral"};
   argv_strings.insert(argv_strings.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -80,6 +113,7 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& args) {
       for (pid_t p : pids) kill(p, SIGKILL), waitpid(p, nullptr, 0);
       std::signal(SIGINT, old_int);
       std::signal(SIGTERM, old_term);
+      report_rank_errors(errors_folder, nproc);
       throw InputError("--nproc: cannot start a process: " + why);
     }
     if (pid == 0) {
@@ -94,6 +128,7 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& args) {
       setenv("LOCAL_WORLD_SIZE", std::to_string(nproc).c_str(), 1);
       setenv("MASTER_ADDR", "127.0.0.1", 1);
       setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      setenv(kRankErrorFileVariable, (errors_folder + "/rank." + std::to_string(r)).c_str(), 1);
       unsetenv("SLURM_PROCID");
       unsetenv("SLURM_NTASKS");
       execv("/proc/self/exe", argv.data());
@@ -151,6 +186,7 @@ int launch_local_ranks(int nproc, const std::vector<std::string>& args) {
   }
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
+  report_rank_errors(errors_folder, nproc);
   return first_failure;
 }
 

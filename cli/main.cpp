@@ -3,16 +3,51 @@
 // keeps its own status (3 diverged, 75 stopped on purpose, 130/143 SIGINT/SIGTERM).
 #include <c10/util/Exception.h>
 
+#include <csignal>
+#include <cstring>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <new>
 #include <malloc.h>
+#include <unistd.h>
 
 #include "cli/commands.hpp"
+#include "cli/launch.hpp"
 #include "core/error.hpp"
+#include "core/io.hpp"
 #include "core/text.hpp"
 
+namespace {
+// Ctrl-C, kill or a closed terminal outside training (which stops at a step boundary on its
+// own): the file being written is removed, the user is told, and the process ends by the signal
+// as before (exit status 128 + N to a shell). Only async-signal-safe calls.
+extern "C" void on_stop_signal(int sig) {
+  ventral::remove_unfinished_files();
+  const char* what = sig == SIGINT ? "\nerror: interrupted (SIGINT); the command did not finish and its output is incomplete\n"
+                     : sig == SIGTERM ? "error: terminated (SIGTERM); the command did not finish and its output is incomplete\n"
+                                      : "error: hung up (SIGHUP); the command did not finish and its output is incomplete\n";
+  ssize_t ignored = ::write(STDERR_FILENO, what, std::strlen(what));
+  (void)ignored;
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+// Where a failure is reported: stderr, or for a rank started by `--nproc`, the file the
+// launcher names, so that ranks failing alike print one line between them, not one each.
+std::ostream& failure_stream() {
+  static std::ofstream file;
+  if (const char* path = std::getenv(ventral::cli::kRankErrorFileVariable); path && *path) {
+    if (!file.is_open()) file.open(path, std::ios::app);
+    if (file) return file;
+  }
+  return std::cerr;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP})
+    if (std::signal(sig, on_stop_signal) == SIG_IGN) std::signal(sig, SIG_IGN);  // nohup stays nohup
   // Every training step frees and re-allocates megabyte-sized activations. glibc's defaults
   // serve them with fresh mmaps or trim them back to the OS, so each step page-faults its
   // memory in again: cortical BLT's `ventral bench` took 324k minor faults and 0.76 s of
@@ -53,14 +88,14 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);
     std::string what = e.what();
-    std::cerr << "error: " << what << " (see ventral --help)\n";
+    failure_stream() << "error: " << what << " (see ventral --help)\n";
     return 2;
   } catch (const ventral::InputError& e) {
     // One line whatever a file name or a file's bytes held (a newline, a NUL).
-    std::cerr << "error: " << ventral::printable(e.what(), 20000) << "\n";
+    failure_stream() << "error: " << ventral::printable(e.what(), 20000) << "\n";
     return 2;
   } catch (const ventral::StoppedError& e) {
-    std::cerr << e.what() << "\n";
+    failure_stream() << e.what() << "\n";
     return e.status();
   } catch (const c10::Error& e) {
     // Running out of memory is the environment (or a size asked for), not a bug.
@@ -69,24 +104,24 @@ int main(int argc, char** argv) {
       const size_t at = what.find("you tried to allocate");
       const std::string detail =
           at == std::string::npos ? "" : " (" + what.substr(at, what.find_first_of(".\n", at) - at) + ")";
-      std::cerr << "error: out of memory" << detail
+      failure_stream() << "error: out of memory" << detail
                 << "; use smaller images (data.resize, data.center_crop, data.image_size) or batches\n";
       return 2;
     }
-    std::cerr << "internal error: " << what << "\n";
+    failure_stream() << "internal error: " << what << "\n";
     return 1;
   } catch (const std::bad_alloc&) {
-    std::cerr << "error: out of memory; use smaller images (data.resize, data.center_crop, data.image_size) or "
+    failure_stream() << "error: out of memory; use smaller images (data.resize, data.center_crop, data.image_size) or "
                  "batches\n";
     return 2;
   } catch (const std::filesystem::filesystem_error& e) {
     // A path the user gave that the system refuses (a link loop, a name too long, a permission):
     // the environment, not a bug; the paths and the system's reason are in the message.
     std::string where = e.path1().empty() ? "" : ventral::printable(e.path1().string()) + ": ";
-    std::cerr << "error: " << where << e.code().message() << " (" << ventral::printable(e.what()) << ")\n";
+    failure_stream() << "error: " << where << e.code().message() << " (" << ventral::printable(e.what()) << ")\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "internal error: " << e.what() << "\n";
+    failure_stream() << "internal error: " << e.what() << "\n";
     return 1;
   }
   return 0;

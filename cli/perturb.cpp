@@ -36,7 +36,7 @@ void add_perturb_command(CLI::App& app) {
                   "KEY=VALUE for the data.* preprocessing keys, e.g. data.preset=imagenet or data.image_size=64 "
                   "(repeatable)");
   cmd->add_option("--seed", a->seed, "perturbation seed")
-      ->check(CLI::Range(0.0, 18446744073709551615.0))  // not -1 silently wrapped to 2^64 - 1
+      ->check(seed_value(UINT64_MAX))
       ->capture_default_str();
   cmd->callback([a] {
     if (a->out.empty() && a->write.empty()) throw InputError("perturb: give --out sheet.png and/or --write DIR");

@@ -1,6 +1,8 @@
 #include "core/config.hpp"
 #include "core/text.hpp"
 
+#include <yaml-cpp/depthguard.h>
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -196,6 +198,9 @@ YAML::Node load_yaml_file(const std::string& path) {
   YAML::Node root;
   try {
     root = YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {  // yaml-cpp's own text for it is "bad file"
+    throw InputError(path + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": nested more than " +
+                     std::to_string(e.depth()) + " levels deep (a config is a few levels)");
   } catch (const YAML::Exception& e) {
     throw InputError(path + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }

@@ -6,8 +6,10 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include <cstdio>
@@ -56,6 +58,43 @@ int write_all(int fd, const char* data, size_t size) {
 
 }  // namespace
 
+namespace {
+// The temporary files being written, for remove_unfinished_files(): a fixed table of pointers
+// (a signal handler may neither allocate nor lock). A write finding the table full keeps its
+// temporary file out of it; a signal would then leave that one behind.
+constexpr size_t kUnfinishedSlots = 64;
+std::atomic<char*> g_unfinished[kUnfinishedSlots];
+
+// Registers `path` while it lives.
+class Unfinished {
+ public:
+  explicit Unfinished(const std::string& path) : copy_(::strdup(path.c_str())) {
+    for (auto& slot : g_unfinished) {
+      char* expected = nullptr;
+      if (copy_ && slot.compare_exchange_strong(expected, copy_)) {
+        slot_ = &slot;
+        return;
+      }
+    }
+  }
+  ~Unfinished() {
+    if (slot_) slot_->store(nullptr);
+    std::free(copy_);
+  }
+  Unfinished(const Unfinished&) = delete;
+  Unfinished& operator=(const Unfinished&) = delete;
+
+ private:
+  char* copy_;
+  std::atomic<char*>* slot_ = nullptr;
+};
+}  // namespace
+
+void remove_unfinished_files() noexcept {
+  for (auto& slot : g_unfinished)
+    if (const char* path = slot.load()) ::unlink(path);
+}
+
 void write_file_atomic(const std::string& path, const std::string& contents) {
   fs::path target(path);
   {  // the rename would replace whatever is there: never a device, a pipe or a folder
@@ -71,6 +110,7 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
   // anything that lists the folder as data (ventral's image folders skip dot files).
   const std::string tmp = (target.parent_path() / ("." + target.filename().string() + ".tmp." +
                                                    std::to_string(std::random_device{}()))).string();
+  const Unfinished registered(tmp);
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) throw InputError("cannot write " + path + ": cannot create " + tmp + ": " + system_reason(errno));
   // The bytes reach the disk before the rename makes them the file: a crash or power loss
@@ -135,42 +175,59 @@ std::vector<unsigned char> read_maybe_gzip(const std::string& path, size_t max_b
   // Grow with the data actually inflated: a lying size never triggers a huge allocation. Until
   // the header is known, inflate in small pieces; once it is, never more than it declares (+1
   // byte, to tell trailing data from the end): a gzip bomb stops there.
-  size_t limit = max_bytes, declared = 0;
+  size_t limit = max_bytes, declared = 0, earlier = 0;  // earlier: what previous gzip members inflated to
+  const auto produced = [&] { return earlier + zs.total_out; };
   out.resize(std::min<size_t>(max_bytes, raw.size() * 4 + 1024));
   int rc = Z_OK;
   while (true) {
-    if (zs.total_out == out.size()) {
+    if (produced() == out.size()) {
       if (out.size() >= limit) {
         inflateEnd(&zs);
-        throw InputError(path + ": gzip data inflates beyond " +
+        throw InputError(printable(path) + ": gzip data inflates beyond " +
                          (declared ? "the " + std::to_string(declared) + " bytes its header declares (trailing data, or a gzip bomb)"
                                    : std::to_string(max_bytes) + " bytes"));
       }
       out.resize(std::min(limit, out.size() * 2));
     }
-    zs.next_out = out.data() + zs.total_out;
+    zs.next_out = out.data() + produced();
     const size_t piece = needed && !declared ? 4096 : size_t{1} << 30;
-    zs.avail_out = static_cast<uInt>(std::min(out.size() - zs.total_out, piece));
+    zs.avail_out = static_cast<uInt>(std::min(out.size() - produced(), piece));
     rc = inflate(&zs, Z_NO_FLUSH);
-    if (rc == Z_STREAM_END) break;
+    if (rc == Z_STREAM_END) {
+      // Another gzip member follows (`cat a.gz b.gz` is one valid file, as gzip -d reads it), or
+      // else bytes that are no gzip data: refused rather than ignored.
+      if (zs.avail_in == 0) break;
+      if (zs.avail_in < 2 || zs.next_in[0] != 0x1f || zs.next_in[1] != 0x8b) {
+        const size_t extra = zs.avail_in;
+        inflateEnd(&zs);
+        throw InputError(printable(path) + ": " + std::to_string(extra) +
+                         " bytes of trailing data after the gzip stream (a damaged or appended file)");
+      }
+      earlier += zs.total_out;
+      if (inflateReset(&zs) != Z_OK) {
+        inflateEnd(&zs);
+        throw std::runtime_error("zlib reset failed");
+      }
+      continue;
+    }
     if (rc != Z_OK || (zs.avail_in == 0 && zs.avail_out != 0)) {
       inflateEnd(&zs);
-      throw InputError(path + ": corrupt or truncated gzip data");
+      throw InputError(printable(path) + ": corrupt or truncated gzip data");
     }
     if (needed && !declared) {
       try {  // the header may already be refused
-        declared = needed(out.data(), zs.total_out);
+        declared = needed(out.data(), produced());
       } catch (...) {
         inflateEnd(&zs);
         throw;
       }
       if (declared) {
         limit = std::min(max_bytes, declared + 1);
-        if (out.size() > limit) out.resize(std::max<size_t>(limit, zs.total_out));
+        if (out.size() > limit) out.resize(std::max<size_t>(limit, produced()));
       }
     }
   }
-  out.resize(zs.total_out);
+  out.resize(produced());
   inflateEnd(&zs);
   return out;
 }

@@ -11,6 +11,9 @@ namespace ventral {
 /// InputError "cannot write PATH: <reason>" (e.g. "no space left on device") on failure, and
 /// the old file is untouched.
 void write_file_atomic(const std::string& path, const std::string& contents);
+/// Unlinks the temporary files write_file_atomic is writing at this moment: for a signal
+/// handler (async-signal-safe), so that a file cut short by Ctrl-C leaves nothing behind.
+void remove_unfinished_files() noexcept;
 /// Appends `text` to `path` (created if missing); InputError naming the path and the reason.
 void append_file(const std::string& path, const std::string& text);
 /// Creates the folder `path` and its parents; InputError naming it, and why, when that is not

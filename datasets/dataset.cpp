@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -26,12 +27,17 @@ const std::vector<std::string> kDigits = {"0", "1", "2", "3", "4", "5", "6", "7"
 const std::vector<std::string> kCifarClasses = {"airplane", "automobile", "bird",  "cat",  "deer",
                                                 "dog",      "frog",       "horse", "ship", "truck"};
 
-// Finds "<stem>" or "<stem>.gz" in dir.
+// Finds "<stem>" or "<stem>.gz" in dir; the uncompressed file when both exist (`gunzip -k`
+// leaves both), said in a note since the two could differ.
 std::string find_idx(const std::string& dir, const std::string& stem) {
-  for (const char* ext : {"", ".gz"}) {
-    fs::path p = fs::path(dir) / (stem + ext);
-    if (fs::exists(p)) return p.string();
-  }
+  const fs::path raw = fs::path(dir) / stem, gz = fs::path(dir) / (stem + ".gz");
+  std::error_code ec;
+  const bool has_raw = fs::exists(raw, ec), has_gz = fs::exists(gz, ec);
+  if (has_raw && has_gz)
+    std::fprintf(stderr, "note: %s: both %s and %s.gz exist; reading %s\n", printable(dir).c_str(), stem.c_str(),
+                 stem.c_str(), stem.c_str());
+  if (has_raw) return raw.string();
+  if (has_gz) return gz.string();
   throw InputError(dir + ": missing " + stem + "[.gz] (expected MNIST-format IDX files)");
 }
 
@@ -118,14 +124,37 @@ Dataset Dataset::subset(const std::vector<int64_t>& indices) const {
   return out;
 }
 
+namespace {
+// The N of synthetic:N.
+int64_t synthetic_count(const std::string& spec, const std::string& arg) {
+  const std::optional<int64_t> n = parse_count(arg);
+  if (!n || *n < 1 || *n > 10000000)
+    throw InputError("dataset '" + spec + "': synthetic:N needs an image count from 1 to 10000000");
+  return *n;
+}
+}  // namespace
+
+void check_dataset_spec(const std::string& spec) {
+  const size_t colon = spec.find(':');
+  const std::string kind = spec.substr(0, colon), arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  if (kind != "fashion-mnist" && kind != "mnist" && kind != "cifar10" && kind != "folder" && kind != "list" &&
+      kind != "synthetic")
+    throw InputError("unknown dataset '" + printable(spec) +
+                     "' (use fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR, list:FILE or synthetic)");
+  if (arg.empty() && (kind == "mnist" || kind == "cifar10" || kind == "folder" || kind == "list"))
+    throw InputError("dataset '" + printable(spec) + "' needs a " +
+                     (kind == "list" ? "file: list:FILE" : "folder: " + kind + ":DIR"));
+  if (kind == "synthetic" && !arg.empty()) synthetic_count(spec, arg);
+  if (kind == "list" || arg.empty() || kind == "synthetic") return;  // a list's path may hold {split}
+  std::error_code ec;
+  if (!fs::is_directory(arg, ec)) throw InputError("dataset '" + printable(spec) + "': " + printable(arg) + ": no such folder");
+}
+
 Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& options) {
+  check_dataset_spec(spec);
   auto colon = spec.find(':');
   std::string kind = spec.substr(0, colon);
   std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
-  auto need_dir = [&]() {
-    if (arg.empty())
-      throw InputError("dataset '" + spec + "' needs a " + (kind == "list" ? "file: list:FILE" : "folder: " + kind + ":DIR"));
-  };
   if (options.resize > 0 && options.center_crop == 0)
     throw InputError("data.resize: needs data.center_crop (after resizing the shorter side, images of other aspect "
                      "ratios differ in shape); e.g. data.resize=256 data.center_crop=224");
@@ -136,13 +165,10 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
   if (kind == "fashion-mnist") {
     d = load_idx_dir(arg.empty() ? kFashionMnistDir : arg, split, kFashionClasses);
   } else if (kind == "mnist") {
-    need_dir();
     d = load_idx_dir(arg, split, kDigits);
   } else if (kind == "cifar10") {
-    need_dir();
     d = load_cifar_dir(arg, split);
   } else if (kind == "folder") {
-    need_dir();
     // ROOT/train and ROOT/test select the split; otherwise the folder is used for both.
     fs::path sub = fs::path(arg) / split_name(split);
     std::error_code ec;
@@ -152,7 +178,6 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
     if (split_dirs && split == Split::Test) use_training_classes(index, root, (fs::path(arg) / "train").string());
     d = open_images(std::move(index), options, root);
   } else if (kind == "list") {
-    need_dir();
     // list:DIR/{split}.csv names one list per split; the training list fixes the classes.
     const size_t at = arg.find("{split}");
     std::string list = arg, classes_from;
@@ -170,19 +195,10 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
   } else if (kind == "synthetic") {
     int64_t n = split == Split::Train ? 2000 : 500;
     if (!arg.empty()) {
-      try {
-        size_t used = 0;
-        n = std::stoll(arg, &used);
-        if (used != arg.size() || n <= 0 || n > 10000000) throw std::invalid_argument(arg);
-      } catch (const std::exception&) {
-        throw InputError("dataset '" + spec + "': synthetic:N needs an image count from 1 to 10000000");
-      }
+      n = synthetic_count(spec, arg);
       if (split == Split::Test) n = std::max<int64_t>(1, n / 4);
     }
     d = make_synthetic(n, split == Split::Train ? 1 : 2);
-  } else {
-    throw InputError("unknown dataset '" + spec +
-                     "' (use fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR, list:FILE or synthetic)");
   }
   if (d.size() == 0)  // nothing to train on or score: every number would be 0 or NaN
     throw InputError("dataset '" + spec + "': the " + split_name(split) + " split holds no images");

@@ -100,6 +100,9 @@ struct Dataset {
   Dataset subset(const std::vector<int64_t>& indices) const;
 };
 
+/// Checks a data.dataset value without reading images: a known kind, the folder or file it
+/// needs, a valid synthetic:N count; InputError otherwise.
+void check_dataset_spec(const std::string& spec);
 /// Loads a dataset from a SPEC: `fashion-mnist` (the Debian package), `fashion-mnist:DIR`,
 /// `mnist:DIR`, `cifar10:DIR`, `folder:DIR`, `list:FILE`, `synthetic[:N]`. Folders and lists
 /// are indexed first (datasets/files.cpp, cached) and then streamed or decoded into memory as
@@ -124,6 +127,9 @@ struct ImageIndex {
   std::shared_ptr<ImageFiles> files;
   std::vector<int64_t> labels;
   std::vector<std::string> classes;
+  /// A folder's entries that are not images of a class: sub-folders inside class folders (not
+  /// read), and entries that are not regular files (dangling links, pipes, devices).
+  size_t nested_folders = 0, not_files = 0;
 };
 /// ROOT/<class>/<file>, classes sorted by name, files sorted within a class. The index is cached
 /// in ROOT/.ventral-index (or, where ROOT is read-only, under $XDG_CACHE_HOME/ventral), keyed by

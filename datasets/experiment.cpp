@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 #include "core/rng.hpp"
 #include "core/threads.hpp"
 #include "datasets/perturb.hpp"
@@ -57,13 +58,18 @@ Preprocessing preprocessing(const Config& cfg) {
   if (out.mean.empty()) out.mean = p.mean;
   if (out.std.empty()) out.std = p.std;
   if (out.load.channels != 0)
-    for (const auto& [key, values] : {std::pair<const char*, const std::vector<double>*>{"data.mean", &out.mean},
-                                      {"data.std", &out.std}})
-      if (!values->empty() && values->size() != static_cast<size_t>(out.load.channels))
-        throw InputError("key '" + std::string(key) + "' has " + std::to_string(values->size()) + " values for " +
-                         std::to_string(out.load.channels) + "-channel images (data.channels" +
-                         (name != "none" ? ", or data.preset " + name : std::string()) + ")");
+    check_mean_std(out.mean, out.std, out.load.channels, cfg.source(),
+                   "data.channels" + (name != "none" ? ", or data.preset " + name : std::string()), true);
   return out;
+}
+
+void check_mean_std(const std::vector<double>& mean, const std::vector<double>& std, int64_t channels,
+                    const std::string& where, const std::string& why, bool allow_empty) {
+  for (const auto& [key, values] : {std::pair<const char*, const std::vector<double>*>{"data.mean", &mean},
+                                    {"data.std", &std}})
+    if (values->size() != static_cast<size_t>(channels) && !(allow_empty && values->empty()))
+      throw InputError(where + ": key '" + key + "' has " + std::to_string(values->size()) + " values for " +
+                       std::to_string(channels) + "-channel images (" + why + ")");
 }
 
 ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
@@ -72,7 +78,18 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
   const LoadOptions load = pre.load;
   std::string spec = cfg.get_string("data.dataset");
   d.train = load_dataset(spec, Split::Train, load);
-  if (need_test) d.test = load_dataset(spec, Split::Test, load);
+  if (need_test) {
+    d.test = load_dataset(spec, Split::Test, load);
+    // A model trained at one size and tested at another would be scored on inputs it never saw
+    // (convolutional models take any size without a word).
+    const auto shape = [](const Dataset& x) {
+      return std::to_string(x.channels) + "x" + std::to_string(x.height) + "x" + std::to_string(x.width);
+    };
+    if (shape(d.test) != shape(d.train))
+      throw InputError(cfg.source() + ": key 'data.dataset' (" + printable(spec) + "): the test split's images are " +
+                       shape(d.test) + " (channels x height x width), the training split's " + shape(d.train) +
+                       "; set data.image_size (and data.channels) to bring both to one shape");
+  }
   d.split = split_train_val(d.train, cfg.get_float("data.val_fraction"), static_cast<uint64_t>(cfg.get_int("seed")));
   if (int64_t limit = cfg.get_int("data.max_train_images"); limit > 0 && static_cast<size_t>(limit) < d.split.train.size()) {
     Rng rng({static_cast<uint64_t>(cfg.get_int("seed")), stream::kTrainSubset});
@@ -92,13 +109,7 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
       if (d.mean.empty()) d.mean = s.mean;
       if (d.std.empty()) d.std = s.std;
     }
-    auto channels = static_cast<size_t>(d.train.channels);
-    require(d.mean.size() == channels,
-            cfg.source() + ": key 'data.mean' has " + std::to_string(d.mean.size()) + " values for " +
-                std::to_string(channels) + " channels");
-    require(d.std.size() == channels,
-            cfg.source() + ": key 'data.std' has " + std::to_string(d.std.size()) + " values for " +
-                std::to_string(channels) + " channels");
+    check_mean_std(d.mean, d.std, d.train.channels, cfg.source(), "the dataset's");
     for (double& s : d.std) s = std::max(s, 1e-6);
   }
   return d;

@@ -21,6 +21,11 @@ struct Preprocessing {
   std::vector<double> mean, std;
 };
 Preprocessing preprocessing(const Config& cfg);
+/// InputError unless data.mean and data.std (`mean`, `std`; an empty one skipped when
+/// `allow_empty`) hold one value per channel: "`where`: key 'data.mean' has N values for
+/// C-channel images (`why`)", where `why` says where C comes from.
+void check_mean_std(const std::vector<double>& mean, const std::vector<double>& std, int64_t channels,
+                    const std::string& where, const std::string& why, bool allow_empty = false);
 
 /// Loads data.dataset with data.channels / data.image_size, splits off data.val_fraction
 /// (seeded), and takes data.mean / data.std or, when empty, measures them on the training

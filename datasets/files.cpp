@@ -82,7 +82,7 @@ bool decode_fitted(const ImageFiles& files, size_t k, int64_t channels, int64_t 
 
 // ---- the index cache -------------------------------------------------------------------
 
-constexpr const char* kCacheMagic = "ventral-index 1";
+constexpr const char* kCacheMagic = "ventral-index 2";
 
 std::string hex64(uint64_t v) {
   char buf[17];
@@ -144,9 +144,11 @@ std::optional<ImageIndex> read_cache(const std::vector<std::string>& paths, cons
     if (!std::getline(in, line) || line != kCacheMagic) continue;
     if (!std::getline(in, line) || line != "key\t" + key) continue;
     size_t n_classes = 0, n_files = 0;
-    if (!std::getline(in, line) || std::sscanf(line.c_str(), "classes\t%zu\tfiles\t%zu", &n_classes, &n_files) != 2)
-      continue;
     ImageIndex index;
+    if (!std::getline(in, line) ||
+        std::sscanf(line.c_str(), "classes\t%zu\tfiles\t%zu\tskipped\t%zu\t%zu", &n_classes, &n_files,
+                    &index.nested_folders, &index.not_files) != 4)
+      continue;
     index.files = std::make_shared<ImageFiles>();
     index.files->root = root;
     bool ok = true;
@@ -176,7 +178,8 @@ std::optional<ImageIndex> read_cache(const std::vector<std::string>& paths, cons
 // name holds a line break the format cannot carry). Returns the path written, or "".
 std::string write_cache(const std::vector<std::string>& paths, const std::string& key, const ImageIndex& index) {
   std::string out = std::string(kCacheMagic) + "\nkey\t" + key + "\nclasses\t" + std::to_string(index.classes.size()) +
-                    "\tfiles\t" + std::to_string(index.labels.size()) + "\n";
+                    "\tfiles\t" + std::to_string(index.labels.size()) + "\tskipped\t" +
+                    std::to_string(index.nested_folders) + "\t" + std::to_string(index.not_files) + "\n";
   for (const auto& c : index.classes) {
     if (c.find('\n') != std::string::npos) return "";
     out += c + "\n";
@@ -277,7 +280,7 @@ std::vector<std::string> list_classes(const std::string& list, const std::string
   std::error_code ec;
   std::vector<ListEntry> source = read_list(classes_from.empty() ? list : classes_from);
   *numbered = std::all_of(source.begin(), source.end(), [](const ListEntry& e) { return is_label_number(e.label); });
-  if (fs::is_regular_file(txt, ec)) {
+  if (fs::exists(txt, ec)) {  // a folder or pipe of that name is refused by read_file, not ignored
     std::vector<std::string> names;
     const auto bytes = read_file(txt.string());
     std::string text(bytes.begin(), bytes.end());
@@ -321,13 +324,17 @@ std::vector<std::string> list_classes(const std::string& list, const std::string
 }  // namespace
 
 namespace {
-// The class folders of ROOT (sub-folders not starting with '.'), sorted.
-std::vector<fs::path> class_folders(const std::string& root) {
+// The class folders of ROOT (sub-folders not starting with '.'), sorted; `loose` counts the
+// other entries (files at the top, which belong to no class).
+std::vector<fs::path> class_folders(const std::string& root, size_t* loose = nullptr) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) throw InputError(printable(root) + ": no such folder");
   std::vector<fs::path> class_dirs;
-  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec))
-    if (std::error_code dir_ec; it->is_directory(dir_ec) && !hidden(it->path())) class_dirs.push_back(it->path());
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    if (hidden(it->path())) continue;
+    if (std::error_code dir_ec; it->is_directory(dir_ec)) class_dirs.push_back(it->path());
+    else if (loose) ++*loose;
+  }
   if (ec) throw InputError(printable(root) + ": cannot list the folder (" + ec.message() + ")");
   std::sort(class_dirs.begin(), class_dirs.end());
   if (class_dirs.empty())
@@ -352,14 +359,15 @@ void use_training_classes(ImageIndex& index, const std::string& root, const std:
 }
 
 ImageIndex index_folder(const std::string& root) {
-  const std::vector<fs::path> class_dirs = class_folders(root);
+  size_t loose = 0;
+  const std::vector<fs::path> class_dirs = class_folders(root, &loose);
   std::string key;
   std::vector<int64_t> stamps;
   for (const auto& dir : class_dirs) {
     stamps.push_back(mtime_ns(dir.string()));
     key += dir.filename().string() + '\x1f' + std::to_string(stamps.back()) + '\x1f' + identity(dir.string()) + '\x1e';
   }
-  return cached(root, true, hex64(fnv1a(key)), stamps, root, [&] {
+  ImageIndex found = cached(root, true, hex64(fnv1a(key)), stamps, root, [&] {
     ImageIndex index;
     index.files = std::make_shared<ImageFiles>();
     index.files->root = root;
@@ -367,10 +375,13 @@ ImageIndex index_folder(const std::string& root) {
       index.classes.push_back(class_dirs[c].filename().string());
       std::vector<std::string> names;
       std::error_code list_ec;
-      for (fs::directory_iterator it(class_dirs[c], list_ec), end; !list_ec && it != end; it.increment(list_ec))
-        // A dangling link or a link loop is no image file: skipped, as other non-files are.
-        if (std::error_code entry_ec; it->is_regular_file(entry_ec) && !hidden(it->path()))
-          names.push_back(it->path().filename().string());
+      for (fs::directory_iterator it(class_dirs[c], list_ec), end; !list_ec && it != end; it.increment(list_ec)) {
+        if (hidden(it->path())) continue;
+        std::error_code entry_ec;
+        if (it->is_regular_file(entry_ec)) names.push_back(it->path().filename().string());
+        else if (it->is_directory(entry_ec)) ++index.nested_folders;
+        else ++index.not_files;  // a dangling link, a link loop, a pipe, a device
+      }
       if (list_ec)
         throw InputError(printable(class_dirs[c].string()) + ": cannot list the folder (" + list_ec.message() + ")");
       std::sort(names.begin(), names.end());
@@ -383,6 +394,22 @@ ImageIndex index_folder(const std::string& root) {
       throw InputError(printable(root) + ": empty image folder (the class sub-folders hold no files)");
     return index;
   });
+  // Said every time, cached or not: a count that differs from what the user expects starts here.
+  std::vector<std::string> parts;
+  auto count = [](size_t n, const char* one, const char* many) { return std::to_string(n) + " " + (n == 1 ? one : many); };
+  if (found.nested_folders)
+    parts.push_back(count(found.nested_folders, "sub-folder inside a class folder", "sub-folders inside class folders") +
+                    " (not read: a class's images are the files directly in its folder)");
+  if (found.not_files)
+    parts.push_back(count(found.not_files, "entry that is not a file", "entries that are not files") +
+                    " (dangling links, pipes or devices)");
+  if (loose) parts.push_back(count(loose, "file", "files") + " beside the class folders (in no class)");
+  if (!parts.empty()) {
+    std::string text;
+    for (size_t k = 0; k < parts.size(); ++k) text += (k ? (k + 1 == parts.size() ? " and " : ", ") : "") + parts[k];
+    std::fprintf(stderr, "note: %s: skipped %s\n", printable(root).c_str(), text.c_str());
+  }
+  return found;
 }
 
 ImageIndex index_list(const std::string& list, const std::string& classes_from) {

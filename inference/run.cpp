@@ -9,6 +9,7 @@
 #include "core/device.hpp"
 #include "core/error.hpp"
 #include "core/io.hpp"
+#include "core/json.hpp"
 #include "core/text.hpp"
 #include "core/threads.hpp"
 #include "datasets/experiment.hpp"
@@ -47,13 +48,7 @@ void describe_differences(const nlohmann::json& saved, const nlohmann::json& now
 void check_model_json(const RunDir& dir, const LoadedRun& r) {
   std::error_code ec;
   if (!std::filesystem::exists(dir.model_json(), ec)) return;  // runs trained before model.json
-  const std::vector<unsigned char> bytes = read_file(dir.model_json());
-  nlohmann::json saved;
-  try {
-    saved = nlohmann::json::parse(bytes.begin(), bytes.end());
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(dir.model_json() + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
+  const nlohmann::json saved = read_json_file(dir.model_json());
   const nlohmann::json now = model_json({r.cfg, r.model->default_steps(), r.channels, r.image_size, r.mean, r.std, r.classes});
   std::vector<std::string> differences;
   for (const char* key : {"model", "options", "steps", "input", "normalisation", "classes"})
@@ -91,11 +86,7 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
   // never used (they would make evaluation disagree with training).
   if (!r.cfg.get_bool("data.normalize") || (r.mean.empty() && r.std.empty()))
     r.mean.assign(r.channels, 0.0), r.std.assign(r.channels, 1.0);
-  for (const auto& [key, values] : {std::pair<const char*, const std::vector<double>*>{"data.mean", &r.mean},
-                                    {"data.std", &r.std}})
-    if (values->size() != static_cast<size_t>(r.channels))
-      throw InputError(dir.config() + ": key '" + key + "' has " + std::to_string(values->size()) + " values for the " +
-                       std::to_string(r.channels) + "-channel images the model was trained on");
+  check_mean_std(r.mean, r.std, r.channels, dir.config(), "the model was trained on them");
   torch::Device device = resolve_device(r.cfg.get_string("device"));
   r.model = create_model(r.cfg.get_string("model.name"),
                          model_options(r.cfg, r.channels, static_cast<int64_t>(r.classes.size()), r.image_size));

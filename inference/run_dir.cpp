@@ -8,29 +8,13 @@
 
 #include "core/error.hpp"
 #include "core/io.hpp"
+#include "core/json.hpp"
 #include "core/text.hpp"
 
 namespace ventral {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-namespace {
-
-std::string read_text(const std::string& path) {
-  std::vector<unsigned char> bytes = read_file(path);
-  return std::string(bytes.begin(), bytes.end());
-}
-
-json read_json(const std::string& path) {
-  try {
-    return json::parse(read_text(path));
-  } catch (const json::exception& e) {
-    throw InputError(path + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
-}
-
-}  // namespace
 
 std::string RunDir::file(const std::string& name) const { return (fs::path(path_) / name).string(); }
 
@@ -55,7 +39,7 @@ std::vector<std::string> RunDir::read_classes() const {
 
 std::optional<InputShape> RunDir::read_input() const {
   if (!fs::exists(input())) return std::nullopt;
-  json j = read_json(input());
+  json j = read_json_file(input());
   try {
     if (!j.at("channels").is_number_integer() || !j.at("image_size").is_number_integer())
       throw InputError(input() + ": channels and image_size must be whole numbers, got " + printable(j.dump(), 200));
@@ -74,7 +58,7 @@ void RunDir::write_input(const InputShape& shape) const {
 }
 
 TestRecord RunDir::read_test() const {
-  json j = read_json(test());
+  json j = read_json_file(test());
   try {
     TestRecord t;
     t.steps = j.at("steps").get<std::vector<int64_t>>();

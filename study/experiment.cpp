@@ -13,6 +13,7 @@
 #include "datasets/perturb.hpp"
 #include "eval/sweep.hpp"
 #include "models/registry.hpp"
+#include "train/schedule.hpp"
 
 namespace ventral {
 
@@ -196,6 +197,14 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     const Config cfg = model_config(x, m, x.seeds.empty() ? std::nullopt : std::optional<uint64_t>(x.seeds.front()));
     check_model_options(cfg);
     training_perturbation(cfg);
+    LrSchedule::from_config(cfg, 1);
+    check_dataset_spec(cfg.get_string("data.dataset"));
+    if (const std::string weights = cfg.get_string("model.weights"); !weights.empty()) {
+      std::error_code ec;
+      if (!fs::is_regular_file(weights, ec))
+        throw InputError(cfg.source() + ": key 'model.weights': " + printable(weights) + ": no such file" +
+                         (fs::path(weights).is_relative() ? " (relative to the working directory)" : ""));
+    }
   }
   if (!x.steps.empty()) parse_steps(x.steps);
   try {

@@ -303,3 +303,94 @@ TEST(Cli, OutputsThatCannotBeWholeAreRefusedUpFront) {
   write_text(dir / "x.yaml", "base: base.yaml\nmodels:\n  - name: cortical_b\neval:\n  mask: noise\n");
   expect_input_error("compare " + (dir / "x.yaml") + " --plan", "eval.present, which is not set");
 }
+
+TEST(Cli, IgnoredInputIsRefusedOrSaid) {
+  TempDir dir;
+  // Seeds: CLI11 read 2^64 as 2^64 - 1 and 0x10 as 16.
+  const std::string sheet = "perturb --data synthetic:8 --family block --n 1 --out " + (dir / "s.png");
+  expect_input_error(sheet + " --seed 18446744073709551616", "is too large: a seed is a whole number from 0 to");
+  expect_input_error(sheet + " --seed 0x10", "'0x10' is not a number");
+  EXPECT_EQ(run_ventral(sheet + " --seed 18446744073709551615").status, 0);
+  // gzip: bytes after the stream were ignored; a second member (cat a.gz b.gz) is valid gzip.
+  auto images = idx_header({2, 1, 1});
+  images.insert(images.end(), {7, 9});
+  auto labels = idx_header({2});
+  labels.insert(labels.end(), {0, 1});
+  for (const char* d : {"junk", "members", "both"}) {
+    write_bytes(dir / (std::string(d) + "/train-images-idx3-ubyte.raw"), images);
+    write_bytes(dir / (std::string(d) + "/train-labels-idx1-ubyte"), labels);
+  }
+  const std::string in = dir / "junk/train-images-idx3-ubyte";
+  ASSERT_EQ(ventral::test::run_shell("gzip -c " + in + ".raw > " + in + ".gz && printf 'junk' >> " + in + ".gz").status, 0);
+  expect_input_error("data mnist:" + (dir / "junk") + " --split train", "4 bytes of trailing data after the gzip stream");
+  // The same bytes as two members: the header in one, the pixels in the other.
+  const std::string two = dir / "members/train-images-idx3-ubyte";
+  ASSERT_EQ(ventral::test::run_shell("head -c 16 " + two + ".raw | gzip -c > " + two + ".gz && tail -c 2 " + two +
+                                     ".raw | gzip -c >> " + two + ".gz").status, 0);
+  auto r = run_ventral("data mnist:" + (dir / "members") + " --split train");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("shape    1x1x1"), std::string::npos) << r.output;
+  // Both the raw file and the .gz: the raw one is read, and the note says so.
+  const std::string both = dir / "both/train-images-idx3-ubyte";
+  ASSERT_EQ(ventral::test::run_shell("cp " + both + ".raw " + both + " && gzip -c " + both + ".raw > " + both + ".gz").status, 0);
+  r = run_ventral("data mnist:" + (dir / "both") + " --split train");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("both train-images-idx3-ubyte and train-images-idx3-ubyte.gz exist; reading "
+                          "train-images-idx3-ubyte"), std::string::npos) << r.output;
+  // A test split of another shape than the training split was scored at its own size.
+  auto small = idx_header({2, 2, 2});
+  small.insert(small.end(), 8, 5);
+  write_bytes(dir / "shapes/train-images-idx3-ubyte", images);
+  write_bytes(dir / "shapes/train-labels-idx1-ubyte", labels);
+  write_bytes(dir / "shapes/t10k-images-idx3-ubyte", small);
+  write_bytes(dir / "shapes/t10k-labels-idx1-ubyte", labels);
+  write_text(dir / "shapes.yaml", "data:\n  dataset: mnist:" + (dir / "shapes") + "\nmodel:\n  name: cortical_b\n");
+  expect_input_error("train " + (dir / "shapes.yaml") + " --run-dir " + (dir / "run"),
+                     "the test split's images are 1x2x2 (channels x height x width), the training split's 1x1x1");
+  // A folder's entries that hold no images of a class are counted in a note, not dropped silently.
+  std::vector<unsigned char> png;
+  cv::imencode(".png", cv::Mat(8, 8, CV_8UC1, cv::Scalar(9)), png);
+  for (const char* f : {"f/a/1.png", "f/a/deeper/2.png", "f/b/3.png", "f/loose.png"}) write_bytes(dir / f, png);
+  std::filesystem::create_symlink(dir / "nowhere.png", dir / "f/b/dangling.png");
+  for (int pass = 0; pass < 2; ++pass) {  // built, then from the cache
+    r = run_ventral("data folder:" + (dir / "f"));
+    EXPECT_EQ(r.status, 0) << r.output;
+    EXPECT_NE(r.output.find("skipped 1 sub-folder inside a class folder (not read: a class's images are the files "
+                            "directly in its folder), 1 entry that is not a file (dangling links, pipes or devices) "
+                            "and 1 file beside the class folders (in no class)"), std::string::npos) << r.output;
+  }
+  // A list's classes.txt that is a folder was ignored.
+  write_bytes(dir / "l/1.png", png);
+  write_text(dir / "l/train.csv", "1.png,cat\n");
+  std::filesystem::create_directories(dir / "l/classes.txt");
+  expect_input_error("data list:" + (dir / "l/train.csv") + " --split train", "classes.txt: is a folder, not a file");
+  // YAML nested past yaml-cpp's depth limit said "bad file".
+  write_text(dir / "deep.yaml", "a: " + std::string(5000, '[') + "\n");
+  expect_input_error("config " + (dir / "deep.yaml"), "deep.yaml: invalid YAML at line 2: nested more than 500 levels deep");
+  // compare --plan checks what every planned run would fail on.
+  write_text(dir / "base.yaml", "data:\n  dataset: synthetic:64\n");
+  write_text(dir / "x.yaml", "base: base.yaml\nmodels:\n  - name: cortical_b\n");
+  const std::string plan = "compare " + (dir / "x.yaml") + " --plan --out " + (dir / "study");
+  expect_input_error(plan + " data.dataset=synthetic:0", "synthetic:N needs an image count from 1 to 10000000");
+  expect_input_error(plan + " data.dataset=mnist:" + (dir / "nothing"), "nothing: no such folder");
+  expect_input_error(plan + " model.weights=" + (dir / "missing.pt"), "key 'model.weights': " + (dir / "missing.pt") +
+                                                                        ": no such file");
+  expect_input_error(plan + " train.milestones=[2]", "key 'train.milestones' is used only by train.schedule=step");
+  EXPECT_EQ(run_ventral(plan + " train.milestones=[2] train.schedule=step").status, 0);
+}
+
+TEST(Cli, ASignalRemovesTheFileBeingWrittenAndIsReported) {
+  TempDir dir;
+  // perturb --write writes thousands of files; SIGTERM arrives in the middle of them (SIGINT
+  // alike, but a shell starts background jobs with SIGINT ignored, and ventral keeps it so).
+  auto r = ventral::test::run_shell("cd " + dir.str() + " && { " + VENTRAL_BINARY + " perturb --data fashion-mnist --family all " +
+                                    "--write out > log.txt 2>&1 & pid=$!; sleep 3; kill -TERM $pid; wait $pid; echo status=$?; }");
+  EXPECT_NE(r.output.find("status=143"), std::string::npos) << r.output;
+  const std::string log = ventral::test::run_shell("cat " + (dir / "log.txt")).output;
+  EXPECT_NE(log.find("error: terminated (SIGTERM); the command did not finish and its output is incomplete"),
+            std::string::npos) << log;
+  // No temporary file (hidden, .NAME.tmp.N) is left behind; the finished files are whole.
+  const auto left = ventral::test::run_shell("find " + (dir / "out") + " -name '.*.tmp.*' | wc -l").output;
+  EXPECT_EQ(left, "0\n") << left;
+  EXPECT_NE(ventral::test::run_shell("find " + (dir / "out") + " -name '*.png' | head -1").output, "");
+}

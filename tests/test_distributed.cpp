@@ -446,6 +446,8 @@ TEST(DistributedTrain, BadEnvironmentAndBatchAreOneLineErrorsWithStatus2) {
            {"RANK=2 WORLD_SIZE=2 " + addr, "RANK=2 but WORLD_SIZE=2"},
            {"RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=http", "MASTER_PORT=http is not a TCP port"},
            {"RANK=0 WORLD_SIZE=2 MASTER_PORT=29500", "MASTER_ADDR is not set"},
+           {"RANK=0 WORLD_SIZE=2 MASTER_ADDR=no-such-host.invalid MASTER_PORT=29500",
+            "MASTER_ADDR 'no-such-host.invalid' does not resolve to an address"},
            {"RANK=0 WORLD_SIZE=3 " + addr, "train.batch_size 32 is the global batch and must divide among the 3"},
            {"RANK=0 WORLD_SIZE=32 " + addr, "leaves each of the 32 processes 1 image per step"}}) {
     auto r = run_shell(env + " " + train);
@@ -464,6 +466,12 @@ TEST(DistributedTrain, BadEnvironmentAndBatchAreOneLineErrorsWithStatus2) {
   auto nested = run_shell("RANK=0 WORLD_SIZE=2 " + train + " --nproc 2");
   EXPECT_EQ(nested.status, 2) << nested.output;
   EXPECT_NE(nested.output.find("already a rank"), std::string::npos) << nested.output;
+  // Ranks that fail alike under --nproc: the launcher prints their line once, not once per rank.
+  auto both = run_shell(train + " --nproc 2 model.weights=" + (dir / "missing.pt"));
+  EXPECT_EQ(both.status, 2) << both.output;
+  EXPECT_EQ(std::count(both.output.begin(), both.output.end(), '\n'), 1) << both.output;
+  EXPECT_NE(both.output.find("error: "), std::string::npos) << both.output;
+  EXPECT_NE(both.output.find("missing.pt"), std::string::npos) << both.output;
 }
 
 TEST(DistributedTrain, AKilledRankStopsTheOtherAndTheRunResumesWithTwoOrOneRanks) {

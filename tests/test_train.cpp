@@ -520,7 +520,7 @@ TEST(Train, EvaluationRefusesMeaninglessOptionsAndDamagedRuns) {
   expect_error("", "normalisation.mean[0]");
   edited.set("data.std=[]", "test");
   edited.save(run + "/config.yaml");
-  expect_error("", "key 'data.std' has 0 values for the 1-channel images");
+  expect_error("", "key 'data.std' has 0 values for 1-channel images (the model was trained on them)");
   ventral::test::write_text(run + "/config.yaml", config);
   // A damaged checkpoint (NaN weights) is refused, not scored as "every image is class 0".
   Config cfg = Config::load(run + "/config.yaml");

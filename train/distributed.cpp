@@ -7,6 +7,9 @@
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO
 #endif
+#include <netdb.h>
+#include <sys/socket.h>
+
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
@@ -16,6 +19,7 @@
 #include <cstdlib>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace ventral {
 
@@ -114,6 +118,14 @@ struct ProcessGroup::Impl {
 ProcessGroup::ProcessGroup(const DistEnv& env, std::chrono::milliseconds timeout)
     : env_(env), impl_(std::make_unique<Impl>()) {
   const std::string where = env.master_addr + ":" + std::to_string(env.port);
+  {  // a name that does not resolve: said here, before the store's retries and Gloo's log lines
+    addrinfo hints{}, *found = nullptr;
+    hints.ai_socktype = SOCK_STREAM;
+    if (const int rc = ::getaddrinfo(env.master_addr.c_str(), nullptr, &hints, &found); rc != 0)
+      throw InputError("environment: MASTER_ADDR '" + printable(env.master_addr) + "' does not resolve to an address (" +
+                       ::gai_strerror(rc) + "); give the host name or IP address of rank 0's machine");
+    ::freeaddrinfo(found);
+  }
   try {
     c10d::TCPStoreOptions o;
     o.port = static_cast<std::uint16_t>(env.port);

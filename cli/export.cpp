@@ -8,6 +8,8 @@
 #include "cli/commands.hpp"
 #include "core/error.hpp"
 #include "core/io.hpp"
+#include "core/json.hpp"
+#include "core/text.hpp"
 #include "inference/checkpoint.hpp"
 #include "inference/model_json.hpp"
 #include "inference/run.hpp"
@@ -17,22 +19,29 @@ namespace ventral::cli {
 
 namespace {
 
-// The export must not replace what it reads: a file of the run directory (its checkpoints,
-// config, classes, logs), as --out or as the .json written beside it.
-void refuse_run_files(const RunDir& dir, const std::string& out) {
+// The export replaces only what an earlier export wrote: never a file of a run directory (any
+// run's: its checkpoints, config, classes, logs, model.json), as --out or as the .json written
+// beside it, nor another file that happens to have the name.
+void refuse_foreign_files(const std::string& out) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  const fs::path checkpoints = fs::weakly_canonical(dir.checkpoints(), ec);
-  for (const fs::path& target : {fs::path(out), fs::path(out).replace_extension(".json")}) {
-    const fs::path t = fs::weakly_canonical(target, ec);
-    const auto files = dir.files();
-    const bool run_file = std::any_of(files.begin(), files.end(), [&](const std::string& f) {
-      return fs::weakly_canonical(f, ec) == t;
-    });
-    if (t.parent_path() == checkpoints || run_file)
-      throw InputError("--out " + out + ": would replace " + target.string() + ", a file of the run being exported; "
-                       "write the export elsewhere");
-  }
+  const fs::path pt = fs::weakly_canonical(fs::absolute(out, ec), ec), json = fs::path(pt).replace_extension(".json");
+  for (const fs::path& folder : {pt.parent_path(), pt.parent_path().parent_path()})
+    if (fs::is_regular_file(folder / "config.yaml", ec) && fs::is_directory(folder / "checkpoints", ec))
+      throw InputError("--out " + printable(out) + ": inside the run directory " + printable(folder.string()) +
+                       ", whose files the export would replace; write the export elsewhere");
+  const bool earlier_export = [&] {
+    try {
+      const nlohmann::json j = read_json_file(json.string());
+      return j.is_object() && j.value("format", std::string()).rfind("ventral model description", 0) == 0;
+    } catch (const std::exception&) {
+      return false;
+    }
+  }();
+  for (const fs::path& target : {pt, json})
+    if (fs::exists(fs::symlink_status(target, ec)) && !earlier_export)
+      throw InputError("--out " + printable(out) + ": would replace " + printable(target.string()) +
+                       ", which ventral export did not write; choose another name or remove it first");
 }
 
 }  // namespace
@@ -53,7 +62,7 @@ void add_export_command(CLI::App& app) {
     namespace fs = std::filesystem;
     if (a->out.empty()) throw InputError("--out: give the state_dict file to write, e.g. --out model.pt");
     const RunDir dir(a->run_dir);
-    refuse_run_files(dir, a->out);
+    refuse_foreign_files(a->out);
     LoadedRun run = load_run(a->run_dir, dir.checkpoint(a->checkpoint), "fp32");
     nlohmann::json meta = model_json({run.cfg, run.model->default_steps(), run.channels, run.image_size, run.mean,
                                       run.std, run.classes});

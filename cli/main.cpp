@@ -5,11 +5,17 @@
 
 #include <csignal>
 #include <cstring>
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <new>
+#include <optional>
+#include <string>
 #include <malloc.h>
 #include <unistd.h>
 
@@ -69,6 +75,14 @@ int main(int argc, char** argv) {
   ventral::cli::add_compare_command(app);
   ventral::cli::add_bench_command(app);
   ventral::cli::add_export_command(app);
+  // An empty value (`--run-dir ''`, a variable that was not set) is a mistake in every option:
+  // taken as is, it meant the default and the command did something other than was asked.
+  const CLI::Validator not_empty(
+      [](std::string& text) { return text.empty() ? std::string("an empty value (give one, or leave the option out)") : ""; },
+      "");
+  for (CLI::App* command : app.get_subcommands({}))
+    for (CLI::Option* option : command->get_options())
+      if (option->get_type_size_max() > 0 && option->get_expected_max() > 0) option->check(not_empty);
 
   try {
     std::string names;
@@ -123,6 +137,15 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     failure_stream() << "internal error: " << e.what() << "\n";
     return 1;
+  }
+  // What went to standard output must have arrived (`ventral config > /dev/full` reported
+  // success with nothing written).
+  std::cout.flush();
+  errno = 0;
+  if (!std::cout || std::fflush(stdout) != 0 || std::ferror(stdout)) {
+    failure_stream() << "error: cannot write to standard output" << (errno ? std::string(" (") + std::strerror(errno) + ")" : "")
+                     << "\n";
+    return 2;
   }
   return 0;
 }

@@ -1,4 +1,5 @@
 // `ventral perturb`: see what each perturbation and severity does, or write a perturbed set.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <opencv2/imgcodecs.hpp>
@@ -42,6 +43,21 @@ void add_perturb_command(CLI::App& app) {
     if (a->out.empty() && a->write.empty()) throw InputError("perturb: give --out sheet.png and/or --write DIR");
     if (!a->out.empty() && std::filesystem::path(a->out).extension() != ".png")
       throw InputError("--out " + a->out + ": the contact sheet is a PNG; name it *.png");
+    if (!a->write.empty()) {  // only into a new folder or one an earlier --write filled
+      namespace fs = std::filesystem;
+      std::error_code ec;
+      const auto& families = perturbation_families();
+      if (fs::exists(fs::symlink_status(a->write, ec)) && !fs::is_directory(a->write, ec))
+        throw InputError("--write " + printable(a->write) + ": exists and is not a folder");
+      for (fs::directory_iterator it(a->write, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name[0] == '.') continue;
+        if (!it->is_directory(ec) || std::find(families.begin(), families.end(), name) == families.end())
+          throw InputError("--write " + printable(a->write) + ": holds '" + printable(name) +
+                           "', which no earlier perturb --write made; write the perturbed sets into a new folder "
+                           "(they would be mixed into what is there)");
+      }
+    }
     Config cfg;
     for (const auto& s : a->settings) {
       const std::string key = s.substr(0, s.find('='));

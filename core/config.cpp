@@ -296,7 +296,8 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
   auto range = [&](double v) {
     if (!(v >= spec.min && v <= spec.max)) {
       std::ostringstream msg;
-      msg << "value " << v << " is out of range [" << spec.min << ", " << spec.max << "]";
+      msg << "value " << (value.IsScalar() ? printable(value.Scalar()) : format_number("%g", v)) << " is out of range ["
+          << spec.min << ", " << spec.max << "]";
       throw fail(msg.str());
     }
   };
@@ -315,8 +316,13 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
       const bool decimal = text.size() > digits && text.find_first_not_of("0123456789", digits) == std::string::npos &&
                            (text[digits] != '0' || text.size() == digits + 1);
       int64_t v;
-      if (!decimal || !YAML::convert<int64_t>::decode(value, v))
+      if (!decimal)
         throw fail("expects " + type_name(spec) + " in decimal digits (no leading zeros), got '" + printable(text) + "'");
+      if (!YAML::convert<int64_t>::decode(value, v)) {  // digits beyond what 64 bits hold
+        std::ostringstream msg;
+        msg << "value " << printable(text) << " is out of range [" << spec.min << ", " << spec.max << "]";
+        throw fail(msg.str());
+      }
       range(static_cast<double>(v));
       return YAML::Node(value.Scalar());
     }
@@ -511,5 +517,34 @@ std::vector<std::string> Config::differences(const Config& other, const std::vec
 }
 
 void Config::save(const std::string& path) const { write_file_atomic(path, dump()); }
+
+void check_keys_take_effect(const Config& cfg) {
+  static const Config defaults;
+  const std::string schedule = cfg.get_string("train.schedule"), optimizer = cfg.get_string("train.optimizer");
+  const bool sgd = optimizer == "sgd";
+  struct Rule {
+    const char* key;
+    bool idle;
+    std::string because;
+  };
+  const std::vector<Rule> rules = {
+      {"train.milestones", schedule != "step", "train.schedule is " + schedule + " (milestones are the step schedule's)"},
+      {"train.gamma", schedule != "step", "train.schedule is " + schedule + " (gamma is the step schedule's factor)"},
+      {"train.min_lr", schedule != "cosine", "train.schedule is " + schedule + " (min_lr is where cosine ends)"},
+      {"train.warmup_epochs", schedule == "onecycle", "the onecycle schedule has its own warm-up"},
+      {"train.momentum", !sgd, "train.optimizer is " + optimizer + " (momentum is SGD's; Adam's are train.betas)"},
+      {"train.nesterov", !sgd, "train.optimizer is " + optimizer + " (Nesterov momentum is SGD's)"},
+      {"train.betas", sgd, "train.optimizer is sgd (betas are Adam's and AdamW's)"},
+      {"data.mean", !cfg.get_bool("data.normalize"), "data.normalize is false"},
+      {"data.std", !cfg.get_bool("data.normalize"), "data.normalize is false"},
+      {"data.augment.random_resized_crop_scale", !cfg.get_bool("data.augment.random_resized_crop"),
+       "data.augment.random_resized_crop is false"},
+      {"model.weights_strict", cfg.get_string("model.weights").empty(), "model.weights is not set"},
+  };
+  for (const Rule& r : rules)
+    if (r.idle && cfg.text(r.key) != defaults.text(r.key))
+      throw InputError(cfg.source() + ": key '" + r.key + "' is set to " + printable(cfg.text(r.key)) +
+                       " but has no effect: " + r.because + "; remove it or set what it needs");
+}
 
 }  // namespace ventral

@@ -54,6 +54,14 @@ size_t edit_distance(const std::string& a, const std::string& b);
 /// The candidate closest to `word` by edit distance ("" when there are none).
 std::string closest(const std::string& word, const std::vector<std::string>& candidates);
 
+class Config;
+/// InputError when a key is set (differs from its default) where it has no effect: the step
+/// schedule's milestones and gamma under another schedule, SGD's momentum under Adam, Adam's
+/// betas under SGD, data.mean/std without normalisation, ... (a value accepted must mean
+/// something). Not data.augment.perturb_fraction: a study shares it among models of which some
+/// train without perturbation (train_perturb: none).
+void check_keys_take_effect(const Config& cfg);
+
 class Config {
  public:
   /// Defaults only.

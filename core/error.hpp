@@ -13,6 +13,13 @@ class InputError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A model whose outputs are NaN or infinite (weights overflowing float32): an InputError for
+/// imported weights; the trainer catches it in validation as divergence.
+class NonFiniteOutputs : public InputError {
+ public:
+  using InputError::InputError;
+};
+
 /// A job that stopped before finishing, on purpose or not: interrupted by SIGINT/SIGTERM,
 /// diverged, or stopped after train.stop_after_steps. The CLI prints the message on one line
 /// and exits with `status` (130/143, 3, 75; see `ventral train --help`).

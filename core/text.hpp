@@ -75,14 +75,38 @@ inline std::string folder_name(std::string name) {
   return name;
 }
 
-/// `text` for a one-line message: control characters (line breaks, tabs, NUL) as \xNN, and
-/// no longer than `limit` characters (the rest elided, its length said).
+/// Whether `text` is valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF):
+/// what JSON files, CSV files read by pandas and plots need of a name.
+inline bool valid_utf8(const std::string& text) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const auto* end = p + text.size();
+  while (p < end) {
+    const unsigned char c = *p;
+    size_t n = c < 0x80 ? 0 : (c >> 5) == 0x6 ? 1 : (c >> 4) == 0xE ? 2 : (c >> 3) == 0x1E ? 3 : 4;
+    if (n == 4 || static_cast<size_t>(end - p) <= n) return n == 0;
+    uint32_t cp = n == 0 ? c : c & (0x3F >> n);
+    for (size_t k = 1; k <= n; ++k) {
+      if ((p[k] & 0xC0) != 0x80) return false;
+      cp = cp << 6 | (p[k] & 0x3F);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10FFFF ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    p += n + 1;
+  }
+  return true;
+}
+
+/// `text` for a one-line message: control characters (line breaks, tabs, NUL), and every byte
+/// from 0x80 when the text is not UTF-8, as \xNN; no longer than `limit` characters (the rest
+/// elided, its length said).
 inline std::string printable(const std::string& text, size_t limit = 1000) {
   std::string out;
   if (text.size() > limit)
     return printable(text.substr(0, limit), limit) + "...(" + std::to_string(text.size()) + " bytes)";
+  const bool utf8 = valid_utf8(text);
   for (unsigned char c : text) {
-    if (c < 0x20 || c == 0x7f) {
+    if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) {
       char buf[8];
       std::snprintf(buf, sizeof buf, "\\x%02x", c);
       out += buf;

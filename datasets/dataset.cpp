@@ -200,6 +200,16 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
     }
     d = make_synthetic(n, split == Split::Train ? 1 : 2);
   }
+  // Class names go into classes.txt (a line each), JSON and CSV files and plots: a line break
+  // split one class into two lines of classes.txt (the run could not be evaluated again), and
+  // bytes that are not UTF-8 stopped the JSON writer half way through a run folder.
+  for (const std::string& name : d.classes) {
+    const bool control = std::any_of(name.begin(), name.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+    if (control || !valid_utf8(name))
+      throw InputError("dataset '" + printable(spec) + "': class name '" + printable(name) + "' " +
+                       (control ? "holds a line break, tab or other control character" : "is not valid UTF-8 text") +
+                       "; rename the class (its folder, list label or classes.txt line)");
+  }
   if (d.size() == 0)  // nothing to train on or score: every number would be 0 or NaN
     throw InputError("dataset '" + spec + "': the " + split_name(split) + " split holds no images");
   // A folder's images are decoded straight to the geometry asked for; the rest convert now.

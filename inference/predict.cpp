@@ -108,7 +108,7 @@ Predictions predict(VisionModelImpl& model, BatchLoader& loader, const std::vect
       torch::Tensor logits = per_step[k].to(torch::kFloat32);
       // The argmax of NaN logits is class 0: a number, but a meaningless one, so none is reported.
       if (!torch::isfinite(logits).all().item<bool>())
-        throw InputError("the model's outputs are NaN or infinite at step " + std::to_string(p.steps[k]) +
+        throw NonFiniteOutputs("the model's outputs are NaN or infinite at step " + std::to_string(p.steps[k]) +
                          " (its weights overflow float32: imported weights, or a run that diverged); no accuracy is "
                          "reported");
       p.loss_sum[k] += torch::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).item<double>();

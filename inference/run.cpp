@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -47,7 +48,12 @@ void describe_differences(const nlohmann::json& saved, const nlohmann::json& now
 
 void check_model_json(const RunDir& dir, const LoadedRun& r) {
   std::error_code ec;
-  if (!std::filesystem::exists(dir.model_json(), ec)) return;  // runs trained before model.json
+  if (!std::filesystem::exists(dir.model_json(), ec)) {  // runs trained before model.json, or one deleted
+    std::fprintf(stderr, "note: %s: no model.json (runs trained by older versions lack it); config.yaml, classes.txt "
+                 "and input.json are taken as they are, unchecked against what the run trained on\n",
+                 printable(dir.path()).c_str());
+    return;
+  }
   const nlohmann::json saved = read_json_file(dir.model_json());
   const nlohmann::json now = model_json({r.cfg, r.model->default_steps(), r.channels, r.image_size, r.mean, r.std, r.classes});
   std::vector<std::string> differences;
@@ -138,6 +144,9 @@ std::vector<std::string> read_class_names(const std::string& path) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (!line.empty()) {
+      if (!valid_utf8(line) || std::any_of(line.begin(), line.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+        throw InputError(printable(path) + ":" + std::to_string(line_no) + ": class '" + printable(line) +
+                         "' is not UTF-8 text without control characters");
       if (!seen.insert(line).second)
         throw InputError(path + ":" + std::to_string(line_no) + ": class '" + line + "' is listed twice");
       names.push_back(line);

@@ -44,6 +44,8 @@ std::string text_at(const YAML::Node& n, const std::string& key, const std::stri
   return n.Scalar();
 }
 
+constexpr int64_t kMaxSeed = 9200000000000000000;  // the config key seed's maximum (core/config.cpp)
+
 int64_t count_at(const YAML::Node& n, const std::string& key, const std::string& path) {
   std::string text = text_at(n, key, path, "a non-negative integer");
   char* end = nullptr;
@@ -116,7 +118,13 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
       const YAML::Node& list = root["seeds"];
       if (!list.IsSequence() || list.size() == 0)
         throw InputError(path + ": key 'seeds' expects a list of seeds such as [0, 1, 2], got " + render_value(list));
-      for (const auto& item : list) x.seeds.push_back(static_cast<uint64_t>(count_at(item, "seeds", path)));
+      for (const auto& item : list) {
+        const int64_t seed = count_at(item, "seeds", path);
+        if (seed > kMaxSeed)  // what the config key seed takes
+          throw InputError(path + ": key 'seeds': " + std::to_string(seed) + " is out of range [0, " +
+                           std::to_string(kMaxSeed) + "]");
+        x.seeds.push_back(static_cast<uint64_t>(seed));
+      }
     }
     if (!seeds.empty()) x.seeds = seeds;
     for (size_t i = 0; i < x.seeds.size(); ++i)
@@ -133,6 +141,11 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
       check_keys(m, {"name", "base", "config", "train_perturb"}, "models[].", path);
       if (!m["name"]) throw InputError(path + ": a model entry has no 'name'");
       const std::string name = text_at(m["name"], "models[].name", path, "a model name");
+      // The name names files and folders (OUT/runs/NAME, OUT/plan/NAME.yaml): one plain word.
+      if (name.empty() || name[0] == '.' || name.size() > 100 ||
+          name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-") != std::string::npos)
+        throw InputError(path + ": model name '" + printable(name) + "' names run folders and files: use letters, digits "
+                         "and _ . + - only, not starting with '.' (at most 100 characters)");
       CompareModel cm{name, "", {"model.name=" + name}};
       if (m["base"]) cm.base = (fs::path(path).parent_path() / text_at(m["base"], "models[].base", path, "a config file name")).string();
       if (std::any_of(x.models.begin(), x.models.end(), [&](const CompareModel& o) { return o.name == cm.name; }))
@@ -198,6 +211,7 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     check_model_options(cfg);
     training_perturbation(cfg);
     LrSchedule::from_config(cfg, 1);
+    check_keys_take_effect(cfg);
     check_dataset_spec(cfg.get_string("data.dataset"));
     if (const std::string weights = cfg.get_string("model.weights"); !weights.empty()) {
       std::error_code ec;

@@ -375,7 +375,10 @@ TEST(Cli, IgnoredInputIsRefusedOrSaid) {
   expect_input_error(plan + " data.dataset=mnist:" + (dir / "nothing"), "nothing: no such folder");
   expect_input_error(plan + " model.weights=" + (dir / "missing.pt"), "key 'model.weights': " + (dir / "missing.pt") +
                                                                         ": no such file");
-  expect_input_error(plan + " train.milestones=[2]", "key 'train.milestones' is used only by train.schedule=step");
+  expect_input_error(plan + " train.milestones=[2]", "key 'train.milestones' is set to [2] but has no effect: "
+                                                       "train.schedule is cosine");
+  expect_input_error(plan + " train.optimizer=adam train.momentum=0.5", "key 'train.momentum' is set to 0.5 but has no effect");
+  expect_input_error(plan + " data.normalize=false data.mean=[0.5]", "key 'data.mean' is set to [0.5] but has no effect");
   EXPECT_EQ(run_ventral(plan + " train.milestones=[2] train.schedule=step").status, 0);
 }
 
@@ -393,4 +396,53 @@ TEST(Cli, ASignalRemovesTheFileBeingWrittenAndIsReported) {
   const auto left = ventral::test::run_shell("find " + (dir / "out") + " -name '.*.tmp.*' | wc -l").output;
   EXPECT_EQ(left, "0\n") << left;
   EXPECT_NE(ventral::test::run_shell("find " + (dir / "out") + " -name '*.png' | head -1").output, "");
+}
+
+TEST(Cli, NamesOutputsAndValuesThatWouldGoWrongAreRefused) {
+  TempDir dir;
+  // Class names that cannot be written: not UTF-8 (the JSON writer stopped half way through a
+  // run folder, exit 1) or holding a line break (classes.txt split the class in two).
+  std::vector<unsigned char> png;
+  cv::imencode(".png", cv::Mat(8, 8, CV_8UC1, cv::Scalar(9)), png);
+  write_bytes(dir / "latin1/caf\xE9/1.png", png);
+  write_bytes(dir / "latin1/tea/1.png", png);
+  expect_input_error("data folder:" + (dir / "latin1"), "class name 'caf\\xe9' is not valid UTF-8 text");
+  write_bytes(dir / "newline/ci\nrcle/1.png", png);
+  write_bytes(dir / "newline/square/1.png", png);
+  expect_input_error("data folder:'" + (dir / "newline") + "'", "holds a line break, tab or other control character");
+  // Empty option values meant the default (--run-dir '' trained into runs/...).
+  write_text(dir / "base.yaml", "data:\n  dataset: synthetic:64\nmodel:\n  name: cortical_b\ntrain:\n  epochs: 1\n  batch_size: 16\n");
+  expect_input_error("train " + (dir / "base.yaml") + " --run-dir ''", "--run-dir: an empty value");
+  expect_input_error("perturb --data synthetic:8 --n 1 --out " + (dir / "s.png") + " --family ''", "--family: an empty value");
+  // Standard output that cannot be written: exit 2, not success with nothing written.
+  expect_input_error("config " + (dir / "base.yaml") + " > /dev/full", "cannot write to standard output");
+  // Seeds: the right reason, and the file that says it.
+  write_text(dir / "seed.yaml", "seed: 9223372036854775808\n");
+  expect_input_error("config " + (dir / "seed.yaml"), "key 'seed' value 9223372036854775808 is out of range");
+  write_text(dir / "seeds.yaml", "base: base.yaml\nseeds: [9223372036854775000]\nmodels:\n  - name: cortical_b\n");
+  expect_input_error("compare " + (dir / "seeds.yaml") + " --plan", "seeds.yaml: key 'seeds': 9223372036854775000 is out of range");
+  // A compare model's name names folders and files: it cannot climb out of --out.
+  write_text(dir / "evil.yaml", "base: base.yaml\nmodels:\n  - name: ../../evil\n    config: {model.name: cortical_b}\n");
+  expect_input_error("compare " + (dir / "evil.yaml") + " --plan --out " + (dir / "study"), "model name '../../evil' names run folders");
+  EXPECT_FALSE(std::filesystem::exists(dir / "evil.yaml.plan"));
+  // perturb --write merged into a folder holding something else (a dataset gained 11 classes).
+  write_bytes(dir / "dataset/shirt/1.png", png);
+  expect_input_error("perturb --data synthetic:8 --family block:1 --write " + (dir / "dataset"),
+                     "holds 'shirt', which no earlier perturb --write made");
+  ASSERT_EQ(run_ventral("perturb --data synthetic:8 --family block:1 --write " + (dir / "sets")).status, 0);
+  EXPECT_EQ(run_ventral("perturb --data synthetic:8 --family block:1,jpeg:2 --write " + (dir / "sets")).status, 0);
+  // export replaces only an earlier export: not another run's files, not a file it did not write.
+  ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " --run-dir " + (dir / "a")).status, 0);
+  ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " --run-dir " + (dir / "b")).status, 0);
+  expect_input_error("export " + (dir / "a") + " --out " + (dir / "b/model.pt"), "inside the run directory");
+  expect_input_error("export " + (dir / "a") + " --out " + (dir / "b/checkpoints/last.pt"), "inside the run directory");
+  write_text(dir / "mine/model.json", "{\"keep\": 1}\n");
+  expect_input_error("export " + (dir / "a") + " --out " + (dir / "mine/model.pt"), "which ventral export did not write");
+  ASSERT_EQ(run_ventral("export " + (dir / "a") + " --out " + (dir / "x/model.pt")).status, 0);
+  EXPECT_EQ(run_ventral("export " + (dir / "b") + " --out " + (dir / "x/model.pt")).status, 0);  // again: allowed
+  // A run without model.json is evaluated unchecked, and the note says so.
+  std::filesystem::remove(dir / "b/model.json");
+  auto r = run_ventral("eval " + (dir / "b") + " --limit 16 --out " + (dir / "eb"));
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("no model.json (runs trained by older versions lack it)"), std::string::npos) << r.output;
 }

@@ -43,9 +43,6 @@ LrSchedule LrSchedule::from_config(const Config& cfg, int64_t steps_per_epoch) {
   s.warmup_steps = cfg.get_float("train.warmup_epochs") * steps_per_epoch;
   for (double m : cfg.get_floats("train.milestones")) s.milestones.push_back(m * steps_per_epoch);
   s.total_steps = cfg.get_int("train.epochs") * steps_per_epoch;
-  if (s.kind != "step" && !s.milestones.empty())
-    throw InputError(cfg.source() + ": key 'train.milestones' is used only by train.schedule=step (this config's "
-                     "schedule is " + s.kind + "); remove it or set train.schedule=step");
   if (s.kind == "cosine" && s.min_lr > s.lr)
     throw InputError(cfg.source() + ": train.min_lr " + format_number("%g", s.min_lr) + " is above train.lr " +
                      format_number("%g", s.lr) + "; the cosine schedule decays from lr to min_lr");

@@ -299,6 +299,7 @@ void Run::setup() {
   if (group_) group_->barrier();  // every rank has checked the run directory before rank 0 writes to it
 
   check_model_options(cfg_);
+  if (!resume_) check_keys_take_effect(cfg_);  // a run begun before this check resumes as it began
   torch::manual_seed(o_.seed);
   data_ = load_experiment_data(cfg_);
   {  // one class is no classification: every model would score 100% on it
@@ -528,7 +529,17 @@ bool Run::end_epoch() {
   // Batch-norm running statistics are per rank (without train.sync_bn): rank 0's are the ones
   // validated and saved everywhere, as DDP's buffer broadcast makes them.
   broadcast_model();
-  StepMetrics val = val_loader_->size() ? evaluate_shards(*val_loader_, "") : StepMetrics{};
+  StepMetrics val;
+  try {
+    if (val_loader_->size()) val = evaluate_shards(*val_loader_, "");
+  } catch (const NonFiniteOutputs&) {  // the epoch's last steps overflowed the weights: divergence
+    report_.exit_status = kExitDiverged;
+    report_.message = "the model's outputs became NaN or infinite in validation after epoch " +
+                      std::to_string(state_.epoch + 1) + " (global step " + std::to_string(state_.global_step) +
+                      ": the weights overflow float32); the last good checkpoint is " +
+                      (dir_.started() ? dir_.last() : std::string("(none yet)")) + "; lower train.lr or set train.grad_clip";
+    return false;
+  }
   const double train_loss = seen_ ? loss_sum_ / seen_ : 0, train_acc = seen_ ? double(correct_) / seen_ : 0;
   double val_acc = val.accuracy.empty() ? train_acc : val.accuracy.back();
   const std::vector<int64_t> val_steps = readout_steps(*model_, steps_);

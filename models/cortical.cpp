@@ -67,14 +67,24 @@ class CorticalNetImpl : public VisionModelImpl {
     }
     std::vector<torch::Tensor> prev(kAreas.size()), cur(kAreas.size());
     std::vector<torch::Tensor> logits;
-    torch::Tensor pooled_sum;
+    torch::Tensor pooled_sum, input_drive, drive_input;
     for (int64_t t = 0; t < steps; ++t) {
       for (size_t k = 0; k < kAreas.size(); ++k) {
         Area& area = areas_[k];
         torch::Tensor drive;
         auto add = [&](const torch::Tensor& x) { drive = drive.defined() ? drive + x : x; };
         if (k == 0) {
-          if (t == 0 || spec_.input_every_step) add(area->bottom_up(step_input(t, images)));
+          if (t == 0 || spec_.input_every_step) {
+            // The same image at every step gives the same bottom-up drive: computed once and
+            // reused (autograd sums its gradients), still counted as work at every step.
+            const torch::Tensor& input = step_input(t, images);
+            if (input_drive.defined() && input.is_same(drive_input)) {
+              nn::count_conv_macs(input_drive, area->bottom_up->weight);
+            } else {
+              input_drive = area->bottom_up(input), drive_input = input;
+            }
+            add(input_drive);
+          }
         } else {
           // Synchronous: the area below as it was at t−1; sequential: as it is now.
           const torch::Tensor& below = spec_.synchronous ? prev[k - 1] : cur[k - 1];

@@ -462,6 +462,50 @@ TEST_F(Seeded, TopDownActsFromTheSecondStepOn) {
   EXPECT_FALSE(torch::allclose(before[1], after[1]));
 }
 
+// V1's bottom-up drive is computed once when every step sees the same image (an
+// optimisation): after real training steps, the forward and the gradients must equal the plain
+// path's, forced here by giving each step its own copy of the image.
+TEST_F(Seeded, ReusedInputDriveEqualsThePlainPathAfterTraining) {
+  for (const char* name : {"cortical_blt", "cortical_bl", "cortical_blt_plus"}) {
+    ModelPtr m = create_model(name, tiny());
+    torch::optim::SGD opt(m->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+    torch::Tensor x = torch::randn({8, 1, 16, 16}), y = torch::randint(5, {8}, torch::kInt64);
+    auto loss_of = [&](const std::vector<torch::Tensor>& logits) {
+      torch::Tensor loss = torch::zeros({});
+      for (const auto& l : logits) loss = loss + torch::cross_entropy_loss(l, y);
+      return loss;
+    };
+    m->train();
+    for (int i = 0; i < 3; ++i) {
+      opt.zero_grad();
+      loss_of(m->forward(x, 4)).backward();
+      opt.step();
+    }
+    auto gradients = [&](bool plain) {
+      if (plain) m->set_step_inputs({x.clone(), x.clone(), x.clone(), x.clone()});
+      opt.zero_grad();
+      auto logits = m->forward(x, 4);
+      loss_of(logits).backward();
+      m->set_step_inputs({});
+      std::vector<torch::Tensor> out;
+      for (const auto& l : logits) out.push_back(l.detach());
+      for (const auto& p : m->parameters()) out.push_back(p.grad().clone());
+      return out;
+    };
+    m->eval();  // eval mode: the batch statistics would move between the two passes in train mode
+    const int64_t macs = macs_per_image(*m, 1, 16);
+    m->set_step_inputs({x.clone(), x.clone(), x.clone(), x.clone()});
+    EXPECT_EQ(macs_per_image(*m, 1, 16), macs) << name << ": the reused drive still counts as work";
+    m->set_step_inputs({});
+    const auto reused = gradients(false), plain = gradients(true);
+    ASSERT_EQ(reused.size(), plain.size());
+    for (size_t i = 0; i < 4; ++i) EXPECT_TRUE(torch::equal(reused[i], plain[i])) << name << " logits of step " << i + 1;
+    for (size_t i = 4; i < reused.size(); ++i)
+      EXPECT_TRUE(torch::allclose(reused[i], plain[i], 1e-4, 1e-6))
+          << name << " gradient " << i - 4 << ": max diff " << (reused[i] - plain[i]).abs().max().item<double>();
+  }
+}
+
 TEST_F(Seeded, SynchronousItIgnoresTheImageUntilTheSignalArrives) {
   ModelOptions o = tiny();
   o.unroll = "synchronous";

@@ -1,9 +1,12 @@
 // `ventral config FILE [key=value ...]`: check a config and print it fully resolved.
+#include <filesystem>
 #include <iostream>
 
 #include "cli/commands.hpp"
 #include "datasets/experiment.hpp"
 #include "core/config.hpp"
+#include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace ventral::cli {
 
@@ -33,7 +36,21 @@ void add_config_command(CLI::App& app) {
     }
     Config cfg = Config::load(args->file, args->overrides);
     preprocessing(cfg);  // refuses data.* combinations that train would refuse
-    if (!args->out.empty()) cfg.save(args->out);
+    if (!args->out.empty()) {
+      // Replaces only a config ventral wrote, and never a run's own (its weights were trained by it).
+      namespace fs = std::filesystem;
+      std::error_code ec;
+      const fs::path out = fs::weakly_canonical(fs::absolute(args->out, ec), ec);
+      if (fs::is_directory(out.parent_path() / "checkpoints", ec) && fs::is_regular_file(out.parent_path() / "config.yaml", ec))
+        throw InputError("--out " + printable(args->out) + ": inside the run directory " + printable(out.parent_path().string()) +
+                         ", whose files a config must not replace; write it elsewhere");
+      if (fs::exists(fs::symlink_status(out, ec)) && !fs::is_regular_file(out, ec))
+        throw InputError("--out " + printable(args->out) + ": exists and is not a regular file; give a file name");
+      if (fs::exists(fs::symlink_status(out, ec)) && !written_by_ventral(out.string()))
+        throw InputError("--out " + printable(args->out) + ": exists and is not a config ventral wrote (its first line is not '" +
+                         kSavedConfigMark + "'); choose another name or remove it first");
+      cfg.save(args->out);
+    }
     std::cout << cfg.dump();
   });
 }

@@ -80,9 +80,26 @@ int main(int argc, char** argv) {
   const CLI::Validator not_empty(
       [](std::string& text) { return text.empty() ? std::string("an empty value (give one, or leave the option out)") : ""; },
       "");
+  // Integers are decimal: CLI11 reads 010 as 8 (octal) and 0x10 as 16, so `--limit 010` scored
+  // 8 images and `--seed 010` was seed 8.
+  const CLI::Validator decimal(
+      [](std::string& text) {
+        const size_t digits = text.size() - (text.rfind('-', 0) == 0 ? 1 : 0);
+        const std::string d = text.substr(text.size() - digits);
+        const bool plain = !d.empty() && d.find_first_not_of("0123456789") == std::string::npos &&
+                           (d.size() == 1 || d[0] != '0');
+        return plain || text.empty() ? std::string()
+                                     : "'" + ventral::printable(text) + "' is not a decimal integer (digits only, no "
+                                       "leading zero, no 0x)";
+      },
+      "");
   for (CLI::App* command : app.get_subcommands({}))
     for (CLI::Option* option : command->get_options())
-      if (option->get_type_size_max() > 0 && option->get_expected_max() > 0) option->check(not_empty);
+      if (option->get_type_size_max() > 0 && option->get_expected_max() > 0) {
+        option->check(not_empty);
+        const std::string type = option->get_type_name();
+        if (type.rfind("INT", 0) == 0 || type.rfind("UINT", 0) == 0) option->check(decimal);
+      }
 
   try {
     std::string names;
@@ -120,6 +137,16 @@ int main(int argc, char** argv) {
           at == std::string::npos ? "" : " (" + what.substr(at, what.find_first_of(".\n", at) - at) + ")";
       failure_stream() << "error: out of memory" << detail
                 << "; use smaller images (data.resize, data.center_crop, data.image_size) or batches\n";
+      return 2;
+    }
+    // A batch of one image reaching a 1x1 feature map leaves a training batch norm one value
+    // per channel: the batch size (or the image size), not a bug.
+    if (what.find("Expected more than 1 value per channel when training") != std::string::npos) {
+      const size_t at = what.find("got input size");
+      failure_stream() << "error: a batch norm in training mode sees one value per channel ("
+                       << (at == std::string::npos ? std::string("a batch of 1 image") : what.substr(at, what.find('\n', at) - at))
+                       << "): use batches of at least 2 images (train.batch_size, bench --batch; a last batch of 1 "
+                          "counts) or larger images (data.image_size)\n";
       return 2;
     }
     failure_stream() << "internal error: " << what << "\n";

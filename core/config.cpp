@@ -2,6 +2,7 @@
 #include "core/text.hpp"
 
 #include <yaml-cpp/depthguard.h>
+#include <fstream>
 
 #include <algorithm>
 #include <cmath>
@@ -171,9 +172,19 @@ namespace {
 // yaml-cpp keeps both entries of a key written twice, and a lookup finds the first: a file
 // with `limit: 100` and later `limit: 10` would silently mean 100. Every file ventral reads is
 // refused instead, at any depth (configs, experiment files).
-void reject_duplicate_keys(const YAML::Node& node, const std::string& path, const std::string& prefix = "") {
+// Aliases (*name) repeat a node without copying it: a few hundred bytes of nested aliases
+// expand to billions of values, which every walk over the file would visit. The walk stops
+// past a bound no config or experiment file comes near.
+constexpr size_t kMaxYamlValues = 100000;
+
+void reject_duplicate_keys(const YAML::Node& node, const std::string& path, const std::string& prefix,
+                           size_t& visited) {
+  if (++visited > kMaxYamlValues)
+    throw InputError(path + ": holds more than " + std::to_string(kMaxYamlValues) +
+                     " values once its aliases (*name) are expanded (a config holds a few hundred); write the values out");
   if (node.IsSequence()) {
-    for (size_t i = 0; i < node.size(); ++i) reject_duplicate_keys(node[i], path, prefix + "[" + std::to_string(i) + "]");
+    for (size_t i = 0; i < node.size(); ++i)
+      reject_duplicate_keys(node[i], path, prefix + "[" + std::to_string(i) + "]", visited);
   } else if (node.IsMap()) {
     std::set<std::string> seen;
     for (const auto& item : node) {
@@ -182,7 +193,7 @@ void reject_duplicate_keys(const YAML::Node& node, const std::string& path, cons
       if (!seen.insert(item.first.Scalar()).second)
         throw InputError(path + ": line " + std::to_string(item.first.Mark().line + 1) + ": key '" + printable(key) +
                          "' appears twice");
-      reject_duplicate_keys(item.second, path, key);
+      reject_duplicate_keys(item.second, path, key, visited);
     }
   }
 }
@@ -204,7 +215,8 @@ YAML::Node load_yaml_file(const std::string& path) {
   } catch (const YAML::Exception& e) {
     throw InputError(path + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
   }
-  reject_duplicate_keys(root, path);
+  size_t visited = 0;
+  reject_duplicate_keys(root, path, "", visited);
   return root;
 }
 
@@ -415,6 +427,22 @@ Config Config::load(const std::string& path, const std::vector<std::string>& ove
   return cfg;
 }
 
+Config Config::from_text(const std::string& text, const std::string& origin) {
+  Config cfg;
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw InputError(origin + ": invalid YAML at line " + std::to_string(e.mark.line + 1) + ": " + e.msg);
+  }
+  if (!root.IsNull()) {
+    if (!root.IsMap()) throw InputError(origin + ": expected a mapping of keys at the top level");
+    cfg.merge(root, "", origin);
+  }
+  cfg.source_ = origin;
+  return cfg;
+}
+
 void Config::set(const std::string& assignment, const std::string& origin) {
   auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
@@ -516,7 +544,13 @@ std::vector<std::string> Config::differences(const Config& other, const std::vec
   return out;
 }
 
-void Config::save(const std::string& path) const { write_file_atomic(path, dump()); }
+void Config::save(const std::string& path) const { write_file_atomic(path, std::string(kSavedConfigMark) + "\n" + dump()); }
+
+bool written_by_ventral(const std::string& path) {
+  std::ifstream in(path);
+  std::string first;
+  return std::getline(in, first) && first == kSavedConfigMark;
+}
 
 void check_keys_take_effect(const Config& cfg) {
   static const Config defaults;

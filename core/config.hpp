@@ -62,12 +62,20 @@ class Config;
 /// train without perturbation (train_perturb: none).
 void check_keys_take_effect(const Config& cfg);
 
+/// The first line of every config ventral writes (a run's config.yaml, `ventral config --out`,
+/// a study's model configs): what tells a file ventral may replace from one a person wrote.
+inline constexpr const char* kSavedConfigMark = "# written by ventral: the fully resolved config";
+/// Whether the file's first line is kSavedConfigMark.
+bool written_by_ventral(const std::string& path);
+
 class Config {
  public:
   /// Defaults only.
   Config();
   /// Defaults, then the file (if non-empty), then each "key=value" override in order.
   static Config load(const std::string& path, const std::vector<std::string>& overrides = {});
+  /// Defaults, then YAML text (e.g. dump()'s, kept in a checkpoint); `origin` names it in errors.
+  static Config from_text(const std::string& text, const std::string& origin);
 
   /// Applies one "key.sub=value" override; `origin` names where it came from in errors.
   void set(const std::string& assignment, const std::string& origin = "command line");
@@ -90,7 +98,7 @@ class Config {
   std::vector<std::string> differing_keys(const Config& other, const std::vector<std::string>& ignore = {}) const;
   /// differing_keys() as "key: mine -> other's", for messages.
   std::vector<std::string> differences(const Config& other, const std::vector<std::string>& ignore = {}) const;
-  /// Writes dump() atomically.
+  /// Writes kSavedConfigMark and dump() atomically.
   void save(const std::string& path) const;
   /// Where the config came from ("defaults" or the file path).
   const std::string& source() const { return source_; }

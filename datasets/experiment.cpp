@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 
 #include "core/error.hpp"
 #include "core/text.hpp"
@@ -80,6 +81,18 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
   d.train = load_dataset(spec, Split::Train, load);
   if (need_test) {
     d.test = load_dataset(spec, Split::Test, load);
+    // folder:ROOT without ROOT/train and ROOT/test, and list:FILE without {split}, are one set
+    // of images for both splits: the "test" numbers are then the fit to the training images.
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const std::string arg = spec.substr(spec.find(':') + 1);
+    const bool one_set = (spec.rfind("folder:", 0) == 0 && !(fs::is_directory(fs::path(arg) / "train", ec) &&
+                                                           fs::is_directory(fs::path(arg) / "test", ec))) ||
+                         (spec.rfind("list:", 0) == 0 && arg.find("{split}") == std::string::npos);
+    if (one_set)
+      std::fprintf(stderr, "note: %s has no separate test split, so the test images are the training images (the "
+                   "test accuracy measures fit, not generalisation); give ROOT/train and ROOT/test folders, or a "
+                   "list:DIR/{split}.csv, for a held-out test\n", printable(spec).c_str());
     // A model trained at one size and tested at another would be scored on inputs it never saw
     // (convolutional models take any size without a word).
     const auto shape = [](const Dataset& x) {
@@ -98,6 +111,10 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
     std::sort(d.split.train.begin(), d.split.train.end());
   }
   require(!d.split.train.empty(), cfg.source() + ": data.val_fraction leaves no training images");
+  if (cfg.get_float("data.val_fraction") > 0 && d.split.val.empty())
+    throw InputError(cfg.source() + ": key 'data.val_fraction' (" + format_number("%g", cfg.get_float("data.val_fraction")) +
+                     ") holds out no image of the " + std::to_string(d.train.size()) +
+                     " training images (rounded per class); raise it, or set 0 to train without validation");
   if (cfg.get_bool("data.normalize")) {
     d.mean = pre.mean;
     d.std = pre.std;

@@ -144,6 +144,7 @@ void save_checkpoint(const std::string& path, VisionModelImpl& model, torch::opt
   archive.write("best_val", scalar(state.best_val));
   archive.write("train_seconds", scalar(state.train_seconds));
   archive.write("metrics_csv", c10::IValue(state.metrics_csv));
+  archive.write("config", c10::IValue(state.config));
   archive.write("rng_state", at::detail::getDefaultCPUGenerator().get_state());
   std::ostringstream bytes;
   archive.save_to(bytes);
@@ -182,6 +183,7 @@ TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torc
     c10::IValue csv;
     archive.read("metrics_csv", csv);
     s.metrics_csv = csv.toStringRef();
+    if (c10::IValue config; archive.try_read("config", config) && config.isString()) s.config = config.toStringRef();
     if (optimizer) {  // resuming training continues its random stream; evaluation leaves it alone
       at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle to the global one
       generator.set_state(read("rng_state"));

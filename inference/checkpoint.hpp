@@ -19,6 +19,7 @@ struct TrainState {
   double best_val = -1;       ///< best validation accuracy at the final step so far
   double train_seconds = 0;   ///< training time so far (excluding evaluation)
   std::string metrics_csv;    ///< metrics.csv as of this checkpoint
+  std::string config;         ///< the config trained with (Config::dump()); empty in older checkpoints
 };
 
 void save_checkpoint(const std::string& path, VisionModelImpl& model, torch::optim::Optimizer* optimizer,

@@ -3,6 +3,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "helpers.hpp"
+#include "core/text.hpp"
 
 using ventral::test::idx_header;
 using ventral::test::run_ventral;
@@ -396,6 +397,68 @@ TEST(Cli, ASignalRemovesTheFileBeingWrittenAndIsReported) {
   const auto left = ventral::test::run_shell("find " + (dir / "out") + " -name '.*.tmp.*' | wc -l").output;
   EXPECT_EQ(left, "0\n") << left;
   EXPECT_NE(ventral::test::run_shell("find " + (dir / "out") + " -name '*.png' | head -1").output, "");
+}
+
+// Round five of hostile inputs (issue 17): numbers that were silently wrong, a hang, an
+// internal error, and files of the user's that were overwritten.
+TEST(Cli, FifthRoundWrongNumbersHangsAndOverwritesAreRefused) {
+  TempDir dir;
+  write_text(dir / "base.yaml", "data:\n  dataset: synthetic:64\nmodel:\n  name: cortical_b\ntrain:\n  epochs: 1\n  batch_size: 16\n");
+  const std::string train = "train " + (dir / "base.yaml");
+  // Validation that held out nothing ran on every training image (and picked best.pt by them).
+  expect_input_error(train + " data.dataset=synthetic:40 --run-dir " + (dir / "v"), "holds out no image of the 40");
+  ASSERT_EQ(run_ventral(train + " data.val_fraction=0 --run-dir " + (dir / "nv")).status, 0);
+  const std::string csv = read_text(dir / "nv/metrics.csv");
+  const auto row = ventral::split_csv_row(csv.substr(csv.find('\n') + 1, csv.find('\n', csv.find('\n') + 1) - csv.find('\n') - 1));
+  ASSERT_GE(row.size(), 6u) << csv;
+  EXPECT_EQ(row[4], "") << csv;  // val_loss: no validation, an empty cell
+  EXPECT_EQ(row[5], "") << csv;
+  // A folder without train/ and test/: the "test" is the training images, and the note says so.
+  std::vector<unsigned char> png;
+  for (int c = 0; c < 2; ++c)
+    for (int i = 0; i < 10; ++i) {
+      cv::imencode(".png", cv::Mat(8, 8, CV_8UC1, cv::Scalar(40 * c + i)), png);
+      write_bytes(dir / ("one/c" + std::to_string(c) + "/" + std::to_string(i) + ".png"), png);
+    }
+  auto r = run_ventral(train + " data.dataset=folder:" + (dir / "one") + " train.batch_size=4 --run-dir " + (dir / "f"));
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("the test images are the training images"), std::string::npos) << r.output;
+  // One image per batch norm channel: a size to change, not an internal error.
+  expect_input_error("bench --model cortical_b --image-size 8 --batch 1 --iters 1 --warmup 0",
+                     "a batch norm in training mode sees one value per channel");
+  // Nested aliases: 539 bytes that expand to 9^11 values (the walk over them never ended).
+  std::string bomb = "seed: 1\nk0: &a0 [x]\n";
+  for (int k = 1; k <= 11; ++k) {
+    bomb += "k" + std::to_string(k) + ": &a" + std::to_string(k) + " [";
+    for (int j = 0; j < 9; ++j) bomb += (j ? ",*a" : "*a") + std::to_string(k - 1);
+    bomb += "]\n";
+  }
+  write_text(dir / "bomb.yaml", bomb);
+  expect_input_error("config " + (dir / "bomb.yaml"), "values once its aliases (*name) are expanded");
+  // Integers are decimal: 010 was 8 (octal), 0x1c 28.
+  expect_input_error("models --image-size 010", "'010' is not a decimal integer");
+  expect_input_error("perturb --data synthetic:8 --family block:1 --seed 010 --out " + (dir / "s.png"),
+                     "'010' is not a decimal integer");
+  // A folder holding a person's config.yaml is no run: it was adopted and overwritten.
+  const std::string mine = "# my notes on this config\n" + read_text(dir / "base.yaml");
+  write_text(dir / "mine/config.yaml", mine);
+  write_text(dir / "mine/notes.txt", "keep\n");
+  expect_input_error("train " + (dir / "mine/config.yaml") + " --run-dir " + (dir / "mine"), "was not written by ventral");
+  EXPECT_EQ(read_text(dir / "mine/config.yaml"), mine);
+  // config --out replaces only a config ventral wrote, never a run's own file.
+  write_text(dir / "photo.png", "not a config\n");
+  expect_input_error("config " + (dir / "base.yaml") + " --out " + (dir / "photo.png"), "is not a config ventral wrote");
+  EXPECT_EQ(read_text(dir / "photo.png"), "not a config\n");
+  expect_input_error("config " + (dir / "base.yaml") + " --out " + (dir / "nv/config.yaml"), "inside the run directory");
+  expect_input_error("config " + (dir / "base.yaml") + " --out " + (dir / "nv/checkpoints/last.pt"), "is not a config ventral wrote");
+  ASSERT_EQ(run_ventral("config " + (dir / "base.yaml") + " --out " + (dir / "c.yaml")).status, 0);
+  EXPECT_EQ(run_ventral("config " + (dir / "base.yaml") + " train.epochs=2 --out " + (dir / "c.yaml")).status, 0);
+  // config.yaml edited between a stop and --resume changed the run half-way.
+  EXPECT_EQ(run_ventral(train + " train.stop_after_steps=2 --run-dir " + (dir / "s")).status, 75);
+  std::string cfg = read_text(dir / "s/config.yaml");
+  cfg.replace(cfg.find("epochs: 1"), 9, "epochs: 3");
+  write_text(dir / "s/config.yaml", cfg);
+  expect_input_error("train --resume --run-dir " + (dir / "s"), "train.epochs: 1 -> 3");
 }
 
 TEST(Cli, NamesOutputsAndValuesThatWouldGoWrongAreRefused) {

@@ -382,7 +382,10 @@ void Run::setup() {
   train_loader_ = std::make_unique<BatchLoader>(data_.train, data_.split.train, shard(loader_options(cfg_, data_, true), true));
   // Validation measures the trained task (perturbed as training is, when it is), so best.pt
   // selects for it; the test measures clean images and, when training was perturbed, that mix too.
-  val_loader_ = std::make_unique<BatchLoader>(data_.train, data_.split.val, shard(task_loader_options(cfg_, data_), false));
+  // No held-out images (data.val_fraction: 0): no validation (an empty index would mean every
+  // training image to the loader).
+  if (!data_.split.val.empty())
+    val_loader_ = std::make_unique<BatchLoader>(data_.train, data_.split.val, shard(task_loader_options(cfg_, data_), false));
   test_loader_ = std::make_unique<BatchLoader>(data_.test, std::vector<int64_t>{}, shard(loader_options(cfg_, data_, false), false));
   if (training_perturbation(cfg_).on())
     perturbed_test_loader_ = std::make_unique<BatchLoader>(data_.test, std::vector<int64_t>{},
@@ -395,6 +398,14 @@ void Run::setup() {
   if (lead_) make_directories(dir_.checkpoints());
   if (resume_) {  // every rank reads last.pt (the run directory is shared, as it is for torchrun's restarts)
     state_ = load_checkpoint(dir_.last(), *model_, optimizer_.get());
+    // config.yaml edited after the checkpoint was written would change the run half-way
+    // (overrides that would do the same are refused).
+    if (!state_.config.empty()) {
+      const std::string diff = join(training_differences(Config::from_text(state_.config, dir_.last()), cfg_), ", ");
+      if (!diff.empty())
+        throw InputError(dir_.config() + ": differs from the config " + dir_.last() + " was trained with (" + diff +
+                         "); the file was edited after training started: restore it, or start a new run");
+    }
     apply_memory_format(*model_, o_.memory_format);  // the load adopted the saved layout
     if (lead_)
       append_jsonl(dir_.log(), {{"event", "resume"}, {"epoch", state_.epoch}, {"global_step", state_.global_step},
@@ -403,6 +414,7 @@ void Run::setup() {
     state_.metrics_csv = csv_header(readout_steps(*model_, steps_));
     if (lead_) write_file_atomic(dir_.log(), "");
   }
+  state_.config = cfg_.dump();
   broadcast_model();
   steps_at_start_ = state_.global_step;
   if (lead_) {
@@ -439,6 +451,17 @@ void Run::check_new_run_dir() const {
   if (!fs::exists(path, ec)) return;
   if (!fs::is_directory(path, ec)) throw InputError("--run-dir " + dir_.path() + ": is a file, not a folder");
   if (dir_.holds_config()) {
+    if (!written_by_ventral(dir_.config()))
+      throw InputError("--run-dir " + dir_.path() + ": its config.yaml was not written by ventral (the first line is not '" +
+                       kSavedConfigMark + "'), so the folder is no run to continue; choose a new or empty folder");
+    for (const auto& entry : fs::directory_iterator(path, ec)) {
+      const std::string name = entry.path().filename().string();
+      static const std::set<std::string> run_files = {"config.yaml", "classes.txt", "model.json", "input.json",
+                                                      "log.jsonl",   "metrics.csv", "test.json",  "checkpoints"};
+      if (!run_files.count(name) && name[0] != '.')
+        throw InputError("--run-dir " + dir_.path() + ": holds " + printable(name) +
+                         ", which no run writes; choose a new or empty folder");
+    }
     std::string diff = join(training_differences(Config::load(dir_.config()), cfg_), ", ");
     if (diff.empty()) return;
     throw InputError(dir_.config() + ": this folder holds a run with another config (" + diff +
@@ -531,7 +554,7 @@ bool Run::end_epoch() {
   broadcast_model();
   StepMetrics val;
   try {
-    if (val_loader_->size()) val = evaluate_shards(*val_loader_, "");
+    if (val_loader_ && val_loader_->size()) val = evaluate_shards(*val_loader_, "");
   } catch (const NonFiniteOutputs&) {  // the epoch's last steps overflowed the weights: divergence
     report_.exit_status = kExitDiverged;
     report_.message = "the model's outputs became NaN or infinite in validation after epoch " +

@@ -7,6 +7,7 @@
 #include "cli/launch.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
+#include "inference/checkpoint.hpp"
 #include "train/distributed.hpp"
 #include "train/trainer.hpp"
 
@@ -67,6 +68,16 @@ void add_train_command(CLI::App& app) {
       const std::string saved_path = (fs::path(args->run_dir) / "config.yaml").string();
       if (!fs::exists(saved_path)) throw InputError(args->run_dir + ": nothing to resume (no config.yaml)");
       cfg = Config::load(saved_path);
+      // config.yaml edited after training started would change the run half-way: it must
+      // still be the config the last checkpoint was trained with.
+      const std::string last = (fs::path(args->run_dir) / "checkpoints" / "last.pt").string();
+      if (fs::is_regular_file(last))
+        if (const std::string kept = checkpoint_config(last); !kept.empty()) {
+          const auto edited = training_differences(Config::from_text(kept, last), cfg);
+          if (!edited.empty())
+            throw InputError(saved_path + ": differs from the config " + last + " was trained with (" + join(edited, ", ") +
+                             "); the file was edited after training started: restore it, or start a new --run-dir");
+        }
       Config wanted = Config::load(config_path.empty() ? saved_path : config_path, overrides);
       auto diff = training_differences(cfg, wanted);
       if (!diff.empty())

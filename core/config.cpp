@@ -305,13 +305,22 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
   auto fail = [&](const std::string& why) -> InputError {
     return InputError(origin + ": key '" + spec.key + "' " + why);
   };
+  // Bounds as written (1048576, not 1.04858e+06).
+  auto bound = [](double b) {
+    return std::abs(b) < 9e15 && b == std::floor(b) ? std::to_string(static_cast<int64_t>(b)) : format_number("%g", b);
+  };
   auto range = [&](double v) {
-    if (!(v >= spec.min && v <= spec.max)) {
-      std::ostringstream msg;
-      msg << "value " << (value.IsScalar() ? printable(value.Scalar()) : format_number("%g", v)) << " is out of range ["
-          << spec.min << ", " << spec.max << "]";
-      throw fail(msg.str());
-    }
+    if (!(v >= spec.min && v <= spec.max))
+      throw fail("value " + (value.IsScalar() ? printable(value.Scalar()) : format_number("%g", v)) +
+                 " is out of range [" + bound(spec.min) + ", " + bound(spec.max) + "]");
+  };
+  // A non-zero number written too small for a double (1e-400) is read as 0 or a denormal:
+  // not what was written.
+  auto underflow = [&](const std::string& text, double v) {
+    const std::string mantissa = text.substr(0, text.find_first_of("eE"));
+    if ((v == 0 && mantissa.find_first_of("123456789") != std::string::npos) || std::fpclassify(v) == FP_SUBNORMAL)
+      throw fail("value " + printable(text) + " is too close to 0 for a double (it would be read as " +
+                 format_number("%g", v) + ")");
   };
   auto expect_scalar = [&]() {
     if (!value.IsScalar()) throw fail("expects " + type_name(spec) + ", got " + printable(render(value)));
@@ -330,11 +339,8 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
       int64_t v;
       if (!decimal)
         throw fail("expects " + type_name(spec) + " in decimal digits (no leading zeros), got '" + printable(text) + "'");
-      if (!YAML::convert<int64_t>::decode(value, v)) {  // digits beyond what 64 bits hold
-        std::ostringstream msg;
-        msg << "value " << printable(text) << " is out of range [" << spec.min << ", " << spec.max << "]";
-        throw fail(msg.str());
-      }
+      if (!YAML::convert<int64_t>::decode(value, v))  // digits beyond what 64 bits hold
+        throw fail("value " + printable(text) + " is out of range [" + bound(spec.min) + ", " + bound(spec.max) + "]");
       range(static_cast<double>(v));
       return YAML::Node(value.Scalar());
     }
@@ -343,6 +349,7 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
       double v;
       if (!YAML::convert<double>::decode(value, v) || !std::isfinite(v))
         throw fail("expects " + type_name(spec) + ", got '" + printable(value.Scalar()) + "'");
+      underflow(value.Scalar(), v);
       range(v);
       return YAML::Node(value.Scalar());  // keep the user's spelling: 0.1 stays 0.1
     }
@@ -370,6 +377,7 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
         double v;
         if (!item.IsScalar() || !YAML::convert<double>::decode(item, v) || !std::isfinite(v))
           throw fail("expects " + type_name(spec) + ", got " + printable(render(value)));
+        underflow(item.Scalar(), v);
         range(v);
         out.push_back(item.Scalar());
       }

@@ -151,6 +151,22 @@ void save_checkpoint(const std::string& path, VisionModelImpl& model, torch::opt
   write_file_atomic(path, bytes.str());
 }
 
+std::string checkpoint_config(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) throw InputError(path + ": no such checkpoint");
+  try {
+    verify_zip_checksums(path);
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    c10::IValue config;
+    if (archive.try_read("config", config) && config.isString()) return config.toStringRef();
+    return "";
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    throw InputError(path + ": not a loadable ventral checkpoint (" + what.substr(0, what.find('\n')) + ")");
+  }
+}
+
 TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torch::optim::Optimizer* optimizer) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw InputError(path + ": no such checkpoint");

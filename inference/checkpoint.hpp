@@ -28,6 +28,9 @@ void save_checkpoint(const std::string& path, VisionModelImpl& model, torch::opt
 /// RNG state; InputError naming the file when it is missing, corrupt, or was written for
 /// another model.
 TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torch::optim::Optimizer* optimizer);
+/// The config a checkpoint was trained with (TrainState::config); empty when the checkpoint
+/// predates it. InputError when the file is damaged.
+std::string checkpoint_config(const std::string& path);
 
 // Weights in and out of PyTorch: state_dict files as Python's torch.save(model.state_dict())
 // writes them (zip format), read and written through LibTorch's pickler.

@@ -435,6 +435,9 @@ TEST(Cli, FifthRoundWrongNumbersHangsAndOverwritesAreRefused) {
   }
   write_text(dir / "bomb.yaml", bomb);
   expect_input_error("config " + (dir / "bomb.yaml"), "values once its aliases (*name) are expanded");
+  // A number too small for a double was read as 0; bounds print as written, not as 1.04858e+06.
+  expect_input_error("config train.lr=1e-400", "key 'train.lr' value 1e-400 is too close to 0");
+  expect_input_error("config train.batch_size=0", "is out of range [1, 1048576]");
   // Integers are decimal: 010 was 8 (octal), 0x1c 28.
   expect_input_error("models --image-size 010", "'010' is not a decimal integer");
   expect_input_error("perturb --data synthetic:8 --family block:1 --seed 010 --out " + (dir / "s.png"),

@@ -398,14 +398,6 @@ void Run::setup() {
   if (lead_) make_directories(dir_.checkpoints());
   if (resume_) {  // every rank reads last.pt (the run directory is shared, as it is for torchrun's restarts)
     state_ = load_checkpoint(dir_.last(), *model_, optimizer_.get());
-    // config.yaml edited after the checkpoint was written would change the run half-way
-    // (overrides that would do the same are refused).
-    if (!state_.config.empty()) {
-      const std::string diff = join(training_differences(Config::from_text(state_.config, dir_.last()), cfg_), ", ");
-      if (!diff.empty())
-        throw InputError(dir_.config() + ": differs from the config " + dir_.last() + " was trained with (" + diff +
-                         "); the file was edited after training started: restore it, or start a new run");
-    }
     apply_memory_format(*model_, o_.memory_format);  // the load adopted the saved layout
     if (lead_)
       append_jsonl(dir_.log(), {{"event", "resume"}, {"epoch", state_.epoch}, {"global_step", state_.global_step},

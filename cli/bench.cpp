@@ -296,7 +296,20 @@ void add_bench_command(CLI::App& app) {
                   "data.augment.random_resized_crop=true data.augment.perturb=SPEC");
   cmd->add_flag("--json", a->json, "print one JSON object (model: model, params, batch, threads, train_images_per_s, "
                                    "eval_images_per_s, ...)");
-  cmd->callback([a] {
+  cmd->callback([a, cmd] {
+    // One measurement a call, and no option it does not read (they were ignored without a word).
+    if (int(a->peak) + int(a->loader) + int(!a->perturb.empty()) > 1)
+      throw InputError("bench: --peak, --loader and --perturb are separate measurements; give one of them");
+    const bool model = !a->peak && !a->loader && a->perturb.empty();
+    auto only = [&](std::initializer_list<const char*> flags, bool applies, const std::string& where) {
+      for (const char* flag : flags)
+        if (cmd->count(flag) && !applies) throw InputError(std::string("bench: ") + flag + " applies to " + where + " only");
+    };
+    only({"--loader-threads", "--loader-images"}, a->loader, "--loader");
+    only({"--images"}, !a->perturb.empty(), "--perturb");
+    only({"--data"}, a->loader || !a->perturb.empty(), "--loader and --perturb");
+    only({"--model", "--steps", "--classes", "--memory-format", "--precision", "--profile"}, model,
+         "timing a model (without --peak, --loader or --perturb)");
     int64_t threads = configure_threads(a->threads ? std::optional<int64_t>(a->threads) : std::nullopt);
     if (a->peak)
       bench_peak(*a);

@@ -435,6 +435,10 @@ TEST(Cli, FifthRoundWrongNumbersHangsAndOverwritesAreRefused) {
   }
   write_text(dir / "bomb.yaml", bomb);
   expect_input_error("config " + (dir / "bomb.yaml"), "values once its aliases (*name) are expanded");
+  // bench options that the measurement asked for does not read.
+  expect_input_error("bench --images 100", "bench: --images applies to --perturb only");
+  expect_input_error("bench --peak --model resnet20", "bench: --model applies to timing a model");
+  expect_input_error("bench --loader --perturb all", "separate measurements");
   // A number too small for a double was read as 0; bounds print as written, not as 1.04858e+06.
   expect_input_error("config train.lr=1e-400", "key 'train.lr' value 1e-400 is too close to 0");
   expect_input_error("config train.batch_size=0", "is out of range [1, 1048576]");

@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "core/io.hpp"
+#include "core/json.hpp"
 #include "core/text.hpp"
 #include "core/threads.hpp"
 #include "datasets/experiment.hpp"
@@ -339,6 +340,23 @@ std::string run_eval(const EvalOptions& o) {
       if (!evaluation)
         throw InputError("--out " + printable(out) + ": the folder holds files but no evaluation (results.csv, "
                          "summary.json); give a new or empty folder");
+    }
+  }
+  // Features go into a new or empty folder, or over an earlier feature export (its index.json):
+  // never into a run's checkpoints or a folder of other files.
+  if (!o.features.empty()) {
+    const std::string features = o.features_out.empty() ? out + "/features" : o.features_out;
+    std::error_code ec;
+    if (fs::is_directory(features, ec) && !fs::is_empty(features, ec)) {
+      bool earlier = false;
+      try {
+        const nlohmann::json j = read_json_file((fs::path(features) / "index.json").string());
+        earlier = j.is_object() && j.contains("files") && j.value("labels", std::string()) == "labels.npy";
+      } catch (const std::exception&) {
+      }
+      if (!earlier)
+        throw InputError("--features-out " + printable(features) + ": the folder holds files but no feature export "
+                         "(index.json); give a new or empty folder");
     }
   }
   // Everything that can be checked before minutes of evaluation is: the output folders can be

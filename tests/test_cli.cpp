@@ -435,6 +435,10 @@ TEST(Cli, FifthRoundWrongNumbersHangsAndOverwritesAreRefused) {
   }
   write_text(dir / "bomb.yaml", bomb);
   expect_input_error("config " + (dir / "bomb.yaml"), "values once its aliases (*name) are expanded");
+  // Features only into a new or empty folder or over an earlier export: not into checkpoints/.
+  expect_input_error("eval " + (dir / "nv") + " --limit 8 --features IT --features-out " + (dir / "nv/checkpoints") +
+                         " --out " + (dir / "e"),
+                     "holds files but no feature export");
   // bench options that the measurement asked for does not read.
   expect_input_error("bench --images 100", "bench: --images applies to --perturb only");
   expect_input_error("bench --peak --model resnet20", "bench: --model applies to timing a model");

@@ -7,6 +7,7 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
+#include "inference/run_dir.hpp"
 
 namespace ventral::cli {
 
@@ -41,7 +42,7 @@ void add_config_command(CLI::App& app) {
       namespace fs = std::filesystem;
       std::error_code ec;
       const fs::path out = fs::weakly_canonical(fs::absolute(args->out, ec), ec);
-      if (fs::is_directory(out.parent_path() / "checkpoints", ec) && fs::is_regular_file(out.parent_path() / "config.yaml", ec))
+      if (RunDir(out.parent_path().string()).is_run())
         throw InputError("--out " + printable(args->out) + ": inside the run directory " + printable(out.parent_path().string()) +
                          ", whose files a config must not replace; write it elsewhere");
       if (fs::exists(fs::symlink_status(out, ec)) && !fs::is_regular_file(out, ec))

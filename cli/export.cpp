@@ -27,7 +27,7 @@ void refuse_foreign_files(const std::string& out) {
   std::error_code ec;
   const fs::path pt = fs::weakly_canonical(fs::absolute(out, ec), ec), json = fs::path(pt).replace_extension(".json");
   for (const fs::path& folder : {pt.parent_path(), pt.parent_path().parent_path()})
-    if (fs::is_regular_file(folder / "config.yaml", ec) && fs::is_directory(folder / "checkpoints", ec))
+    if (RunDir(folder.string()).is_run())
       throw InputError("--out " + printable(out) + ": inside the run directory " + printable(folder.string()) +
                        ", whose files the export would replace; write the export elsewhere");
   const bool earlier_export = [&] {

@@ -25,6 +25,10 @@ std::string RunDir::checkpoint(const std::string& which) const {
 }
 
 bool RunDir::holds_config() const { return fs::is_regular_file(config()); }
+bool RunDir::is_run() const {
+  std::error_code ec;
+  return holds_config() && fs::is_directory(checkpoints(), ec);
+}
 bool RunDir::started() const { return fs::exists(last()); }
 bool RunDir::finished() const { return fs::exists(test()); }
 

@@ -57,6 +57,8 @@ class RunDir {
   }
 
   bool holds_config() const;
+  /// config.yaml and checkpoints/: a run directory, whose files nothing but its training writes.
+  bool is_run() const;
   bool started() const;   ///< a checkpoint exists (resumable)
   bool finished() const;  ///< test.json exists
 

@@ -446,10 +446,10 @@ void Run::check_new_run_dir() const {
     if (!written_by_ventral(dir_.config()))
       throw InputError("--run-dir " + dir_.path() + ": its config.yaml was not written by ventral (the first line is not '" +
                        kSavedConfigMark + "'), so the folder is no run to continue; choose a new or empty folder");
+    std::set<std::string> run_files = {fs::path(dir_.checkpoints()).filename().string()};
+    for (const std::string& f : dir_.files()) run_files.insert(fs::path(f).filename().string());
     for (const auto& entry : fs::directory_iterator(path, ec)) {
       const std::string name = entry.path().filename().string();
-      static const std::set<std::string> run_files = {"config.yaml", "classes.txt", "model.json", "input.json",
-                                                      "log.jsonl",   "metrics.csv", "test.json",  "checkpoints"};
       if (!run_files.count(name) && name[0] != '.')
         throw InputError("--run-dir " + dir_.path() + ": holds " + printable(name) +
                          ", which no run writes; choose a new or empty folder");

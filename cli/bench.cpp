@@ -17,6 +17,7 @@
 #include "cli/commands.hpp"
 #include "core/error.hpp"
 #include "core/io.hpp"
+#include "core/json.hpp"
 #include "core/precision.hpp"
 #include "core/threads.hpp"
 #include "core/text.hpp"
@@ -64,6 +65,17 @@ void bench_model(const Args& a, int64_t threads) {
     const fs::path path(a.profile), folder = path.parent_path().empty() ? fs::path(".") : path.parent_path();
     if (fs::exists(path, ec) && !fs::is_regular_file(path, ec))
       throw InputError("--profile: " + printable(a.profile) + " exists and is not a regular file; give a file name");
+    if (fs::exists(path, ec)) {  // replaces an earlier profile (a JSON array of trace events), nothing else
+      bool trace = false;
+      try {
+        const nlohmann::json j = read_json_file(a.profile);
+        trace = j.is_array() && (j.empty() || (j.front().is_object() && j.front().contains("ph")));
+      } catch (const std::exception&) {
+      }
+      if (!trace)
+        throw InputError("--profile: " + printable(a.profile) + " exists and is not a profile bench wrote (a JSON "
+                         "array of trace events); give a new file name");
+    }
     if (!fs::is_directory(folder, ec) || ::access(folder.c_str(), W_OK) != 0)
       throw InputError("--profile: cannot write " + printable(a.profile) + ": " + (ec ? ec.message() : std::strerror(errno)) +
                        " (the folder must exist and be writable)");
@@ -171,6 +183,7 @@ void bench_loader(const Args& a) {
                        "data.augment.*); the dataset is --data");
   Config cfg;
   try {
+    refuse_repeated_overrides(a.overrides);
     cfg = Config::load("", a.overrides);
   } catch (const InputError& e) {
     throw InputError(std::string("bench --loader: ") + e.what());

@@ -6,6 +6,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <string>
+#include <vector>
+
+#include "core/error.hpp"
 
 namespace ventral::cli {
 
@@ -14,6 +17,18 @@ namespace ventral::cli {
 struct ExitStatus {
   int code;
 };
+
+/// key=value overrides given on one command line: a key given twice (the first silently lost)
+/// is refused, naming both values.
+inline void refuse_repeated_overrides(const std::vector<std::string>& overrides) {
+  for (size_t i = 0; i < overrides.size(); ++i)
+    for (size_t j = 0; j < i; ++j) {
+      const std::string key = overrides[i].substr(0, overrides[i].find('='));
+      if (key == overrides[j].substr(0, overrides[j].find('=')))
+        throw InputError("'" + key + "' is given twice on the command line ('" + overrides[j] + "', then '" +
+                         overrides[i] + "'); give it once");
+    }
+}
 
 /// A seed flag's value: decimal digits, at most `max`. CLI11's own conversion would take 0x10
 /// as hex and 2^64 (or any larger number) as 2^64 - 1, and wrap -1 around.

@@ -41,7 +41,12 @@ void add_compare_command(CLI::App& app) {
   cmd->callback([a] {
     std::string path;
     std::vector<std::string> overrides;
-    for (const auto& p : a->positional) (p.find('=') != std::string::npos ? overrides.push_back(p) : void(path = p));
+    for (const auto& p : a->positional) {
+      if (p.find('=') != std::string::npos) overrides.push_back(p);
+      else if (path.empty()) path = p;
+      else throw InputError("compare: more than one experiment file given ('" + path + "' and '" + p + "')");
+    }
+    refuse_repeated_overrides(overrides);
     if (path.empty()) throw InputError("compare needs an EXPERIMENT.yaml (see configs/compare_quick.yaml)");
     if (read_dist_env().distributed())
       throw InputError("compare: this process is one rank of a multi-process job (" + read_dist_env().source +

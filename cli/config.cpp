@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "core/text.hpp"
 #include "inference/run_dir.hpp"
+#include "train/trainer.hpp"
 
 namespace ventral::cli {
 
@@ -35,8 +36,9 @@ void add_config_command(CLI::App& app) {
       args->overrides.insert(args->overrides.begin(), args->file);
       args->file.clear();
     }
+    refuse_repeated_overrides(args->overrides);
     Config cfg = Config::load(args->file, args->overrides);
-    preprocessing(cfg);  // refuses data.* combinations that train would refuse
+    check_training_config(cfg);  // refuses what train would refuse before reading data
     if (!args->out.empty()) {
       // Replaces only a config ventral wrote, and never a run's own (its weights were trained by it).
       namespace fs = std::filesystem;

@@ -33,7 +33,10 @@ void add_eval_command(CLI::App& app) {
       ->delimiter(',');
   cmd->add_option("--features", o->features, "areas to export, e.g. V1,V2,V4,IT")->delimiter(',');
   cmd->add_option("--features-out", o->features_out, "folder for the .npy features (default OUT/features)");
-  cmd->add_option("--features-n", o->features_n, "images to export features for")->check(CLI::Range(1, 10000000));
+  cmd->add_option("--features-n", o->features_n,
+                  "images to export features for: the first N (default 1000, or all if fewer; more than the "
+                  "dataset holds is refused)")
+      ->check(CLI::Range(1, 10000000));
   cmd->add_flag("--features-full", o->features_full, "export full maps instead of global-average-pooled vectors");
   cmd->add_option("--limit", o->limit, "evaluate the first N images only")->check(CLI::Range(0, 100000000));
   cmd->add_option("--class-map", o->class_map,
@@ -57,6 +60,17 @@ void add_eval_command(CLI::App& app) {
     for (const char* flag : {"--features-n", "--features-out", "--features-full"})
       if (cmd->count(flag) && o->features.empty())
         throw InputError(std::string(flag) + ": only with --features AREAS (e.g. --features V1,IT)");
+    refuse_repeated_overrides(o->settings);
+    // Options that would change nothing are refused rather than recorded as if they had.
+    if (cmd->count("--seed") && o->perturb.empty() && o->mask != "noise")
+      throw InputError("--seed: only with --perturb or --mask noise (nothing else in an evaluation is random)");
+    if (cmd->count("--class-map") && o->data.empty())
+      throw InputError("--class-map: only with --data SPEC (the run's own dataset has the model's class names)");
+    for (size_t i = 0; i < o->exit_thresholds.size(); ++i)
+      for (size_t j = 0; j < i; ++j)
+        if (o->exit_thresholds[i] == o->exit_thresholds[j])
+          throw InputError("--exit-threshold: " + format_number("%g", o->exit_thresholds[i]) +
+                           " is given twice; give each threshold once");
     const std::string out = run_eval(*o);
     std::vector<std::string> written;
     for (const char* f : {"results.csv", "summary.json", "per_image.csv", "accuracy_vs_steps.png",

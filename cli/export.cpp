@@ -39,12 +39,11 @@ void refuse_foreign_files(const std::string& out) {
     }
   }();
   for (const fs::path& target : {pt, json}) {
-    const fs::file_status st = fs::symlink_status(target, ec);
-    if (fs::exists(st) && !fs::is_regular_file(st))
-      throw InputError("--out " + printable(out) + ": cannot write " + printable(target.string()) +
-                       ": it exists and is not a regular file (" +
-                       (fs::is_directory(st) ? "a folder" : fs::is_symlink(st) ? "a symbolic link" : "a device or pipe") +
-                       "); give a file path");
+    try {
+      require_replaceable(target.string());
+    } catch (const InputError& e) {
+      throw InputError("--out " + printable(out) + ": " + e.what());
+    }
   }
   for (const fs::path& target : {pt, json})
     if (fs::exists(fs::symlink_status(target, ec)) && !earlier_export)

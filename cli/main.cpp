@@ -84,11 +84,7 @@ int main(int argc, char** argv) {
   // 8 images and `--seed 010` was seed 8.
   const CLI::Validator decimal(
       [](std::string& text) {
-        const size_t digits = text.size() - (text.rfind('-', 0) == 0 ? 1 : 0);
-        const std::string d = text.substr(text.size() - digits);
-        const bool plain = !d.empty() && d.find_first_not_of("0123456789") == std::string::npos &&
-                           (d.size() == 1 || d[0] != '0');
-        return plain || text.empty() ? std::string()
+        return ventral::is_decimal_integer(text) || text.empty() ? std::string()
                                      : "'" + ventral::printable(text) + "' is not a decimal integer (digits only, no "
                                        "leading zero, no 0x)";
       },

@@ -43,6 +43,11 @@ void add_perturb_command(CLI::App& app) {
     if (a->out.empty() && a->write.empty()) throw InputError("perturb: give --out sheet.png and/or --write DIR");
     if (!a->out.empty() && std::filesystem::path(a->out).extension() != ".png")
       throw InputError("--out " + a->out + ": the contact sheet is a PNG; name it *.png");
+    if (!a->out.empty()) {  // replaces only a PNG ventral wrote, never someone's picture
+      std::error_code ec;
+      if (std::filesystem::exists(std::filesystem::symlink_status(a->out, ec)) && !png_written_by_ventral(a->out))
+        throw InputError("--out " + printable(a->out) + ": exists and is not a PNG ventral wrote; give a new file name");
+    }
     if (!a->write.empty()) {  // only into a new folder or one an earlier --write filled
       namespace fs = std::filesystem;
       std::error_code ec;

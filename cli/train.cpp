@@ -43,6 +43,7 @@ void add_train_command(CLI::App& app) {
       else if (config_path.empty()) config_path = p;
       else throw InputError("train: more than one config file given ('" + config_path + "' and '" + p + "')");
     }
+    refuse_repeated_overrides(overrides);
     namespace fs = std::filesystem;
     if (!args->resume && args->nproc == 1) {
       // Under torchrun --max_restarts, a restarted group (TORCHELASTIC_RESTART_COUNT > 0)

@@ -333,11 +333,8 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
       if (spec.type == T::IntOrAuto && value.Scalar() == "auto") return YAML::Node("auto");
       // Decimal digits only: yaml-cpp reads 010 as octal 8 and 0x10 as 16, which nobody means.
       const std::string& text = value.Scalar();
-      const size_t digits = text.rfind('-', 0) == 0 ? 1 : 0;
-      const bool decimal = text.size() > digits && text.find_first_not_of("0123456789", digits) == std::string::npos &&
-                           (text[digits] != '0' || text.size() == digits + 1);
       int64_t v;
-      if (!decimal)
+      if (!is_decimal_integer(text))
         throw fail("expects " + type_name(spec) + " in decimal digits (no leading zeros), got '" + printable(text) + "'");
       if (!YAML::convert<int64_t>::decode(value, v))  // digits beyond what 64 bits hold
         throw fail("value " + printable(text) + " is out of range [" + bound(spec.min) + ", " + bound(spec.max) + "]");
@@ -564,6 +561,8 @@ void check_keys_take_effect(const Config& cfg) {
   static const Config defaults;
   const std::string schedule = cfg.get_string("train.schedule"), optimizer = cfg.get_string("train.optimizer");
   const bool sgd = optimizer == "sgd";
+  const std::string perturb = cfg.get_string("data.augment.perturb"), dataset = cfg.get_string("data.dataset");
+  const bool files = dataset.rfind("folder:", 0) == 0 || dataset.rfind("list:", 0) == 0;
   struct Rule {
     const char* key;
     bool idle;
@@ -582,11 +581,30 @@ void check_keys_take_effect(const Config& cfg) {
       {"data.augment.random_resized_crop_scale", !cfg.get_bool("data.augment.random_resized_crop"),
        "data.augment.random_resized_crop is false"},
       {"model.weights_strict", cfg.get_string("model.weights").empty(), "model.weights is not set"},
+      {"train.decay_bn_and_bias", cfg.get_float("train.weight_decay") == 0, "train.weight_decay is 0"},
+      {"data.augment.perturb_fraction", perturb.empty(), "data.augment.perturb is not set"},
+      {"data.stream", !files, "data.dataset " + printable(dataset) + " is not an image folder or list"},
+      {"data.skip_bad_images", !files, "data.dataset " + printable(dataset) + " is not an image folder or list"},
   };
   for (const Rule& r : rules)
     if (r.idle && cfg.text(r.key) != defaults.text(r.key))
       throw InputError(cfg.source() + ": key '" + r.key + "' is set to " + printable(cfg.text(r.key)) +
                        " but has no effect: " + r.because + "; remove it or set what it needs");
+  // Values that are in range one by one but never reached together.
+  const int64_t epochs = cfg.get_int("train.epochs");
+  if (schedule == "step")
+    for (double m : cfg.get_floats("train.milestones"))
+      if (m >= static_cast<double>(epochs))
+        throw InputError(cfg.source() + ": key 'train.milestones' holds " + format_number("%g", m) +
+                         ", which a run of train.epochs " + std::to_string(epochs) +
+                         " never reaches; give milestones below " + std::to_string(epochs));
+  if (const double warmup = cfg.get_float("train.warmup_epochs"); schedule != "onecycle" && warmup >= static_cast<double>(epochs))
+    throw InputError(cfg.source() + ": key 'train.warmup_epochs' is " + format_number("%g", warmup) +
+                     ", so the warm-up would last the whole run of train.epochs " + std::to_string(epochs) +
+                     " and never reach train.lr; give fewer than " + std::to_string(epochs));
+  if (!perturb.empty() && cfg.get_float("data.augment.perturb_fraction") == 0)
+    throw InputError(cfg.source() + ": key 'data.augment.perturb_fraction' is 0, so data.augment.perturb " +
+                     printable(perturb) + " perturbs no image; remove data.augment.perturb or give a fraction in (0, 1]");
 }
 
 }  // namespace ventral

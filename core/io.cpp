@@ -95,16 +95,18 @@ void remove_unfinished_files() noexcept {
     if (const char* path = slot.load()) ::unlink(path);
 }
 
+void require_replaceable(const std::string& path) {
+  std::error_code ec;
+  const fs::file_status st = fs::symlink_status(path, ec);
+  if (fs::exists(st) && !fs::is_regular_file(st))
+    throw InputError("cannot write " + path + ": it exists and is not a regular file (" +
+                     (fs::is_directory(st) ? "a folder" : fs::is_symlink(st) ? "a symbolic link" : "a device or pipe") +
+                     "); give a file path");
+}
+
 void write_file_atomic(const std::string& path, const std::string& contents) {
   fs::path target(path);
-  {  // the rename would replace whatever is there: never a device, a pipe or a folder
-    std::error_code ec;
-    const fs::file_status st = fs::symlink_status(target, ec);
-    if (fs::exists(st) && !fs::is_regular_file(st))
-      throw InputError("cannot write " + path + ": it exists and is not a regular file (" +
-                       (fs::is_directory(st) ? "a folder" : fs::is_symlink(st) ? "a symbolic link" : "a device or pipe") +
-                       "); give a file path");
-  }
+  require_replaceable(path);  // the rename would replace whatever is there: never a device, a pipe or a folder
   if (target.has_parent_path()) make_directories(target.parent_path().string());
   // Hidden, so that a file left by a kill between its creation and the rename is skipped by
   // anything that lists the folder as data (ventral's image folders skip dot files).
@@ -268,6 +270,12 @@ void verify_zip_checksums(const std::string& path) {
     }
   if (eocd < 0) throw InputError(path + ": damaged zip archive (no end-of-directory record: truncated?)");
   const unsigned char* e = &tail[static_cast<size_t>(eocd)];
+  // The record (and its comment) ends the file: bytes after it were appended or written over it.
+  if (const uint64_t end = static_cast<uint64_t>(eocd) + 22 + le16(e + 20); end > tail_size)
+    throw InputError(path + ": damaged zip archive (its end record runs past the end of the file)");
+  else if (end < tail_size)
+    throw InputError(path + ": damaged zip archive (" + std::to_string(tail_size - end) +
+                     " bytes after its end record: appended to, or two files run together?)");
   const uint32_t entries = le16(e + 10), dir_size = le32(e + 12), dir_offset = le32(e + 16);
   if (entries == 0xffff || dir_size == 0xffffffff || dir_offset == 0xffffffff) return;  // zip64
   const auto dir = read_at(dir_offset, dir_size);

@@ -6,6 +6,10 @@
 
 namespace ventral {
 
+/// InputError "cannot write PATH: it exists and is not a regular file (a folder ...)" when a
+/// rename onto `path` would replace a folder, a link, a device or a pipe.
+void require_replaceable(const std::string& path);
+
 /// Writes `contents` to `path` via a temporary file in the same folder, fsync and a rename, so
 /// the file is the old one or the new one whatever happens (kill -9, power loss, a full disk).
 /// InputError "cannot write PATH: <reason>" (e.g. "no space left on device") on failure, and

@@ -8,7 +8,6 @@
 
 namespace ventral {
 
-/// One number through a printf format, e.g. format_number("%.4f", loss).
 /// A whole decimal number written as digits only (no sign, spaces, point or trailing text; at
 /// most 9 digits): "12" is 12, "1.9", "2x", " 3", "+4" and "" are nullopt. List parsers use it so
 /// that `1:2junk` is an error, not steps 1 to 2.
@@ -22,6 +21,15 @@ inline std::optional<int64_t> parse_count(const std::string& text) {
   return v;
 }
 
+/// An integer written in decimal: an optional '-', then digits without a leading zero ("0" itself
+/// is one). C's and YAML's readers take 010 as octal 8 and 0x10 as 16, which nobody means.
+inline bool is_decimal_integer(const std::string& text) {
+  const size_t first = text.rfind('-', 0) == 0 ? 1 : 0;
+  return text.size() > first && text.find_first_not_of("0123456789", first) == std::string::npos &&
+         (text[first] != '0' || text.size() == first + 1);
+}
+
+/// One number through a printf format, e.g. format_number("%.4f", loss).
 inline std::string format_number(const char* format, double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, format, v);

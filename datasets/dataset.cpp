@@ -141,6 +141,10 @@ void check_dataset_spec(const std::string& spec) {
       kind != "synthetic")
     throw InputError("unknown dataset '" + printable(spec) +
                      "' (use fashion-mnist, mnist:DIR, cifar10:DIR, folder:DIR, list:FILE or synthetic)");
+  if (colon != std::string::npos && arg.empty() && (kind == "fashion-mnist" || kind == "synthetic"))
+    throw InputError("dataset '" + printable(spec) + "': nothing after ':'; give " +
+                     (kind == "synthetic" ? "synthetic:N (an image count) or synthetic alone"
+                                          : "fashion-mnist:DIR, or fashion-mnist alone for the packaged copy"));
   if (arg.empty() && (kind == "mnist" || kind == "cifar10" || kind == "folder" || kind == "list"))
     throw InputError("dataset '" + printable(spec) + "' needs a " +
                      (kind == "list" ? "file: list:FILE" : "folder: " + kind + ":DIR"));

@@ -104,7 +104,12 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
                        "; set data.image_size (and data.channels) to bring both to one shape");
   }
   d.split = split_train_val(d.train, cfg.get_float("data.val_fraction"), static_cast<uint64_t>(cfg.get_int("seed")));
-  if (int64_t limit = cfg.get_int("data.max_train_images"); limit > 0 && static_cast<size_t>(limit) < d.split.train.size()) {
+  const int64_t limit = cfg.get_int("data.max_train_images");
+  if (limit > 0 && static_cast<size_t>(limit) > d.split.train.size())
+    throw InputError(cfg.source() + ": key 'data.max_train_images' is " + std::to_string(limit) + " but " +
+                     cfg.get_string("data.dataset") + " holds " + std::to_string(d.split.train.size()) +
+                     " training images after validation is held out; give at most that (0 = all)");
+  if (limit > 0 && static_cast<size_t>(limit) < d.split.train.size()) {
     Rng rng({static_cast<uint64_t>(cfg.get_int("seed")), stream::kTrainSubset});
     shuffle(d.split.train, rng);
     d.split.train.resize(static_cast<size_t>(limit));
@@ -146,6 +151,11 @@ LoaderPerturbation training_perturbation(const Config& cfg) {
   } catch (const InputError& e) {
     throw InputError(cfg.source() + ": key 'data.augment.perturb': " + e.what());
   }
+  for (const PerturbationSpec& spec : p.specs)
+    if (std::all_of(spec.severities.begin(), spec.severities.end(), [](int s) { return s == 0; }))
+      throw InputError(cfg.source() + ": key 'data.augment.perturb': " + spec.family +
+                       " at severity 0 is the clean image, so it perturbs nothing; give severities 1-5 (the share "
+                       "left clean is data.augment.perturb_fraction's)");
   p.fraction = cfg.get_float("data.augment.perturb_fraction");
   return p;
 }

@@ -82,7 +82,7 @@ bool decode_fitted(const ImageFiles& files, size_t k, int64_t channels, int64_t 
 
 // ---- the index cache -------------------------------------------------------------------
 
-constexpr const char* kCacheMagic = "ventral-index 2";
+constexpr const char* kCacheMagic = "ventral-index 3";
 
 std::string hex64(uint64_t v) {
   char buf[17];
@@ -138,8 +138,19 @@ std::vector<std::string> cache_paths(const std::string& source, bool is_folder) 
 std::optional<ImageIndex> read_cache(const std::vector<std::string>& paths, const std::string& key,
                                      const std::string& root) {
   for (const auto& path : paths) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) continue;
+    // The last line checks the lines above it: an index edited or damaged by hand is rebuilt,
+    // not trusted (its names are the files the loader opens).
+    std::string text;
+    {
+      std::ifstream file(path, std::ios::binary);
+      if (!file) continue;
+      text.assign(std::istreambuf_iterator<char>(file), {});
+    }
+    const size_t last = text.size() > 1 ? text.rfind('\n', text.size() - 2) : std::string::npos;
+    if (last == std::string::npos || text.back() != '\n') continue;
+    const std::string body = text.substr(0, last + 1), check = text.substr(last + 1, text.size() - last - 2);
+    if (check.size() < 17 || check.compare(check.size() - 17, 17, "\t" + hex64(fnv1a(body))) != 0) continue;
+    std::istringstream in(body + check.substr(0, check.size() - 17) + "\n");
     std::string line;
     if (!std::getline(in, line) || line != kCacheMagic) continue;
     if (!std::getline(in, line) || line != "key\t" + key) continue;
@@ -163,8 +174,10 @@ std::optional<ImageIndex> read_cache(const std::vector<std::string>& paths, cons
       char* end = nullptr;
       const long long label = std::strtoll(line.c_str(), &end, 10);
       ok = end == line.c_str() + tab && label >= 0 && static_cast<size_t>(label) < n_classes;
+      const std::string name = line.substr(tab + 1);
+      ok = ok && name[0] != '/' && ("/" + name + "/").find("/../") == std::string::npos;  // inside the root
       index.labels.push_back(label);
-      index.files->add(line.substr(tab + 1));
+      index.files->add(name);
     }
     // The last line says how many entries came before it: a cache cut short is not used.
     if (ok && std::getline(in, line) && line == "end\t" + std::to_string(n_files) && !std::getline(in, line) &&
@@ -189,7 +202,7 @@ std::string write_cache(const std::vector<std::string>& paths, const std::string
     if (name.find('\n') != std::string::npos) return "";
     out += std::to_string(index.labels[k]) + "\t" + name + "\n";
   }
-  out += "end\t" + std::to_string(index.labels.size()) + "\n";
+  out += "end\t" + std::to_string(index.labels.size()) + "\t" + hex64(fnv1a(out)) + "\n";
   for (const auto& path : paths) {
     try {
       make_directories(fs::path(path).parent_path().string());
@@ -304,8 +317,14 @@ std::vector<std::string> list_classes(const std::string& list, const std::string
   std::vector<std::string> names;
   if (*numbered) {
     int64_t top = 0;
+    std::unordered_map<int64_t, const ListEntry*> written;  // "01" and "1" would merge two classes silently
     for (const auto& e : source) {
       const int64_t label = std::stoll(e.label);
+      if (auto [it, fresh] = written.emplace(label, &e); !fresh && it->second->label != e.label)
+        throw InputError(printable(classes_from.empty() ? list : classes_from) + ":" + std::to_string(e.line) +
+                         ": label '" + e.label + "' is class number " + std::to_string(label) + ", written '" +
+                         it->second->label + "' on line " + std::to_string(it->second->line) +
+                         "; write each class number one way (or name the classes in classes.txt beside the list)");
       if (label > kMaxLabel)
         throw InputError(printable(classes_from.empty() ? list : classes_from) + ":" + std::to_string(e.line) +
                          ": label number " + e.label + " is above " + std::to_string(kMaxLabel) +

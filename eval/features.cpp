@@ -48,7 +48,10 @@ void check_feature_areas(const VisionModelImpl& model, const std::vector<std::st
 void export_features(LoadedRun& run, const Dataset& data, int64_t steps, const FeatureOptions& o) {
   check_feature_areas(*run.model, o.areas);
   make_directories(o.out);
-  int64_t n = std::min<int64_t>(o.n, static_cast<int64_t>(data.size()));
+  const auto size = static_cast<int64_t>(data.size());
+  if (o.n > size)
+    throw InputError("--features-n " + std::to_string(o.n) + ": the dataset holds only " + std::to_string(size) + " images");
+  const int64_t n = o.n ? o.n : std::min<int64_t>(1000, size);
   std::vector<int64_t> first(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) first[i] = i;
   Dataset subset = data.subset(first);

@@ -12,7 +12,7 @@ namespace ventral {
 struct FeatureOptions {
   std::vector<std::string> areas;  ///< e.g. V1, V2, V4, IT
   std::string out;                 ///< folder for the .npy files and index.json
-  int64_t n = 1000;                ///< the first n images
+  int64_t n = 0;                   ///< the first n images (0: 1000, or all if fewer)
   bool full = false;               ///< full maps instead of global-average-pooled vectors
 };
 

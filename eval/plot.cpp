@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <zlib.h>
 
 #include "core/error.hpp"
 #include "core/io.hpp"
@@ -238,10 +240,36 @@ cv::Mat render_contact_sheet(const Dataset& data, const std::vector<Perturbation
   return sheet;
 }
 
+namespace {
+// The text chunk every PNG ventral writes carries after its header (PNG's registered keyword
+// "Software"), so that a file is replaced only when ventral wrote it.
+const std::string kPngSoftware = std::string("Software") + '\0' + "ventral";
+
+uint32_t png_crc(const std::string& bytes) {  // PNG's chunk CRC is zlib's CRC-32
+  return static_cast<uint32_t>(::crc32(0L, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
+}
+
+std::string big_endian(uint32_t v) {
+  return {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+}
+
+constexpr size_t kPngHeaderEnd = 8 + 4 + 4 + 13 + 4;  // signature, then the IHDR chunk
+}  // namespace
+
 void write_png(const std::string& path, const cv::Mat& image) {
   std::vector<unsigned char> buf;
   if (!cv::imencode(".png", image, buf)) throw InputError(path + ": cannot encode PNG");
-  write_file_atomic(path, std::string(buf.begin(), buf.end()));
+  std::string png(buf.begin(), buf.end());
+  const std::string body = "tEXt" + kPngSoftware;
+  png.insert(kPngHeaderEnd, big_endian(static_cast<uint32_t>(kPngSoftware.size())) + body + big_endian(png_crc(body)));
+  write_file_atomic(path, png);
+}
+
+bool png_written_by_ventral(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string head(kPngHeaderEnd + 8 + kPngSoftware.size(), '\0');
+  in.read(head.data(), static_cast<std::streamsize>(head.size()));
+  return in && head.compare(kPngHeaderEnd + 4, 4 + kPngSoftware.size(), "tEXt" + kPngSoftware) == 0;
 }
 
 }  // namespace ventral

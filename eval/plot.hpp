@@ -32,7 +32,10 @@ struct PerturbationSpec;
 /// A contact sheet: rows family × severity (0 first), columns the first `n` images of `data`.
 cv::Mat render_contact_sheet(const Dataset& data, const std::vector<PerturbationSpec>& specs, int n, uint64_t seed);
 
-/// Writes a PNG atomically; InputError naming the path on failure.
+/// Writes a PNG atomically, marked as ventral's (a tEXt chunk "Software: ventral"); InputError
+/// naming the path on failure.
 void write_png(const std::string& path, const cv::Mat& image);
+/// Whether `path` is a PNG write_png wrote (one that may be replaced).
+bool png_written_by_ventral(const std::string& path);
 
 }  // namespace ventral

@@ -182,7 +182,8 @@ Summary summarize(const SweepResult& r, const SweepResult* reference, const std:
     s.ca[family] = per_severity.empty() ? 0 : mean(per_severity);
     s.relative_drop[family] = clean > 0 ? (clean - s.ca[family]) / clean : NAN;
     group_ca[perturbation_group(family)].push_back(s.ca[family]);
-    s.delta_rec_trend[family] = spearman(x, y);
+    // Over clean and one severity a rank correlation is ±1 whatever the data: no trend is measured.
+    s.delta_rec_trend[family] = x.size() >= 3 ? spearman(x, y) : NAN;
   }
   for (const auto& [group, values] : group_ca) s.mca[group] = mean(values);
   if (reference) s.reference = against_reference(r, s, *reference);

@@ -83,7 +83,7 @@ struct Summary {
   std::map<std::string, double> mca;            ///< per group (occlusion, noise): mean CA
   std::map<std::string, double> relative_drop;  ///< per family: (clean − CA) / clean
   std::map<std::string, std::map<int, double>> delta_rec;  ///< family → severity (0 = clean): readout − step 1
-  std::map<std::string, double> delta_rec_trend;           ///< Spearman ρ of Δrec against severity (NaN: flat)
+  std::map<std::string, double> delta_rec_trend;           ///< Spearman ρ of Δrec against severity, clean included (NaN: flat, or fewer than 2 severities)
   std::map<std::string, std::map<int, double>> median_iterations_to_solution;
   std::optional<ReferenceSummary> reference;
   std::vector<EarlyExitRow> early_exit;

@@ -241,6 +241,15 @@ void write_evaluation(const std::string& out, const SweepResult& result, const S
 
 namespace {
 
+// Whether `folder` holds anything but (nested) empty folders, as an evaluation stopped before
+// its first file leaves it (the output folders are made, and tested, before the sweep).
+bool holds_files(const std::string& folder) {
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec))
+    if (!it->is_directory(ec) || it->is_symlink(ec)) return true;
+  return ec.value() != 0;  // unreadable: not known to be empty
+}
+
 // The model `ventral eval` evaluates: a run directory's, or imported weights (--weights).
 LoadedRun load_for_eval(const EvalOptions& o) {
   if (o.weights.empty()) {
@@ -333,13 +342,18 @@ std::string run_eval(const EvalOptions& o) {
   // an evaluation's: never a run's own folder, its checkpoints, or / (which --out once accepted).
   {
     std::error_code ec;
-    if (fs::is_directory(out, ec) && !fs::is_empty(out, ec)) {
+    if (fs::is_directory(out, ec) && holds_files(out)) {
+      // An evaluation's summary.json names its model, dataset and image count (a file that is only
+      // called results.csv is someone's table).
       bool evaluation = false;
-      for (const char* name : {"results.csv", "summary.json", "predictions.csv"})
-        evaluation = evaluation || fs::exists(fs::path(out) / name, ec);
+      try {
+        const nlohmann::json j = read_json_file((fs::path(out) / "summary.json").string());
+        evaluation = j.is_object() && j.contains("model") && j.contains("dataset") && j.contains("n");
+      } catch (const std::exception&) {
+      }
       if (!evaluation)
-        throw InputError("--out " + printable(out) + ": the folder holds files but no evaluation (results.csv, "
-                         "summary.json); give a new or empty folder");
+        throw InputError("--out " + printable(out) + ": the folder holds files but no evaluation (a summary.json "
+                         "written by ventral eval); give a new or empty folder");
     }
   }
   // Features go into a new or empty folder, or over an earlier feature export (its index.json):
@@ -378,6 +392,9 @@ std::string run_eval(const EvalOptions& o) {
   if (!unknown.empty() && !o.weights.empty() && o.classes.empty() && o.class_map.empty())
     unknown = "the model's outputs have no names (no --classes) to match the classes of " + o.data +
               " against; give --classes FILE (the model's class names, one per line in output order)";
+  if (o.features_n > static_cast<int64_t>(data.size()))  // checked before the sweep, not after it
+    throw InputError("--features-n " + std::to_string(o.features_n) + ": the dataset holds only " +
+                     std::to_string(data.size()) + " images");
   const std::string source = o.weights.empty() ? o.run_dir : o.weights;
   auto export_features_if_asked = [&](int64_t step) {
     if (!o.features.empty())

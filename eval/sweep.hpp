@@ -27,7 +27,7 @@ struct EvalOptions {
   std::vector<double> exit_thresholds;
   std::vector<std::string> features;
   std::string features_out;
-  int64_t features_n = 1000;
+  int64_t features_n = 0;       ///< 0: the first 1000 images, or all if fewer
   bool features_full = false;   ///< full maps instead of global-average-pooled vectors
   int64_t limit = 0;            ///< evaluate the first N images only (0 = all)
   uint64_t seed = 0;            ///< perturbation seed (shared by every model evaluated)

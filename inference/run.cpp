@@ -171,6 +171,8 @@ LoadedRun load_weights(const std::string& weights, const std::string& model_name
       throw InputError("--set " + s + ": with --weights, --model, --data and --weights say this");
     if (key.rfind("model.", 0) != 0 && key.rfind("data.", 0) != 0 && key != "threads" && key != "memory_format")
       throw InputError("--set " + s + ": with --weights only model.*, data.*, threads and memory_format keys apply");
+    if (key.rfind("data.augment.", 0) == 0 || key == "data.val_fraction" || key == "data.max_train_images")
+      throw InputError("--set " + s + ": " + key + " shapes training only; an evaluation does not read it");
     r.cfg.set(s, "--set");
   }
   find_model(model_name);  // an unknown name lists the valid ones before the weights are read

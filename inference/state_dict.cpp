@@ -16,6 +16,7 @@
 
 #include "core/error.hpp"
 #include "core/io.hpp"
+#include "core/text.hpp"
 #include "inference/checkpoint.hpp"
 
 namespace ventral {
@@ -377,7 +378,10 @@ std::map<std::string, torch::Tensor> read_state_dict(const std::string& path) {
     if (k->kind != PyValue::Str || v->kind != PyValue::Tensor)
       throw InputError(path + ": not a state_dict: an entry is a " + kind_name(*k) + " -> " + kind_name(*v) +
                        ", not a name -> tensor");
-    state[k->s] = v->tensor;
+    // A dict torch.save wrote names each entry once; a second value for a name (which Python's
+    // unpickler, and so torch.load, would keep silently) means the file was made some other way.
+    if (!state.emplace(k->s, v->tensor).second)
+      throw InputError(path + ": not a state_dict: the entry " + printable(k->s) + " appears twice");
   }
   if (state.empty()) throw InputError(path + ": the state_dict is empty");
   return state;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "core/error.hpp"
 #include "core/io.hpp"
@@ -69,6 +70,23 @@ void ensure_trained(const Experiment& x, const CompareModel& m, std::optional<ui
 
 }  // namespace
 
+// A study writes plan/, runs/, eval/, figures/ and REPORT.md, replacing what an earlier run of
+// it left there: so its folder must be new, empty or a study's, never a folder of other files.
+void check_study_folder(const std::string& out) {
+  static const std::set<std::string> written = {"plan", "runs", "eval", "figures", "REPORT.md"};
+  std::error_code ec;
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec))
+    throw InputError("--out " + printable(out) + ": is a file, not a folder");
+  if (!fs::is_directory(out, ec)) return;
+  for (fs::directory_iterator it(out, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (!written.count(name) && name.rfind('.', 0) != 0)
+      throw InputError("--out " + printable(out) + ": holds '" + printable(name) +
+                       "', which ventral compare does not write (a study's folder holds plan/, runs/, eval/, figures/ "
+                       "and REPORT.md); give a new or empty folder");
+  }
+}
+
 void check_reusable_runs(const Experiment& x, const std::string& out) {
   for (const auto& m : x.models)
     for (const auto& seed : run_seeds(x)) {
@@ -84,6 +102,7 @@ void check_reusable_runs(const Experiment& x, const std::string& out) {
 }
 
 std::vector<std::vector<std::string>> plan_compare(const Experiment& x, const std::string& out) {
+  check_study_folder(out);
   make_directories(out);
   check_reusable_runs(x, out);
   std::vector<std::vector<std::string>> plan;
@@ -96,6 +115,7 @@ std::vector<std::vector<std::string>> plan_compare(const Experiment& x, const st
 }
 
 std::string run_compare(const Experiment& x, const std::string& out, const TrainCommand& external) {
+  check_study_folder(out);
   make_directories(out);
   check_reusable_runs(x, out);
   // The reference first: its predictions at its trained step count enter every other summary

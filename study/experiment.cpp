@@ -13,7 +13,7 @@
 #include "datasets/perturb.hpp"
 #include "eval/sweep.hpp"
 #include "models/registry.hpp"
-#include "train/schedule.hpp"
+#include "train/trainer.hpp"
 
 namespace ventral {
 
@@ -82,6 +82,10 @@ std::string perturb_override(const std::string& spec) {
 Config model_config(const Experiment& x, const CompareModel& m, std::optional<uint64_t> seed) {
   std::vector<std::string> all = x.overrides;
   all.insert(all.end(), m.overrides.begin(), m.overrides.end());
+  // `train_perturb: none` in a model entry trains on clean images: the experiment's share of
+  // perturbed images (data.augment.perturb_fraction) does not apply to it.
+  if (std::find(m.overrides.begin(), m.overrides.end(), perturb_override("none")) != m.overrides.end())
+    all.push_back("data.augment.perturb_fraction=1");
   if (seed) all.push_back("seed=" + std::to_string(*seed));
   return Config::load(m.base.empty() ? x.base : m.base, all);
 }
@@ -208,10 +212,7 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   // Check everything before hours of training: configs, model names, steps, perturbations.
   for (const auto& m : x.models) {
     const Config cfg = model_config(x, m, x.seeds.empty() ? std::nullopt : std::optional<uint64_t>(x.seeds.front()));
-    check_model_options(cfg);
-    training_perturbation(cfg);
-    LrSchedule::from_config(cfg, 1);
-    check_keys_take_effect(cfg);
+    check_training_config(cfg);
     check_dataset_spec(cfg.get_string("data.dataset"));
     if (const std::string weights = cfg.get_string("model.weights"); !weights.empty()) {
       std::error_code ec;

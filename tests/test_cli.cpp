@@ -520,3 +520,106 @@ TEST(Cli, NamesOutputsAndValuesThatWouldGoWrongAreRefused) {
   EXPECT_EQ(r.status, 0) << r.output;
   EXPECT_NE(r.output.find("no model.json (runs trained by older versions lack it)"), std::string::npos) << r.output;
 }
+
+TEST(Cli, SixthRoundValuesThatChangeNothingAreRefused) {
+  TempDir dir;
+  write_text(dir / "base.yaml", "data:\n  dataset: synthetic:64\nmodel:\n  name: cortical_b\ntrain:\n  epochs: 2\n  batch_size: 16\n");
+  const std::string train = "train " + (dir / "base.yaml") + " --run-dir " + (dir / "never");
+  // Keys whose effect another key switches off.
+  expect_input_error(train + " train.weight_decay=0 train.decay_bn_and_bias=true",
+                     "key 'train.decay_bn_and_bias' is set to true but has no effect: train.weight_decay is 0");
+  expect_input_error(train + " data.augment.perturb_fraction=0.5",
+                     "key 'data.augment.perturb_fraction' is set to 0.5 but has no effect: data.augment.perturb is not set");
+  expect_input_error(train + " data.stream=on", "key 'data.stream' is set to on but has no effect");
+  expect_input_error(train + " data.skip_bad_images=true", "is not an image folder or list");
+  // Values in range one by one that the run never reaches together.
+  expect_input_error(train + " train.schedule=step train.milestones=[1,2]",
+                     "key 'train.milestones' holds 2, which a run of train.epochs 2 never reaches");
+  expect_input_error(train + " train.warmup_epochs=2", "the warm-up would last the whole run of train.epochs 2");
+  expect_input_error(train + " data.augment.perturb=block:1-5 data.augment.perturb_fraction=0", "perturbs no image");
+  expect_input_error(train + " data.augment.perturb=block:0", "block at severity 0 is the clean image");
+  // A subset larger than the training split was the whole split, silently.
+  expect_input_error(train + " data.max_train_images=1000", "key 'data.max_train_images' is 1000 but synthetic:64 holds");
+  // fashion-mnist: with nothing after the colon was the packaged copy, synthetic: the default size.
+  expect_input_error("data fashion-mnist:", "nothing after ':'; give fashion-mnist:DIR");
+  expect_input_error("data synthetic:", "nothing after ':'; give synthetic:N");
+  // A list labelled 01 and 1 trained them as one class.
+  std::vector<unsigned char> png;
+  cv::imencode(".png", cv::Mat(8, 8, CV_8UC1, cv::Scalar(9)), png);
+  for (const char* f : {"a.png", "b.png", "c.png"}) write_bytes(dir / (std::string("l/") + f), png);
+  write_text(dir / "l/train.csv", "a.png,0\nb.png,01\nc.png,1\n");
+  expect_input_error("data list:" + (dir / "l/train.csv") + " --split train",
+                     "train.csv:3: label '1' is class number 1, written '01' on line 2");
+  EXPECT_FALSE(std::filesystem::exists(dir / "never/checkpoints"));
+  // eval options that change nothing.
+  ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " train.epochs=1 --run-dir " + (dir / "run")).status, 0);
+  const std::string eval = "eval " + (dir / "run") + " --limit 16 --out " + (dir / "e");
+  expect_input_error(eval + " --seed 3", "--seed: only with --perturb or --mask noise");
+  expect_input_error(eval + " --class-map " + (dir / "base.yaml"), "--class-map: only with --data SPEC");
+  expect_input_error(eval + " --exit-threshold 0.5,0.9,0.5", "--exit-threshold: 0.5 is given twice");
+  expect_input_error(eval + " --features IT --features-n 17", "--features-n 17: the dataset holds only 16 images");
+  EXPECT_FALSE(std::filesystem::exists(dir / "e/results.csv"));
+  EXPECT_EQ(run_ventral(eval + " --perturb block:1 --seed 3 --features IT --features-n 16").status, 0);
+  // A key given twice on one command line: the first value was silently lost.
+  expect_input_error("config " + (dir / "base.yaml") + " train.lr=0.1 train.lr=0.2",
+                     "'train.lr' is given twice on the command line ('train.lr=0.1', then 'train.lr=0.2')");
+  expect_input_error(eval + " --weights " + (dir / "w.pt") + " --model cortical_b --set model.width=4 --set model.width=8",
+                     "'model.width' is given twice");
+  // ventral config refuses what train refuses before reading data (it printed such configs as fine).
+  expect_input_error("config " + (dir / "base.yaml") + " train.warmup_epochs=2", "the warm-up would last the whole run");
+  expect_input_error("config " + (dir / "base.yaml") + " train.step_weights=[1,2]", "train.step_weights is set but");
+  // compare took the last of two experiment files; eval --weights --set took training keys.
+  write_text(dir / "x.yaml", "base: base.yaml\nmodels:\n  - name: cortical_b\n");
+  expect_input_error("compare " + (dir / "x.yaml") + " " + (dir / "x.yaml") + " --plan", "more than one experiment file");
+  expect_input_error("eval --weights " + (dir / "w.pt") + " --model cortical_b --data synthetic:64 --set data.augment.hflip=true",
+                     "data.augment.hflip shapes training only");
+}
+
+TEST(Cli, SixthRoundOutputsReplaceOnlyWhatVentralWrote) {
+  TempDir dir;
+  // perturb --out replaced any PNG: now only one ventral wrote (its "Software" text chunk).
+  std::vector<unsigned char> png;
+  cv::imencode(".png", cv::Mat(8, 8, CV_8UC1, cv::Scalar(9)), png);
+  write_bytes(dir / "holiday.png", png);
+  const std::string sheet = "perturb --data synthetic:8 --family block:1 --n 2 --out ";
+  expect_input_error(sheet + (dir / "holiday.png"), "holiday.png: exists and is not a PNG ventral wrote");
+  EXPECT_EQ(read_text(dir / "holiday.png"), std::string(png.begin(), png.end()));
+  ASSERT_EQ(run_ventral(sheet + (dir / "sheet.png")).status, 0);
+  EXPECT_EQ(run_ventral(sheet + (dir / "sheet.png")).status, 0);  // its own sheet again: replaced
+  // The chunk is well formed: libpng (through PIL, which checks every CRC) reads it back.
+  if (ventral::test::run_shell("/usr/bin/python3 -c 'import PIL'").status == 0) {
+    auto pil = ventral::test::run_shell("/usr/bin/python3 -c \"from PIL import Image; im = Image.open('" + (dir / "sheet.png") +
+                                        "'); im.load(); print(im.info['Software'])\"");
+    EXPECT_EQ(pil.output, "ventral\n");
+  }
+  const cv::Mat decoded = cv::imread(dir / "sheet.png", cv::IMREAD_UNCHANGED);
+  EXPECT_FALSE(decoded.empty());
+  // bench --profile replaced any file; now only an earlier profile.
+  write_text(dir / "notes.json", "{\"mine\": 1}\n");
+  const std::string bench = "bench --model cortical_b --image-size 16 --iters 1 --warmup 0 --batch 2 --profile ";
+  expect_input_error(bench + (dir / "notes.json"), "notes.json exists and is not a profile bench wrote");
+  EXPECT_EQ(read_text(dir / "notes.json"), "{\"mine\": 1}\n");
+  ASSERT_EQ(run_ventral(bench + (dir / "prof.json")).status, 0);
+  EXPECT_EQ(run_ventral(bench + (dir / "prof.json")).status, 0);
+  // compare --out wrote plan/, runs/, eval/ and REPORT.md into any folder.
+  write_text(dir / "base.yaml", "data:\n  dataset: synthetic:64\n");
+  write_text(dir / "x.yaml", "base: base.yaml\nmodels:\n  - name: cortical_b\n");
+  write_text(dir / "thesis/chapter1.tex", "keep\n");
+  expect_input_error("compare " + (dir / "x.yaml") + " --plan --out " + (dir / "thesis"),
+                     "holds 'chapter1.tex', which ventral compare does not write");
+  EXPECT_FALSE(std::filesystem::exists(dir / "thesis/plan"));
+  EXPECT_EQ(run_ventral("compare " + (dir / "x.yaml") + " --plan --out " + (dir / "study")).status, 0);
+  EXPECT_EQ(run_ventral("compare " + (dir / "x.yaml") + " --plan --out " + (dir / "study")).status, 0);
+  // eval --out took any folder holding a file called results.csv for an evaluation.
+  write_text(dir / "pandas/results.csv", "a,b\n1,2\n");
+  write_text(dir / "run.yaml", "data:\n  dataset: synthetic:64\nmodel:\n  name: cortical_b\ntrain:\n  epochs: 1\n  batch_size: 16\n");
+  ASSERT_EQ(run_ventral("train " + (dir / "run.yaml") + " --run-dir " + (dir / "run")).status, 0);
+  expect_input_error("eval " + (dir / "run") + " --limit 8 --out " + (dir / "pandas"), "holds files but no evaluation");
+  EXPECT_EQ(read_text(dir / "pandas/results.csv"), "a,b\n1,2\n");
+  ASSERT_EQ(run_ventral("eval " + (dir / "run") + " --limit 8 --out " + (dir / "e")).status, 0);
+  EXPECT_EQ(run_ventral("eval " + (dir / "run") + " --limit 8 --out " + (dir / "e")).status, 0);
+  // A checkpoint with bytes appended loaded as if whole.
+  write_text(dir / "appended.pt", read_text(dir / "run/checkpoints/last.pt") + "appended");
+  expect_input_error("eval " + (dir / "run") + " --checkpoint " + (dir / "appended.pt") + " --limit 8 --out " + (dir / "e"),
+                     "appended.pt: damaged zip archive (8 bytes after its end record");
+}

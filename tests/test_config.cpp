@@ -111,6 +111,13 @@ TEST(Text, SplitCsvRowHandlesQuotesAndEmptyFields) {
   EXPECT_EQ(split_csv_row(""), std::vector<std::string>{""});
 }
 
+// One rule for integers in configs and on the command line (each had its own copy).
+TEST(Text, DecimalIntegersAreDigitsWithoutALeadingZero) {
+  for (const char* yes : {"0", "7", "-3", "10", "9223372036854775808"}) EXPECT_TRUE(ventral::is_decimal_integer(yes)) << yes;
+  for (const char* no : {"", "-", "010", "-01", "0x10", "+4", " 3", "1.0", "1e3", "00"})
+    EXPECT_FALSE(ventral::is_decimal_integer(no)) << no;
+}
+
 TEST(Text, CsvNumbersAreEmptyCellsWhenNotFinite) {
   EXPECT_EQ(csv_number("%.6f", 0.25), "0.250000");
   EXPECT_EQ(csv_number("%.6f", NAN), "");

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <set>
 #include <thread>
@@ -412,6 +413,22 @@ TEST(Stream, TheFolderIndexIsCachedAndRebuiltWhenTheListingChanges) {
   // A damaged cache is rebuilt, not an error.
   write_text(dir / "f/.ventral-index", "ventral-index 1\nkey\tgarbage\n");
   EXPECT_EQ(index_folder(dir / "f").labels.size(), 6u);
+  // An index edited by hand (its key kept, a label changed) is rebuilt, not trusted: its last
+  // line checks the lines above it.
+  age_folders(dir / "f");
+  const auto when = [&](const std::string& p) { return std::filesystem::last_write_time(dir / ("f/" + p)); };
+  const auto root = when(""), c0 = when("c0"), c1 = when("c1");
+  ASSERT_EQ(index_folder(dir / "f").labels.front(), 0);
+  std::ifstream in(dir / "f/.ventral-index");
+  std::string cache((std::istreambuf_iterator<char>(in)), {});
+  const size_t first = cache.find("\n0\tc0/");
+  ASSERT_NE(first, std::string::npos) << cache;
+  cache[first + 1] = '1';
+  write_text(dir / "f/.ventral-index", cache);
+  std::filesystem::last_write_time(dir / "f/c0", c0);
+  std::filesystem::last_write_time(dir / "f/c1", c1);
+  std::filesystem::last_write_time(dir / "f", root);
+  EXPECT_EQ(index_folder(dir / "f").labels.front(), 0);
 }
 
 TEST(Stream, ListFilesNameTheirImagesRelativeToTheList) {

@@ -492,6 +492,12 @@ TEST(CompareEndToEnd, SeedsTrainEveryModelPerSeedAndTheReportCombinesThem) {
   std::string blt = report.substr(report.find("| cortical_blt | cortical_blt |"));
   blt = blt.substr(0, blt.find('\n'));
   EXPECT_NE(blt.find(" ± "), std::string::npos) << blt;
+  // With 2 seeds Student's t (12.7) reached past 100%: the interval stays within 0–100%.
+  const size_t open = blt.find(" ("), dash = blt.find("–", open);
+  ASSERT_NE(dash, std::string::npos) << blt;
+  EXPECT_GE(std::stod(blt.substr(open + 2)), 0.0) << blt;
+  EXPECT_LE(std::stod(blt.substr(dash + std::string("–").size())), 100.0) << blt;
+  EXPECT_NE(report.find("Reference (feed-forward baseline): **cortical_b**"), std::string::npos) << report;
   // Backward masking for the models that take the image at every step (not the feed-forward B).
   const std::string masking = report.substr(report.find("## Backward masking"));
   EXPECT_NE(masking.find("| cortical_blt | steps 1–1, then blank |"), std::string::npos) << masking;

@@ -93,7 +93,7 @@ TEST(Summary, RecurrentGainAndItsTrendWithSeverity) {
   EXPECT_DOUBLE_EQ(s.delta_rec.at("gaussian_noise").at(1), 0.25);
   // Ranks of severity 1 2 3 against Δrec .25 0 .25 (ranks 2.5 1 2.5): no correlation.
   EXPECT_NEAR(s.delta_rec_trend.at("block"), 0.0, 1e-12);
-  // A flat Δrec has no rank correlation.
+  // Clean and one severity: a rank correlation over two points is ±1 whatever they are, so none.
   EXPECT_TRUE(std::isnan(s.delta_rec_trend.at("gaussian_noise")));
 }
 

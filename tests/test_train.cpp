@@ -235,6 +235,22 @@ TEST(Train, NanLossStopsTheRunAndKeepsTheLastGoodCheckpoint) {
   EXPECT_EQ(read(dir / "run/checkpoints/last.pt"), good);  // the last good checkpoint is untouched
 }
 
+// Batch norm in training normalises with each batch's own statistics, so a running variance
+// that overflowed left the loss finite: the run ended "finished" with NaN in last.pt.
+TEST(Train, NonFiniteBatchNormStatisticsAreDivergenceNotAFinishedRun) {
+  TempDir dir;
+  const Config hot = tiny_config({"model.name=cortical_b", "train.epochs=3", "train.lr=100", "train.schedule=constant"});
+  TrainReport r = train(hot, dir / "run", false);
+  EXPECT_FALSE(r.finished);
+  EXPECT_EQ(r.exit_status, kExitDiverged);
+  EXPECT_NE(r.message.find("became NaN or infinite"), std::string::npos) << r.message;
+  EXPECT_FALSE(std::filesystem::exists(dir / "run/test.json"));
+  // Whatever checkpoint was kept holds only finite numbers.
+  if (std::filesystem::exists(dir / "run/checkpoints/last.pt"))
+    for (const auto& [name, t] : final_weights(hot, dir / "run"))
+      if (t.is_floating_point()) EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+}
+
 TEST(Train, SigtermLeavesALoadableCheckpoint) {
   TempDir dir;
   std::string run = dir / "run";

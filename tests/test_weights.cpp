@@ -573,3 +573,13 @@ TEST(Weights, DamagedFilesLoadOrAreInputErrorsNeverAnythingElse) {
   EXPECT_EQ(loaded + refused, 3000);
   EXPECT_GT(refused, 300);  // the damage is seen, not only survived
 }
+
+// A pickle can name a dict entry twice (a dict torch.save wrote cannot): torch.load keeps the
+// second value silently; ventral refuses the file. tests/fuzz/corpus/state_dict's
+// regression_duplicate_key.pt was written by torch.save with a pickle._Pickler subclass whose
+// save_dict emits EMPTY_DICT, then SETITEMS of ("w", zeros(2)) and ("w", ones(2)).
+TEST(Weights, AStateDictNamingAnEntryTwiceIsRefused) {
+  const std::string path = std::string(VENTRAL_SOURCE_DIR) + "/tests/fuzz/corpus/state_dict/regression_duplicate_key.pt";
+  const std::string error = ventral::test::error_text<InputError>([&] { read_state_dict(path); });
+  EXPECT_NE(error.find("regression_duplicate_key.pt: not a state_dict: the entry w appears twice"), std::string::npos) << error;
+}

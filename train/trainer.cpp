@@ -85,6 +85,15 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& cfg, Visio
   }), torch::optim::AdamWOptions(lr));
 }
 
+/// The name of the first parameter or buffer holding a NaN or an infinity ("" when all are finite).
+std::string first_non_finite(VisionModelImpl& model) {
+  for (const auto& p : model.named_parameters())
+    if (!torch::isfinite(p.value()).all().item<bool>()) return "parameter " + p.key();
+  for (const auto& b : model.named_buffers())
+    if (b.value().is_floating_point() && !torch::isfinite(b.value()).all().item<bool>()) return "buffer " + b.key();
+  return "";
+}
+
 std::string csv_header(const std::vector<int64_t>& steps) {
   std::string h = "epoch,lr,train_loss,train_acc,val_loss";
   for (int64_t t : steps) h += ",val_acc_step" + std::to_string(t);
@@ -128,7 +137,19 @@ std::vector<std::string> training_differences(const Config& saved, const Config&
   for (const char* key : {"data.mean", "data.std"})
     if (wanted.get_floats(key).empty()) ignore.push_back(key);
   if (wanted.get_string("precision") == "auto") ignore.push_back("precision");
+  // Without a training perturbation its share is idle (runs before it was refused there kept one).
+  if (saved.get_string("data.augment.perturb").empty() && wanted.get_string("data.augment.perturb").empty())
+    ignore.push_back("data.augment.perturb_fraction");
   return saved.differences(wanted, ignore);
+}
+
+void check_training_config(const Config& cfg) {
+  check_model_options(cfg);
+  training_perturbation(cfg);
+  LrSchedule::from_config(cfg, 1);
+  check_keys_take_effect(cfg);
+  TrainOptions::from_config(cfg);
+  preprocessing(cfg);
 }
 
 TrainOptions TrainOptions::from_config(const Config& cfg) {
@@ -544,6 +565,16 @@ bool Run::end_epoch() {
   // Batch-norm running statistics are per rank (without train.sync_bn): rank 0's are the ones
   // validated and saved everywhere, as DDP's buffer broadcast makes them.
   broadcast_model();
+  // A weight or batch-norm statistic that overflowed is divergence even while the loss stays
+  // finite (batch norm in training normalises with the batch's own statistics, so an infinite
+  // running variance shows only at evaluation, where it can make every output 0, not NaN).
+  if (const std::string bad = first_non_finite(*model_); !bad.empty()) {
+    report_.exit_status = kExitDiverged;
+    report_.message = "the model's " + bad + " became NaN or infinite in epoch " + std::to_string(state_.epoch + 1) +
+                      " (global step " + std::to_string(state_.global_step) + "); the last good checkpoint is " +
+                      (dir_.started() ? dir_.last() : std::string("(none yet)")) + "; lower train.lr or set train.grad_clip";
+    return false;
+  }
   StepMetrics val;
   try {
     if (val_loader_ && val_loader_->size()) val = evaluate_shards(*val_loader_, "");

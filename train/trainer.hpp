@@ -42,6 +42,11 @@ struct TrainOptions {
 /// the run without overwriting the last good checkpoint.
 TrainReport train(const Config& cfg, const std::string& run_dir, bool resume);
 
+/// Everything `train` refuses in `cfg` before it reads any data: model options, the training
+/// perturbation, the schedule, keys without effect, step weights, preprocessing, the dataset
+/// SPEC's form. `ventral config` and `compare --plan` check with it.
+void check_training_config(const Config& cfg);
+
 /// Where a run's saved config (`saved`, its config.yaml) and `wanted` would train differently,
 /// as "key: saved -> wanted" (Config::differences). Not counted: keys that only change speed
 /// (KeySpec::affects_training), a normalisation `wanted` leaves to be measured (data.mean/std

@@ -71,8 +71,15 @@ class CorticalNetImpl : public VisionModelImpl {
     for (int64_t t = 0; t < steps; ++t) {
       for (size_t k = 0; k < kAreas.size(); ++k) {
         Area& area = areas_[k];
+        // The drive is summed in place once it is a tensor of this area's own (a convolution's
+        // output: its backward reads its input, not its output), never into the reused V1 drive.
         torch::Tensor drive;
-        auto add = [&](const torch::Tensor& x) { drive = drive.defined() ? drive + x : x; };
+        bool owned = false;
+        auto add = [&](const torch::Tensor& x, bool fresh = true) {
+          if (!drive.defined()) drive = x, owned = fresh;
+          else if (owned && at::result_type(drive, x) == drive.scalar_type()) drive.add_(x);  // (an fp32 island under bf16 promotes)
+          else drive = drive + x, owned = true;
+        };
         if (k == 0) {
           if (t == 0 || spec_.input_every_step) {
             // The same image at every step gives the same bottom-up drive: computed once and
@@ -83,7 +90,7 @@ class CorticalNetImpl : public VisionModelImpl {
             } else {
               input_drive = area->bottom_up(input), drive_input = input;
             }
-            add(input_drive);
+            add(input_drive, /*fresh=*/false);
           }
         } else {
           // Synchronous: the area below as it was at t−1; sequential: as it is now.
@@ -97,7 +104,7 @@ class CorticalNetImpl : public VisionModelImpl {
           add(long_range(torch::upsample_bilinear2d(prev.back(), sizes[0], /*align_corners=*/false)));
         if (!drive.defined())  // nothing has reached this area yet
           drive = torch::zeros({n, spec_.widths[k], sizes[k][0], sizes[k][1]}, images.options());
-        cur[k] = torch::relu(area->norm(drive, t));
+        cur[k] = area->norm(drive, t).relu_();  // batch norm's backward reads its input, not its output
         record(kAreas[k], t, cur[k]);
       }
       torch::Tensor pooled = nn::global_pool(cur.back());

@@ -27,6 +27,8 @@ void add_config_command(CLI::App& app) {
   cmd->add_flag("--keys", args->keys, "list every key with its type, default and meaning");
   cmd->callback([args] {
     if (args->keys) {
+      if (!args->file.empty() || !args->overrides.empty() || !args->out.empty())
+        throw InputError("--keys: lists the schema and reads no config; give it alone (ventral config --keys)");
       for (const auto& k : config_schema())
         std::cout << k.key << " = " << k.default_value << "    # " << k.help << "\n";
       return;

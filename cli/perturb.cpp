@@ -40,6 +40,7 @@ void add_perturb_command(CLI::App& app) {
       ->check(seed_value(UINT64_MAX))
       ->capture_default_str();
   cmd->callback([a] {
+    refuse_repeated_overrides(a->settings);
     if (a->out.empty() && a->write.empty()) throw InputError("perturb: give --out sheet.png and/or --write DIR");
     if (!a->out.empty() && std::filesystem::path(a->out).extension() != ".png")
       throw InputError("--out " + a->out + ": the contact sheet is a PNG; name it *.png");

@@ -401,7 +401,32 @@ void Config::assign(const std::string& key, const YAML::Node& value, const std::
     if (k == key) v.reset(checked);  // rebind: never write through a shared node
 }
 
+namespace {
+// The same key in two forms in one file (`train: {lr: 1}` and `train.lr: 2`): the second value
+// silently replaced the first. (Twice in one form is Config::merge's own check.)
+void reject_key_in_two_forms(const YAML::Node& node, const std::string& prefix, const std::string& origin,
+                             std::set<std::string>& leaves) {
+  if (!node.IsMap()) return;
+  std::set<std::string> names;
+  for (const auto& item : node) {
+    // merge names what is wrong with a key that is no scalar, or the same name twice at one level
+    if (!item.first.IsScalar() || !names.insert(item.first.Scalar()).second) continue;
+    const std::string key = prefix.empty() ? item.first.Scalar() : prefix + "." + item.first.Scalar();
+    if (item.second.IsMap() && is_section(key) && !find_spec(key)) {
+      reject_key_in_two_forms(item.second, key, origin, leaves);
+    } else if (!leaves.insert(key).second) {
+      throw InputError(origin + ": key '" + key + "' is given twice, nested and dotted (e.g. `train: {lr: ...}` and "
+                       "`train.lr: ...`); give it once");
+    }
+  }
+}
+}  // namespace
+
 void Config::merge(const YAML::Node& node, const std::string& prefix, const std::string& origin) {
+  if (prefix.empty()) {
+    std::set<std::string> leaves;
+    reject_key_in_two_forms(node, "", origin, leaves);
+  }
   std::vector<std::string> seen;
   for (const auto& item : node) {
     std::string name = key_text(item.first, origin);

@@ -3,6 +3,7 @@
 /// in RGB order) and the readers for every supported format. A dataset holds its pixels in
 /// memory, or (image folders and file lists too large for memory) streams them: it holds the
 /// file paths and decodes an image when it is fetched.
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -57,8 +58,11 @@ class ImageFiles {
   size_t skipped() const;
   /// Records file k as skipped; true the first time (when it is worth a warning).
   bool mark_skipped(int64_t k) const;
+  /// True the first time a streamed image is found to differ in size (worth one note).
+  bool first_resize() const { return !resize_noted_.exchange(true); }
 
  private:
+  mutable std::atomic<bool> resize_noted_{false};
   std::vector<char> text_;
   std::vector<uint64_t> offsets_{0};
   mutable std::mutex mutex_;

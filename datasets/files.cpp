@@ -497,7 +497,15 @@ const uint8_t* Dataset::fetch(size_t i, std::vector<uint8_t>& scratch) const {
   if (!files) return image(i);
   scratch.resize(image_bytes());
   decode_or_skip(*this, i, [&](size_t k, std::string* why) {
-    return decode_fitted(*files, k, channels, height, width, scratch.data(), why);
+    bool differs = false;
+    const bool ok = decode_fitted(*files, k, channels, height, width, scratch.data(), why, &differs);
+    // As the in-memory load says it once for all: a size the options did not ask for is said.
+    if (ok && differs && files->options.image_size == 0 && files->options.center_crop == 0 && files->first_resize())
+      std::fprintf(stderr, "note: %s: %s is not %lldx%lld like the first image and was resized to it (streamed "
+                   "images are fitted one by one; others may differ too); set data.image_size, or data.resize and "
+                   "data.center_crop\n", printable(files->root).c_str(), printable(files->name(k)).c_str(),
+                   (long long)width, (long long)height);
+    return ok;
   });
   return scratch.data();
 }

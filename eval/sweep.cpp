@@ -304,6 +304,9 @@ std::string run_eval(const EvalOptions& o) {
   const std::vector<int64_t> steps = steps_or_default(o.steps, run);
   if (!run.model->recurrent() && steps != std::vector<int64_t>{1})
     throw InputError("--steps: " + run.cfg.get_string("model.name") + " is feed-forward (one step); omit --steps");
+  if (!run.model->recurrent() && !o.exit_thresholds.empty())
+    throw InputError("--exit-threshold: " + run.cfg.get_string("model.name") +
+                     " is feed-forward (one step), so there is no step to exit early at; omit --exit-threshold");
   for (double t : o.exit_thresholds)
     if (!(t >= 0 && t <= 1))
       throw InputError("--exit-threshold: " + format_number("%g", t) + " is not a confidence in [0, 1]");
@@ -342,6 +345,9 @@ std::string run_eval(const EvalOptions& o) {
   // an evaluation's: never a run's own folder, its checkpoints, or / (which --out once accepted).
   {
     std::error_code ec;
+    for (const auto& [flag, folder] : {std::pair<const char*, std::string>{"--out", out}, {"--features-out", o.features_out}})
+      if (!folder.empty() && fs::exists(folder, ec) && !fs::is_directory(folder, ec))
+        throw InputError(std::string(flag) + " " + printable(folder) + ": is a file, not a folder; give a folder");
     if (fs::is_directory(out, ec) && holds_files(out)) {
       // An evaluation's summary.json names its model, dataset and image count (a file that is only
       // called results.csv is someone's table).

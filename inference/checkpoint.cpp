@@ -46,6 +46,14 @@ std::string first_few(const std::vector<std::string>& items) {
 // The saved weights must be exactly the model's: same names, shapes and dtypes. LibTorch's
 // Module::load checks only that the model's names exist, so a config edited after training
 // (another width, shortcut or step count) would otherwise load a part of the weights silently.
+void require_checkpoint_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec))
+    throw InputError(path + ": no such checkpoint (a run's are best and last; otherwise give a checkpoint file's path)");
+  if (!std::filesystem::is_regular_file(path, ec))
+    throw InputError(path + ": is not a regular file (a folder, pipe or device), so no checkpoint");
+}
+
 void check_fits(torch::serialize::InputArchive& model_archive, VisionModelImpl& model, const std::string& path) {
   std::map<std::string, torch::Tensor> saved;
   saved_tensors(model_archive, "", saved);
@@ -153,7 +161,7 @@ void save_checkpoint(const std::string& path, VisionModelImpl& model, torch::opt
 
 std::string checkpoint_config(const std::string& path) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) throw InputError(path + ": no such checkpoint");
+  require_checkpoint_file(path);
   try {
     verify_zip_checksums(path);
     torch::serialize::InputArchive archive;
@@ -169,7 +177,7 @@ std::string checkpoint_config(const std::string& path) {
 
 TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torch::optim::Optimizer* optimizer) {
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) throw InputError(path + ": no such checkpoint");
+  require_checkpoint_file(path);
   TrainState s;
   try {
     torch::serialize::InputArchive archive;

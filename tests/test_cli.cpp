@@ -550,6 +550,17 @@ TEST(Cli, SixthRoundValuesThatChangeNothingAreRefused) {
   write_text(dir / "l/train.csv", "a.png,0\nb.png,01\nc.png,1\n");
   expect_input_error("data list:" + (dir / "l/train.csv") + " --split train",
                      "train.csv:3: label '1' is class number 1, written '01' on line 2");
+  // Streamed images of another size were resized without the note the in-memory load gives.
+  for (int c = 0; c < 2; ++c)
+    for (int i = 0; i < 8; ++i) {
+      cv::imencode(".png", cv::Mat(i == 5 ? 12 : 8, i == 5 ? 12 : 8, CV_8UC1, cv::Scalar(30 * c + i)), png);
+      write_bytes(dir / ("mixed/c" + std::to_string(c) + "/" + std::to_string(i) + ".png"), png);
+    }
+  auto streamed = run_ventral("train " + (dir / "base.yaml") + " data.dataset=folder:" + (dir / "mixed") +
+                              " data.stream=on data.val_fraction=0 train.epochs=1 train.batch_size=4 --run-dir " + (dir / "streamed"));
+  EXPECT_EQ(streamed.status, 0) << streamed.output;
+  EXPECT_NE(streamed.output.find("5.png is not 8x8 like the first image and was resized to it"), std::string::npos)
+      << streamed.output;
   EXPECT_FALSE(std::filesystem::exists(dir / "never/checkpoints"));
   // eval options that change nothing.
   ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " train.epochs=1 --run-dir " + (dir / "run")).status, 0);
@@ -622,4 +633,26 @@ TEST(Cli, SixthRoundOutputsReplaceOnlyWhatVentralWrote) {
   write_text(dir / "appended.pt", read_text(dir / "run/checkpoints/last.pt") + "appended");
   expect_input_error("eval " + (dir / "run") + " --checkpoint " + (dir / "appended.pt") + " --limit 8 --out " + (dir / "e"),
                      "appended.pt: damaged zip archive (8 bytes after its end record");
+  // Seventh round: a key nested and dotted in one file, --set twice for perturb, --keys with a
+  // file, early exits of a feed-forward model, --out naming a file, an empty class folder.
+  write_text(dir / "twice.yaml", "train: {lr: 1}\ntrain.lr: 2\n");
+  expect_input_error("config " + (dir / "twice.yaml"), "key 'train.lr' is given twice, nested and dotted");
+  expect_input_error(sheet + (dir / "s2.png") + " --set data.image_size=16 --set data.image_size=8", "is given twice");
+  expect_input_error("config --keys " + (dir / "twice.yaml"), "--keys: lists the schema and reads no config");
+  expect_input_error("eval " + (dir / "run") + " --limit 8 --out " + (dir / "e") + " --exit-threshold 0.5",
+                     "is feed-forward (one step), so there is no step to exit early at");
+  expect_input_error("eval " + (dir / "run") + " --limit 8 --out " + (dir / "run.yaml"), "is a file, not a folder");
+  for (const char* split : {"train", "test"})
+    for (int c = 0; c < 3; ++c)
+      for (int i = 0; i < 10; ++i) {
+        if (c == 2 && split == std::string("train")) continue;  // train/c2 stays empty
+        cv::imencode(".png", cv::Mat(8, 8, CV_8UC1, cv::Scalar(40 * c + i)), png);
+        write_bytes(dir / ("withempty/" + std::string(split) + "/c" + std::to_string(c) + "/" + std::to_string(i) + ".png"), png);
+      }
+  std::filesystem::create_directories(dir / "withempty/train/c2");
+  expect_input_error("train " + (dir / "run.yaml") + " data.dataset=folder:" + (dir / "withempty") + " train.batch_size=4 --run-dir " +
+                         (dir / "we"),
+                     "class 'c2' has no training images");
+  expect_input_error("train " + (dir / "run.yaml") + " train.step_loss=weights --run-dir " + (dir / "we"),
+                     "train.step_loss is 'weights' but train.step_weights is empty");
 }

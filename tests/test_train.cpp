@@ -508,7 +508,7 @@ TEST(Train, EvaluationRefusesMeaninglessOptionsAndDamagedRuns) {
     EXPECT_NE(r.output.find(needle), std::string::npos) << args << "\n" << r.output;
   };
   expect_error("--steps 1:3", "cortical_b is feed-forward (one step); omit --steps");
-  expect_error("--exit-threshold 0.5,1.5", "--exit-threshold: 1.5 is not a confidence in [0, 1]");
+  expect_error("--exit-threshold 0.5", "cortical_b is feed-forward (one step), so there is no step to exit early at");
   ventral::test::write_text(run + "/input.json", "{\"channels\": 1, \"image_size\": 100000}\n");
   expect_error("", "input.json: channels must be 1-64 and image_size 8-4096");
   ventral::test::write_text(run + "/input.json", "{\"channels\": 1.5, \"image_size\": 28}\n");

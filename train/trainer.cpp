@@ -162,6 +162,9 @@ TrainOptions TrainOptions::from_config(const Config& cfg) {
   o.step_weights = cfg.get_floats("train.step_weights");
   double weight_sum = 0;
   for (double w : o.step_weights) weight_sum += w;
+  if (o.step_loss == "weights" && o.step_weights.empty())
+    throw InputError(cfg.source() + ": train.step_loss is 'weights' but train.step_weights is empty; give one weight per "
+                     "step, e.g. train.step_weights=[0.1, 0.2, 0.3, 0.4]");
   if (o.step_loss == "weights" && !(weight_sum > 0))
     throw InputError(cfg.source() + ": train.step_weights must have a positive sum (all zero: nothing would be learned)");
   if (o.step_loss != "weights" && !o.step_weights.empty())
@@ -328,7 +331,20 @@ void Run::setup() {
     for (int64_t i : data_.split.train) seen.insert(data_.train.labels[i]);
     if (seen.size() < 2)
       throw InputError(cfg_.get_string("data.dataset") + ": the training split holds " + std::to_string(seen.size()) +
-                       " class(es); training a classifier needs images of at least 2");
+                       " class(es)" + (cfg_.get_int("data.max_train_images") > 0
+                                            ? " (data.max_train_images " + std::to_string(cfg_.get_int("data.max_train_images")) +
+                                                  " keeps only these images)"
+                                            : "") +
+                       "; training a classifier needs images of at least 2");
+    // A class without a training image (an empty class folder) is an output the model never learns.
+    std::vector<std::string> empty;
+    for (size_t c = 0; c < data_.train.classes.size(); ++c)
+      if (!seen.count(static_cast<int64_t>(c))) empty.push_back("'" + printable(data_.train.classes[c]) + "'");
+    if (!empty.empty())
+      throw InputError(cfg_.get_string("data.dataset") + ": class " + join(empty, ", ") +
+                       " has no training images (an empty class folder?" +
+                       (cfg_.get_int("data.max_train_images") > 0 ? " or too few data.max_train_images" : "") +
+                       "), so the model would have an output it never learns; remove the class or add images");
   }
   // Record the normalisation actually used, so evaluation reproduces it exactly.
   if (!data_.mean.empty()) {
@@ -348,9 +364,8 @@ void Run::setup() {
     try {
       weights = read_state_dict(path);
     } catch (const InputError& e) {
-      throw InputError(cfg_.source() + ": key 'model.weights' (" + (std::filesystem::path(path).is_relative()
-                                                                        ? "relative to the working directory): "
-                                                                        : "): ") +
+      throw InputError(cfg_.source() + ": key 'model.weights'" +
+                       (std::filesystem::path(path).is_relative() ? " (relative to the working directory): " : ": ") +
                        e.what());
     }
     const auto kept = load_state_dict(*model_, std::move(weights), cfg_.source() + ": model.weights " + path, strict,

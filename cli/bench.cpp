@@ -35,6 +35,7 @@ struct Args {
   std::string model = "resnet20", memory_format = "auto", precision = "fp32", profile, data = "fashion-mnist", perturb;
   int64_t batch = 128, iters = 20, warmup = 3, steps = 0, threads = 0, channels = 1, size = 28, classes = 10;
   int64_t loader_threads = 0, images = 2000, loader_images = 0;
+  bool images_given = false;  ///< --images was given (the default is capped at the test set)
   bool loader = false, peak = false, json = false;
   std::vector<std::string> overrides;  ///< key=value for --loader: data.augment.perturb, data.augment.perturb_fraction
 };
@@ -244,6 +245,9 @@ void bench_loader(const Args& a) {
 void bench_perturb(const Args& a) {
   Dataset full = load_dataset(a.data, Split::Test);
   std::vector<int64_t> first;
+  if (a.images_given && a.images > static_cast<int64_t>(full.size()))
+    throw InputError("--images " + std::to_string(a.images) + ": " + a.data + " holds only " + std::to_string(full.size()) +
+                     " test images");
   for (int64_t i = 0; i < std::min<int64_t>(a.images, full.size()); ++i) first.push_back(i);
   Dataset data = full.subset(first);
   nlohmann::json families = nlohmann::json::object();
@@ -321,8 +325,14 @@ void add_bench_command(CLI::App& app) {
     only({"--loader-threads", "--loader-images"}, a->loader, "--loader");
     only({"--images"}, !a->perturb.empty(), "--perturb");
     only({"--data"}, a->loader || !a->perturb.empty(), "--loader and --perturb");
+    // The loader and the perturbation library time what the dataset holds, once through.
+    only({"--image-size", "--in-channels"}, model || a->peak, "timing a model or --peak (--loader and --perturb time "
+         "the dataset's own images; set data.image_size for the loader)");
+    only({"--iters", "--warmup"}, model || a->peak, "timing a model or --peak (--loader and --perturb go through the data once)");
+    only({"--batch"}, !(!a->perturb.empty()), "timing a model, --peak and --loader (--perturb works image by image)");
     only({"--model", "--steps", "--classes", "--memory-format", "--precision", "--profile"}, model,
          "timing a model (without --peak, --loader or --perturb)");
+    a->images_given = cmd->count("--images") > 0;
     int64_t threads = configure_threads(a->threads ? std::optional<int64_t>(a->threads) : std::nullopt);
     if (a->peak)
       bench_peak(*a);

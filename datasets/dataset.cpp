@@ -151,7 +151,9 @@ void check_dataset_spec(const std::string& spec) {
   if (kind == "synthetic" && !arg.empty()) synthetic_count(spec, arg);
   if (kind == "list" || arg.empty() || kind == "synthetic") return;  // a list's path may hold {split}
   std::error_code ec;
-  if (!fs::is_directory(arg, ec)) throw InputError("dataset '" + printable(spec) + "': " + printable(arg) + ": no such folder");
+  if (!fs::is_directory(arg, ec))
+    throw InputError("dataset '" + printable(spec) + "': " + printable(arg) +
+                     (fs::exists(arg, ec) ? ": is a file, not a folder" : ": no such folder"));
 }
 
 Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& options) {

@@ -157,6 +157,15 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
       if (m["config"]) {
         if (!m["config"].IsMap()) throw InputError(path + ": models[" + cm.name + "].config must be a mapping of keys");
         flatten(m["config"], "", cm.overrides, path);
+        // An entry named after a registered model trains that model: a config naming another would
+        // run (and label in the report) something else under its name.
+        const auto registered = list_models();
+        for (const auto& o : cm.overrides)
+          if (o.rfind("model.name=", 0) == 0 && o != "model.name=" + name &&
+              std::find(registered.begin(), registered.end(), name) != registered.end())
+            throw InputError(path + ": models[" + name + "] is named after the registered model " + name +
+                             " but its config sets " + o + "; give the variant a name of its own (e.g. " + name +
+                             "_variant)");
       }
       if (m["train_perturb"])
         cm.overrides.push_back(perturb_override(text_at(m["train_perturb"], "models[].train_perturb", path, kPerturbList)));

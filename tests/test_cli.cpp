@@ -655,4 +655,14 @@ TEST(Cli, SixthRoundOutputsReplaceOnlyWhatVentralWrote) {
                      "class 'c2' has no training images");
   expect_input_error("train " + (dir / "run.yaml") + " train.step_loss=weights --run-dir " + (dir / "we"),
                      "train.step_loss is 'weights' but train.step_weights is empty");
+  // bench options its measurement does not read; --images above the test set was capped silently.
+  expect_input_error("bench --loader --data synthetic:64 --image-size 64", "bench: --image-size applies to timing a model or --peak");
+  expect_input_error("bench --perturb block --data synthetic:64 --iters 3", "bench: --iters applies to timing a model or --peak");
+  expect_input_error("bench --perturb block --data synthetic:64 --batch 7", "bench: --batch applies to timing a model");
+  expect_input_error("bench --perturb block --data synthetic:64 --images 1000", "--images 1000: synthetic:64 holds only");
+  // An experiment entry named after a registered model that trains another under its name.
+  write_text(dir / "mislabel.yaml", "base: base.yaml\nmodels:\n  - name: cortical_b\n    config: {model.name: resnet20}\n");
+  expect_input_error("compare " + (dir / "mislabel.yaml") + " --plan --out " + (dir / "ml"),
+                     "models[cortical_b] is named after the registered model cortical_b but its config sets model.name=resnet20");
+  expect_input_error("data mnist:" + (dir / "run.yaml"), "run.yaml: is a file, not a folder");
 }

@@ -26,8 +26,16 @@ TARGETS = [("resnet20", "train", 1.15), ("cortical_blt", "train", 1.3),
            ("resnet20", "eval", 1.3), ("cortical_blt", "eval", 1.3)]
 
 
+# ventral sets these glibc malloc thresholds at start-up (cli/main.cpp mallopt); the Python side
+# gets the same through the environment, like for like. Without them PyTorch-Python's training
+# falls into a mode at about 40% of its rate on the AMD EPYC of RESULTS.md (large activations
+# mmapped and unmapped every step), which made the medians overstate ventral's lead.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(256 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
 def run_json(cmd):
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ, **MALLOC_ENV) if cmd[0].endswith("python3") else None
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

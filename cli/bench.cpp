@@ -329,7 +329,7 @@ void add_bench_command(CLI::App& app) {
     only({"--image-size", "--in-channels"}, model || a->peak, "timing a model or --peak (--loader and --perturb time "
          "the dataset's own images; set data.image_size for the loader)");
     only({"--iters", "--warmup"}, model || a->peak, "timing a model or --peak (--loader and --perturb go through the data once)");
-    only({"--batch"}, !(!a->perturb.empty()), "timing a model, --peak and --loader (--perturb works image by image)");
+    only({"--batch"}, a->perturb.empty(), "timing a model, --peak and --loader (--perturb works image by image)");
     only({"--model", "--steps", "--classes", "--memory-format", "--precision", "--profile"}, model,
          "timing a model (without --peak, --loader or --perturb)");
     a->images_given = cmd->count("--images") > 0;

@@ -160,7 +160,6 @@ void save_checkpoint(const std::string& path, VisionModelImpl& model, torch::opt
 }
 
 std::string checkpoint_config(const std::string& path) {
-  std::error_code ec;
   require_checkpoint_file(path);
   try {
     verify_zip_checksums(path);
@@ -176,7 +175,6 @@ std::string checkpoint_config(const std::string& path) {
 }
 
 TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torch::optim::Optimizer* optimizer) {
-  std::error_code ec;
   require_checkpoint_file(path);
   TrainState s;
   try {

@@ -246,9 +246,13 @@ TEST(Train, NonFiniteBatchNormStatisticsAreDivergenceNotAFinishedRun) {
   EXPECT_NE(r.message.find("became NaN or infinite"), std::string::npos) << r.message;
   EXPECT_FALSE(std::filesystem::exists(dir / "run/test.json"));
   // Whatever checkpoint was kept holds only finite numbers.
-  if (std::filesystem::exists(dir / "run/checkpoints/last.pt"))
-    for (const auto& [name, t] : final_weights(hot, dir / "run"))
-      if (t.is_floating_point()) EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+  if (std::filesystem::exists(dir / "run/checkpoints/last.pt")) {
+    for (const auto& [name, t] : final_weights(hot, dir / "run")) {
+      if (t.is_floating_point()) {
+        EXPECT_TRUE(torch::isfinite(t).all().item<bool>()) << name;
+      }
+    }
+  }
 }
 
 TEST(Train, SigtermLeavesALoadableCheckpoint) {

@@ -67,12 +67,9 @@ void bench_model(const Args& a, int64_t threads) {
     if (fs::exists(path, ec) && !fs::is_regular_file(path, ec))
       throw InputError("--profile: " + printable(a.profile) + " exists and is not a regular file; give a file name");
     if (fs::exists(path, ec)) {  // replaces an earlier profile (a JSON array of trace events), nothing else
-      bool trace = false;
-      try {
-        const nlohmann::json j = read_json_file(a.profile);
-        trace = j.is_array() && (j.empty() || (j.front().is_object() && j.front().contains("ph")));
-      } catch (const std::exception&) {
-      }
+      const bool trace = json_file_matches(a.profile, [](const nlohmann::json& j) {
+        return j.is_array() && (j.empty() || (j.front().is_object() && j.front().contains("ph")));
+      });
       if (!trace)
         throw InputError("--profile: " + printable(a.profile) + " exists and is not a profile bench wrote (a JSON "
                          "array of trace events); give a new file name");

@@ -30,14 +30,9 @@ void refuse_foreign_files(const std::string& out) {
     if (RunDir(folder.string()).is_run())
       throw InputError("--out " + printable(out) + ": inside the run directory " + printable(folder.string()) +
                        ", whose files the export would replace; write the export elsewhere");
-  const bool earlier_export = [&] {
-    try {
-      const nlohmann::json j = read_json_file(json.string());
-      return j.is_object() && j.value("format", std::string()).rfind("ventral model description", 0) == 0;
-    } catch (const std::exception&) {
-      return false;
-    }
-  }();
+  const bool earlier_export = json_file_matches(json.string(), [](const nlohmann::json& j) {
+    return j.is_object() && j.value("format", std::string()).rfind("ventral model description", 0) == 0;
+  });
   for (const fs::path& target : {pt, json}) {
     try {
       require_replaceable(target.string());

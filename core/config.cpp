@@ -399,6 +399,12 @@ void Config::assign(const std::string& key, const YAML::Node& value, const std::
   YAML::Node checked = check_value(*spec, value, origin);
   for (auto& [k, v] : values_)
     if (k == key) v.reset(checked);  // rebind: never write through a shared node
+  origins_[key] = origin;
+}
+
+const std::string& Config::origin(const std::string& key) const {
+  auto it = origins_.find(key);
+  return it == origins_.end() ? source_ : it->second;
 }
 
 namespace {
@@ -613,22 +619,25 @@ void check_keys_take_effect(const Config& cfg) {
   };
   for (const Rule& r : rules)
     if (r.idle && cfg.text(r.key) != defaults.text(r.key))
-      throw InputError(cfg.source() + ": key '" + r.key + "' is set to " + printable(cfg.text(r.key)) +
+      throw InputError(cfg.origin(r.key) + ": key '" + r.key + "' is set to " + printable(cfg.text(r.key)) +
                        " but has no effect: " + r.because + "; remove it or set what it needs");
   // Values that are in range one by one but never reached together.
   const int64_t epochs = cfg.get_int("train.epochs");
   if (schedule == "step")
     for (double m : cfg.get_floats("train.milestones"))
       if (m >= static_cast<double>(epochs))
-        throw InputError(cfg.source() + ": key 'train.milestones' holds " + format_number("%g", m) +
+        throw InputError(cfg.origin("train.milestones") + ": key 'train.milestones' holds " + format_number("%g", m) +
                          ", which a run of train.epochs " + std::to_string(epochs) +
                          " never reaches; give milestones below " + std::to_string(epochs));
   if (const double warmup = cfg.get_float("train.warmup_epochs"); schedule != "onecycle" && warmup >= static_cast<double>(epochs))
-    throw InputError(cfg.source() + ": key 'train.warmup_epochs' is " + format_number("%g", warmup) +
+    throw InputError(cfg.origin("train.warmup_epochs") + ": key 'train.warmup_epochs' is " + format_number("%g", warmup) +
                      ", so the warm-up would last the whole run of train.epochs " + std::to_string(epochs) +
                      " and never reach train.lr; give fewer than " + std::to_string(epochs));
+  if (cfg.get_float("train.lr") == 0)
+    throw InputError(cfg.origin("train.lr") + ": key 'train.lr' is 0, so training would change no weight; give a learning rate "
+                     "above 0 (the default is 0.1)");
   if (!perturb.empty() && cfg.get_float("data.augment.perturb_fraction") == 0)
-    throw InputError(cfg.source() + ": key 'data.augment.perturb_fraction' is 0, so data.augment.perturb " +
+    throw InputError(cfg.origin("data.augment.perturb_fraction") + ": key 'data.augment.perturb_fraction' is 0, so data.augment.perturb " +
                      printable(perturb) + " perturbs no image; remove data.augment.perturb or give a fraction in (0, 1]");
 }
 

@@ -5,6 +5,7 @@
 /// out-of-range values are InputErrors naming the file and the key.
 #include <yaml-cpp/yaml.h>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -102,6 +103,9 @@ class Config {
   void save(const std::string& path) const;
   /// Where the config came from ("defaults" or the file path).
   const std::string& source() const { return source_; }
+  /// Where `key`'s value was set: the file, "command line" or another override's origin; source()
+  /// for a key left at its default. A message about one key names this.
+  const std::string& origin(const std::string& key) const;
 
  private:
   void assign(const std::string& key, const YAML::Node& value, const std::string& origin);
@@ -110,6 +114,7 @@ class Config {
 
   std::vector<std::pair<std::string, YAML::Node>> values_;  // schema order
   std::string source_ = "defaults";
+  std::map<std::string, std::string> origins_;  // key -> where its value was set
 };
 
 }  // namespace ventral

@@ -241,7 +241,7 @@ uint16_t le16(const unsigned char* p) { return static_cast<uint16_t>(p[0] | p[1]
 
 }  // namespace
 
-void verify_zip_checksums(const std::string& path) {
+std::map<std::string, uint64_t> verify_zip_checksums(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path + ": cannot open (" + std::strerror(errno) + ")");
   in.seekg(0, std::ios::end);
@@ -277,8 +277,9 @@ void verify_zip_checksums(const std::string& path) {
     throw InputError(path + ": damaged zip archive (" + std::to_string(tail_size - end) +
                      " bytes after its end record: appended to, or two files run together?)");
   const uint32_t entries = le16(e + 10), dir_size = le32(e + 12), dir_offset = le32(e + 16);
-  if (entries == 0xffff || dir_size == 0xffffffff || dir_offset == 0xffffffff) return;  // zip64
+  if (entries == 0xffff || dir_size == 0xffffffff || dir_offset == 0xffffffff) return {};  // zip64
   const auto dir = read_at(dir_offset, dir_size);
+  std::map<std::string, uint64_t> sizes;
   size_t at = 0;
   for (uint32_t k = 0; k < entries; ++k) {
     if (at + 46 > dir.size() || le32(&dir[at]) != 0x02014b50)
@@ -290,6 +291,7 @@ void verify_zip_checksums(const std::string& path) {
       throw InputError(path + ": damaged zip archive (its directory is cut short or overwritten)");
     const std::string name(reinterpret_cast<const char*>(d + 46), name_len);
     at += 46u + name_len + extra_len + comment_len;
+    sizes[name] = le32(d + 24);
     if (header == 0xffffffff) continue;  // zip64 offset: torch writes none below 4 GiB
     const auto local = read_at(header, 30);
     // Names are stored twice (directory and entry) and no checksum covers them: a damaged name
@@ -332,6 +334,7 @@ void verify_zip_checksums(const std::string& path) {
   // entries from this check and from the reader, which then misses records (fuzz_checkpoint).
   if (at != dir.size())
     throw InputError(path + ": damaged zip archive (its directory holds more than its end record counts)");
+  return sizes;
 }
 
 }  // namespace ventral

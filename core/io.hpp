@@ -1,6 +1,8 @@
 #pragma once
 /// File helpers: atomic writes so that a crash never leaves a torn result or checkpoint.
+#include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -40,7 +42,8 @@ std::vector<unsigned char> read_maybe_gzip(const std::string& path, size_t max_b
 /// a tensor would load as a silently different weight. Stored and deflated entries are checked,
 /// and every entry's name against its copy in the directory (no checksum covers names).
 /// InputError naming the file and the entry on a mismatch, a truncated entry or an unreadable
-/// directory. Zip64 archives (over 4 GiB) pass unchecked.
-void verify_zip_checksums(const std::string& path);
+/// directory. Zip64 archives (over 4 GiB) pass unchecked. Returns every entry's name and
+/// unpacked size in bytes, from the directory (empty for a zip64 archive).
+std::map<std::string, uint64_t> verify_zip_checksums(const std::string& path);
 
 }  // namespace ventral

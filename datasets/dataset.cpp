@@ -178,7 +178,17 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
     // ROOT/train and ROOT/test select the split; otherwise the folder is used for both.
     fs::path sub = fs::path(arg) / split_name(split);
     std::error_code ec;
-    bool split_dirs = fs::is_directory(fs::path(arg) / "train", ec) && fs::is_directory(fs::path(arg) / "test", ec);
+    const bool has_train = fs::is_directory(fs::path(arg) / "train", ec), has_test = fs::is_directory(fs::path(arg) / "test", ec);
+    const bool split_dirs = has_train && has_test;
+    if (has_train != has_test) {  // one split folder of class folders (not a class called "train")
+      const std::string one = has_train ? "train" : "test", other = has_train ? "test" : "train";
+      bool holds_folders = false;
+      for (fs::directory_iterator it(fs::path(arg) / one, ec), end; !ec && it != end && !holds_folders; it.increment(ec))
+        holds_folders = it->is_directory(ec) && it->path().filename().string()[0] != '.';
+      if (holds_folders)
+        throw InputError(printable(arg) + ": holds " + one + "/ with class folders but no " + other +
+                         "/; a folder dataset is ROOT/train/<class>/ and ROOT/test/<class>/, or ROOT/<class>/ for both splits");
+    }
     const std::string root = split_dirs ? sub.string() : arg;
     ImageIndex index = index_folder(root);
     if (split_dirs && split == Split::Test) use_training_classes(index, root, (fs::path(arg) / "train").string());

@@ -99,14 +99,14 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
       return std::to_string(x.channels) + "x" + std::to_string(x.height) + "x" + std::to_string(x.width);
     };
     if (shape(d.test) != shape(d.train))
-      throw InputError(cfg.source() + ": key 'data.dataset' (" + printable(spec) + "): the test split's images are " +
+      throw InputError(cfg.origin("data.dataset") + ": key 'data.dataset' (" + printable(spec) + "): the test split's images are " +
                        shape(d.test) + " (channels x height x width), the training split's " + shape(d.train) +
                        "; set data.image_size (and data.channels) to bring both to one shape");
   }
   d.split = split_train_val(d.train, cfg.get_float("data.val_fraction"), static_cast<uint64_t>(cfg.get_int("seed")));
   const int64_t limit = cfg.get_int("data.max_train_images");
   if (limit > 0 && static_cast<size_t>(limit) > d.split.train.size())
-    throw InputError(cfg.source() + ": key 'data.max_train_images' is " + std::to_string(limit) + " but " +
+    throw InputError(cfg.origin("data.max_train_images") + ": key 'data.max_train_images' is " + std::to_string(limit) + " but " +
                      cfg.get_string("data.dataset") + " holds " + std::to_string(d.split.train.size()) +
                      " training images after validation is held out; give at most that (0 = all)");
   if (limit > 0 && static_cast<size_t>(limit) < d.split.train.size()) {
@@ -115,9 +115,9 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
     d.split.train.resize(static_cast<size_t>(limit));
     std::sort(d.split.train.begin(), d.split.train.end());
   }
-  require(!d.split.train.empty(), cfg.source() + ": data.val_fraction leaves no training images");
+  require(!d.split.train.empty(), cfg.origin("data.val_fraction") + ": data.val_fraction leaves no training images");
   if (cfg.get_float("data.val_fraction") > 0 && d.split.val.empty())
-    throw InputError(cfg.source() + ": key 'data.val_fraction' (" + format_number("%g", cfg.get_float("data.val_fraction")) +
+    throw InputError(cfg.origin("data.val_fraction") + ": key 'data.val_fraction' (" + format_number("%g", cfg.get_float("data.val_fraction")) +
                      ") holds out no image of the " + std::to_string(d.train.size()) +
                      " training images (rounded per class); raise it, or set 0 to train without validation");
   if (cfg.get_bool("data.normalize")) {
@@ -149,11 +149,11 @@ LoaderPerturbation training_perturbation(const Config& cfg) {
   try {
     p.specs = parse_perturbations(cfg.get_string("data.augment.perturb"));
   } catch (const InputError& e) {
-    throw InputError(cfg.source() + ": key 'data.augment.perturb': " + e.what());
+    throw InputError(cfg.origin("data.augment.perturb") + ": key 'data.augment.perturb': " + e.what());
   }
   for (const PerturbationSpec& spec : p.specs)
     if (std::all_of(spec.severities.begin(), spec.severities.end(), [](int s) { return s == 0; }))
-      throw InputError(cfg.source() + ": key 'data.augment.perturb': " + spec.family +
+      throw InputError(cfg.origin("data.augment.perturb") + ": key 'data.augment.perturb': " + spec.family +
                        " at severity 0 is the clean image, so it perturbs nothing; give severities 1-5 (the share "
                        "left clean is data.augment.perturb_fraction's)");
   p.fraction = cfg.get_float("data.augment.perturb_fraction");
@@ -180,7 +180,7 @@ LoaderOptions loader_options(const Config& cfg, const ExperimentData& data, bool
   o.augmentation.resized_crop = cfg.get_bool("data.augment.random_resized_crop");
   const std::vector<double> scale = cfg.get_floats("data.augment.random_resized_crop_scale");
   if (scale.size() != 2 || scale[0] > scale[1])
-    throw InputError(cfg.source() + ": key 'data.augment.random_resized_crop_scale' must be [min, max] with min <= max");
+    throw InputError(cfg.origin("data.augment.random_resized_crop_scale") + ": key 'data.augment.random_resized_crop_scale' must be [min, max] with min <= max");
   o.augmentation.scale_min = scale[0];
   o.augmentation.scale_max = scale[1];
   o.perturbation = training_perturbation(cfg);

@@ -351,12 +351,9 @@ std::string run_eval(const EvalOptions& o) {
     if (fs::is_directory(out, ec) && holds_files(out)) {
       // An evaluation's summary.json names its model, dataset and image count (a file that is only
       // called results.csv is someone's table).
-      bool evaluation = false;
-      try {
-        const nlohmann::json j = read_json_file((fs::path(out) / "summary.json").string());
-        evaluation = j.is_object() && j.contains("model") && j.contains("dataset") && j.contains("n");
-      } catch (const std::exception&) {
-      }
+      const bool evaluation = json_file_matches((fs::path(out) / "summary.json").string(), [](const nlohmann::json& j) {
+        return j.is_object() && j.contains("model") && j.contains("dataset") && j.contains("n");
+      });
       if (!evaluation)
         throw InputError("--out " + printable(out) + ": the folder holds files but no evaluation (a summary.json "
                          "written by ventral eval); give a new or empty folder");
@@ -368,12 +365,9 @@ std::string run_eval(const EvalOptions& o) {
     const std::string features = o.features_out.empty() ? out + "/features" : o.features_out;
     std::error_code ec;
     if (fs::is_directory(features, ec) && !fs::is_empty(features, ec)) {
-      bool earlier = false;
-      try {
-        const nlohmann::json j = read_json_file((fs::path(features) / "index.json").string());
-        earlier = j.is_object() && j.contains("files") && j.value("labels", std::string()) == "labels.npy";
-      } catch (const std::exception&) {
-      }
+      const bool earlier = json_file_matches((fs::path(features) / "index.json").string(), [](const nlohmann::json& j) {
+        return j.is_object() && j.contains("files") && j.value("labels", std::string()) == "labels.npy";
+      });
       if (!earlier)
         throw InputError("--features-out " + printable(features) + ": the folder holds files but no feature export "
                          "(index.json); give a new or empty folder");
@@ -390,6 +384,9 @@ std::string run_eval(const EvalOptions& o) {
   }
   std::optional<LoadedRun> reference_run;
   if (!o.reference.empty()) {
+    if (std::error_code ec; !o.run_dir.empty() && fs::equivalent(o.reference, o.run_dir, ec))
+      throw InputError("--reference " + printable(o.reference) + ": is the evaluated run itself; give the feed-forward "
+                       "baseline's run directory");
     reference_run.emplace(load_run(o.reference, "", o.precision));
     configure_threads(run.cfg.get_int_or_auto("threads"));  // loading set the reference's; this run's first
   }

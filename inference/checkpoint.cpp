@@ -162,7 +162,7 @@ void save_checkpoint(const std::string& path, VisionModelImpl& model, torch::opt
 std::string checkpoint_config(const std::string& path) {
   require_checkpoint_file(path);
   try {
-    verify_zip_checksums(path);
+    verify_tensor_records(path, verify_zip_checksums(path));
     torch::serialize::InputArchive archive;
     archive.load_from(path);
     c10::IValue config;
@@ -180,8 +180,9 @@ TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torc
   try {
     torch::serialize::InputArchive archive;
     // Before LibTorch parses anything: its reader would load a flipped bit as a different weight,
-    // and its TorchScript parser crashes on damaged code records (found by fuzz_checkpoint).
-    verify_zip_checksums(path);
+    // its TorchScript parser crashes on damaged code records (found by fuzz_checkpoint), and it
+    // would read past a record cut short and re-checksummed.
+    verify_tensor_records(path, verify_zip_checksums(path));
     archive.load_from(path);
     torch::serialize::InputArchive model_archive;
     archive.read("model", model_archive);

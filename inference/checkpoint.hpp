@@ -31,6 +31,12 @@ TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torc
 /// The config a checkpoint was trained with (TrainState::config); empty when the checkpoint
 /// predates it. InputError when the file is damaged.
 std::string checkpoint_config(const std::string& path);
+/// Checks a TorchScript archive (a ventral checkpoint) before LibTorch reads it: every storage
+/// its pickles name must be a record of exactly the storage's size, and every tensor view must
+/// lie inside its storage. LibTorch 1.13's reader checks neither, so a record cut short (and
+/// re-checksummed) would load as the memory past its end. `entry_sizes`: the zip directory's
+/// (verify_zip_checksums). InputError naming the file and the storage otherwise.
+void verify_tensor_records(const std::string& path, const std::map<std::string, uint64_t>& entry_sizes);
 
 // Weights in and out of PyTorch: state_dict files as Python's torch.save(model.state_dict())
 // writes them (zip format), read and written through LibTorch's pickler.

@@ -81,8 +81,17 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
   r.channels = r.cfg.get_int("data.channels");
   r.image_size = r.cfg.get_int("data.image_size");
   if (auto shape = dir.read_input()) {
+    // data.channels and data.image_size, where set, are what the trainer converted the images
+    // to: one edited after training would otherwise be overruled by input.json without a word.
+    for (const auto& [key, trained] : {std::pair{"data.channels", shape->channels}, std::pair{"data.image_size", shape->image_size}})
+      if (const int64_t set = r.cfg.get_int(key); set != 0 && set != trained)
+        throw InputError(dir.config() + ": " + key + " is " + std::to_string(set) + " but the run trained on " +
+                         std::to_string(trained) + " (input.json): restore config.yaml; another input size needs a new run");
     r.channels = shape->channels;
     r.image_size = shape->image_size;
+  } else if (std::error_code ec; std::filesystem::exists(dir.model_json(), ec)) {
+    throw InputError(dir.input() + ": missing, though the run was trained by a version that writes it (model.json is "
+                     "there): restore it; it records the input shape the model was built for");
   } else if (r.channels == 0 || r.image_size == 0) {
     Dataset probe = load_dataset(r.cfg.get_string("data.dataset"), Split::Test, preprocessing(r.cfg).load);
     r.channels = probe.channels;

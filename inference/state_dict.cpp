@@ -62,6 +62,12 @@ class Unpickler {
  public:
   Unpickler(const std::string& path, caffe2::serialize::PyTorchStreamReader& zip, const uint8_t* data, size_t size)
       : path_(path), zip_(zip), p_(data), end_(data + size) {}
+  /// A census instead of a read: storages are checked against `record_sizes` (by record name,
+  /// `tensor_dir` + key) and tensor views against their storages, nothing is copied, and objects
+  /// of other types (TorchScript's classes and containers) pass as opaque values.
+  Unpickler(const std::string& path, caffe2::serialize::PyTorchStreamReader& zip, const uint8_t* data, size_t size,
+            const std::map<std::string, uint64_t>& record_sizes, std::string tensor_dir)
+      : path_(path), zip_(zip), p_(data), end_(data + size), census_(&record_sizes), tensor_dir_(std::move(tensor_dir)) {}
 
   PyPtr run() {
     while (true) {
@@ -159,6 +165,11 @@ class Unpickler {
           break;
         }
         case 'b': pop(); break;  // BUILD: an OrderedDict's _metadata, a Parameter's state: not needed
+        case 0x81:                // NEWOBJ: how LibTorch's pickler creates a TorchScript object
+          if (!census_) fail("pickle opcode 0x81, which torch.save does not write for a state_dict");
+          pop(), pop();
+          push(make(PyValue::None));
+          break;
         default: fail("pickle opcode 0x" + hex(op) + ", which torch.save does not write for a state_dict");
       }
     }
@@ -166,6 +177,7 @@ class Unpickler {
 
  private:
   [[noreturn]] void fail(const std::string& what) const {
+    if (census_) throw InputError(path_ + ": a damaged or altered checkpoint: " + what);
     throw InputError(path_ + ": not a state_dict ventral can read: " + what);
   }
   static std::string hex(uint8_t b) {
@@ -237,11 +249,13 @@ class Unpickler {
   }
   PyValue& dict_top() {
     PyPtr d = top();
+    if (census_ && d->kind != PyValue::Dict) return scratch_ = PyValue{};  // an opaque object's items
     if (d->kind != PyValue::Dict) fail(std::string("items set on a ") + kind_name(*d));
     return *d;
   }
   PyValue& list_top() {
     PyPtr l = top();
+    if (census_ && l->kind != PyValue::List) return scratch_ = PyValue{};
     if (l->kind != PyValue::List) fail(std::string("items appended to a ") + kind_name(*l));
     return *l;
   }
@@ -265,14 +279,24 @@ class Unpickler {
     if (cached != storages_.end()) return cached->second;
     const torch::ScalarType dtype = storage_dtype(pid.items[1]->s, path_);
     const int64_t numel = pid.items[4]->i;
-    const std::string record = "data/" + key;
-    if (numel < 0 || !zip_.hasRecord(record)) fail("storage " + key + " is missing from the archive");
-    auto [data, bytes] = zip_.getRecord(record);
+    const std::string record = tensor_dir_ + key;
+    if (numel < 0 || numel > (int64_t{1} << 40)) fail("storage " + key + " claims " + std::to_string(numel) + " elements");
     const size_t want = static_cast<size_t>(numel) * c10::elementSize(dtype);
-    if (bytes != want) fail("storage " + key + " holds " + std::to_string(bytes) + " bytes, not " + std::to_string(want));
     auto s = make(PyValue::Storage);
-    s->tensor = torch::empty({numel}, torch::TensorOptions().dtype(dtype));
-    if (want) std::memcpy(s->tensor.data_ptr(), data.get(), want);
+    s->i = numel;
+    if (census_) {  // LibTorch reads no record for an empty storage, and trusts the pickle's numel for the rest
+      auto it = census_->find(record);
+      if (numel > 0 && it == census_->end()) fail("storage " + key + " is missing from the archive");
+      if (numel > 0 && it->second != want)
+        fail("storage " + key + " holds " + std::to_string(it->second) + " bytes, not the " + std::to_string(want) +
+             " its tensors need (a record cut short or padded)");
+    } else {
+      if (!zip_.hasRecord(record)) fail("storage " + key + " is missing from the archive");
+      auto [data, bytes] = zip_.getRecord(record);
+      if (bytes != want) fail("storage " + key + " holds " + std::to_string(bytes) + " bytes, not " + std::to_string(want));
+      s->tensor = torch::empty({numel}, torch::TensorOptions().dtype(dtype));
+      if (want) std::memcpy(s->tensor.data_ptr(), data.get(), want);
+    }
     storages_[key] = s;
     return s;
   }
@@ -290,16 +314,15 @@ class Unpickler {
       if (a.size() < 4 || a[0]->kind != PyValue::Storage || a[1]->kind != PyValue::Int) fail("a malformed " + f);
       const auto size = ints(*a[2], "size"), stride = ints(*a[3], "stride");
       if (size.size() != stride.size()) fail("a tensor whose size and stride differ in length");
-      const torch::Tensor& st = a[0]->tensor;
       int64_t last = a[1]->i;  // the largest element index the view reaches must lie in the storage
       for (size_t k = 0; k < size.size(); ++k) {
         if (size[k] < 0 || stride[k] < 0) fail("a tensor with a negative size or stride");
         if (size[k] == 0) last = -1;
         if (last >= 0) last += (size[k] - 1) * stride[k];
       }
-      if (a[1]->i < 0 || last >= st.numel()) fail("a tensor reaching beyond its storage");
+      if (a[1]->i < 0 || last >= a[0]->i) fail("a tensor reaching beyond its storage");
       auto t = make(PyValue::Tensor);
-      t->tensor = st.as_strided(size, stride, a[1]->i).clone();
+      if (!census_) t->tensor = a[0]->tensor.as_strided(size, stride, a[1]->i).clone();
       return t;
     }
     if (f == "torch.jit._pickle.restore_type_tag") {  // LibTorch's pickler tags containers with their type
@@ -310,6 +333,7 @@ class Unpickler {
       if (a.empty() || a[0]->kind != PyValue::Tensor) fail("a malformed " + f);
       return a[0];
     }
+    if (census_) return make(PyValue::None);  // a TorchScript object or container: opaque here
     if (f.rfind("__torch__", 0) == 0)
       throw InputError(path_ + ": a TorchScript/LibTorch archive (a ventral checkpoint?), not a state_dict; write one "
                                "with `ventral export RUN --out FILE`");
@@ -324,9 +348,33 @@ class Unpickler {
   std::vector<size_t> marks_;
   std::map<size_t, PyPtr> memo_;
   std::map<std::string, PyPtr> storages_;
+  const std::map<std::string, uint64_t>* census_ = nullptr;
+  std::string tensor_dir_ = "data/";
+  PyValue scratch_;  // census: where items set on an opaque object go
 };
 
 }  // namespace
+
+void verify_tensor_records(const std::string& path, const std::map<std::string, uint64_t>& entry_sizes) {
+  if (entry_sizes.empty()) return;  // zip64: over 4 GiB, unchecked like its checksums
+  // The reader names records below the archive's top folder ("archive/data/0" is "data/0").
+  std::map<std::string, uint64_t> records;
+  for (const auto& [name, size] : entry_sizes)
+    if (const size_t slash = name.find('/'); slash != std::string::npos) records[name.substr(slash + 1)] = size;
+  try {
+    caffe2::serialize::PyTorchStreamReader zip(path);
+    for (const auto& [pickle, tensor_dir] : {std::pair{"data.pkl", "data/"}, std::pair{"constants.pkl", "constants/"}}) {
+      if (!zip.hasRecord(pickle)) continue;
+      auto [pkl, size] = zip.getRecord(pickle);
+      Unpickler(path, zip, static_cast<const uint8_t*>(pkl.get()), size, records, tensor_dir).run();
+    }
+  } catch (const InputError&) {
+    throw;
+  } catch (const std::exception& e) {
+    std::string why = e.what();
+    throw InputError(path + ": cannot read the archive: " + why.substr(0, why.find('\n')));
+  }
+}
 
 std::map<std::string, torch::Tensor> read_state_dict(const std::string& path) {
   {

@@ -86,7 +86,7 @@ void check_model_options(const Config& cfg) {
       continue;  // not options of the architecture
     if (std::find(entry.options.begin(), entry.options.end(), key) != entry.options.end()) continue;
     const std::string reads = join(entry.options, ", ");
-    throw InputError(cfg.source() + ": key '" + key + "' has no effect on " + name + ", which would ignore it (" + name +
+    throw InputError(cfg.origin(key) + ": key '" + key + "' has no effect on " + name + ", which would ignore it (" + name +
                      " reads " + (reads.empty() ? std::string("no model options") : reads) +
                      "); remove the key or set it back to its default");
   }

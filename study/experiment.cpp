@@ -80,14 +80,18 @@ std::string perturb_override(const std::string& spec) {
 }  // namespace
 
 Config model_config(const Experiment& x, const CompareModel& m, std::optional<uint64_t> seed) {
-  std::vector<std::string> all = x.overrides;
-  all.insert(all.end(), m.overrides.begin(), m.overrides.end());
+  // Each value is set with where it came from, which a message about its key then names.
+  Config cfg = Config::load(m.base.empty() ? x.base : m.base);
+  for (size_t i = 0; i < x.overrides.size(); ++i)
+    cfg.set(x.overrides[i], i < x.file_overrides ? x.path + " (overrides)" : "command line");
+  const std::string entry = x.path + " (models[" + m.name + "])";
+  for (const auto& o : m.overrides) cfg.set(o, entry);
   // `train_perturb: none` in a model entry trains on clean images: the experiment's share of
   // perturbed images (data.augment.perturb_fraction) does not apply to it.
   if (std::find(m.overrides.begin(), m.overrides.end(), perturb_override("none")) != m.overrides.end())
-    all.push_back("data.augment.perturb_fraction=1");
-  if (seed) all.push_back("seed=" + std::to_string(*seed));
-  return Config::load(m.base.empty() ? x.base : m.base, all);
+    cfg.set("data.augment.perturb_fraction=1", entry);
+  if (seed) cfg.set("seed=" + std::to_string(*seed), x.path + " (the study's seeds)");
+  return cfg;
 }
 
 std::vector<Condition> masking_conditions(const std::string& perturb) {
@@ -109,9 +113,13 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
   check_keys(root, {"base", "overrides", "train_perturb", "seeds", "models", "reference", "eval"}, "", path);
   Experiment x;
   x.path = path;
+  std::string steps_source;  // where eval.steps was set, for a message
   try {
     if (!root["base"]) throw InputError(path + ": missing key 'base' (the training config every model starts from)");
     x.base = (fs::path(path).parent_path() / text_at(root["base"], "base", path, "a config file name")).string();
+    if (std::error_code ec; fs::equivalent(x.base, path, ec))
+      throw InputError(path + ": key 'base' names this experiment file itself; give the training config every model "
+                       "starts from (e.g. configs/fashion_resnet20.yaml)");
     if (root["overrides"]) {
       expect_map(root["overrides"], "overrides", path);
       flatten(root["overrides"], "", x.overrides, path);
@@ -137,6 +145,7 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
           throw InputError((seeds.empty() ? path + ": seed " + std::to_string(x.seeds[i]) + " is listed twice in 'seeds'"
                                           : "--seeds: seed " + std::to_string(x.seeds[i]) + " is listed twice"));
     std::vector<std::string> eval_overrides;
+    x.file_overrides = x.overrides.size();
     for (const auto& o : overrides) (o.rfind("eval.", 0) == 0 ? eval_overrides : x.overrides).push_back(o);
     if (!root["models"] || !root["models"].IsSequence() || root["models"].size() == 0)
       throw InputError(path + ": key 'models' must list the models to compare");
@@ -148,7 +157,7 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
       // The name names files and folders (OUT/runs/NAME, OUT/plan/NAME.yaml): one plain word.
       if (name.empty() || name[0] == '.' || name.size() > 100 ||
           name.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.+-") != std::string::npos)
-        throw InputError(path + ": model name '" + printable(name) + "' names run folders and files: use letters, digits "
+        throw InputError(path + ": key 'models[].name': '" + printable(name) + "' names run folders and files: use letters, digits "
                          "and _ . + - only, not starting with '.' (at most 100 characters)");
       CompareModel cm{name, "", {"model.name=" + name}};
       if (m["base"]) cm.base = (fs::path(path).parent_path() / text_at(m["base"], "models[].base", path, "a config file name")).string();
@@ -171,6 +180,9 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
         cm.overrides.push_back(perturb_override(text_at(m["train_perturb"], "models[].train_perturb", path, kPerturbList)));
       x.models.push_back(cm);
     }
+    for (size_t i = 0; i < only.size(); ++i)
+      if (std::find(only.begin(), only.begin() + static_cast<std::ptrdiff_t>(i), only[i]) != only.begin() + static_cast<std::ptrdiff_t>(i))
+        throw InputError("--models: names '" + only[i] + "' twice");
     for (const auto& name : only)
       if (std::none_of(x.models.begin(), x.models.end(), [&](const CompareModel& m) { return m.name == name; }))
         throw InputError(path + ": --models names '" + name + "', which the experiment does not list");
@@ -193,9 +205,10 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
       if (root["eval"]["limit"]) x.limit = count_at(root["eval"]["limit"], "eval.limit", path);
       if (root["eval"]["seed"]) x.seed = static_cast<uint64_t>(count_at(root["eval"]["seed"], "eval.seed", path));
     }
+    if (!x.steps.empty()) steps_source = path + ": key 'eval.steps'";
     for (const auto& o : eval_overrides) {
       std::string key = o.substr(0, o.find('=')), value = o.substr(o.find('=') + 1);
-      if (key == "eval.steps") x.steps = value;
+      if (key == "eval.steps") x.steps = value, steps_source = "compare: eval.steps";
       else if (key == "eval.perturb") x.perturb = value;
       else if (key == "eval.present") x.present = value;
       else if (key == "eval.mask") x.mask = value;
@@ -219,18 +232,23 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     throw InputError(path + ": model.name is set per entry of 'models', not in overrides or on the command line "
                      "(--models NAME,... chooses among them)");
   // Check everything before hours of training: configs, model names, steps, perturbations.
+  bool any_recurrent = false;
   for (const auto& m : x.models) {
     const Config cfg = model_config(x, m, x.seeds.empty() ? std::nullopt : std::optional<uint64_t>(x.seeds.front()));
     check_training_config(cfg);
+    any_recurrent = any_recurrent || create_model(cfg.get_string("model.name"), model_options(cfg, 1, 10, 32))->recurrent();
     check_dataset_spec(cfg.get_string("data.dataset"));
     if (const std::string weights = cfg.get_string("model.weights"); !weights.empty()) {
       std::error_code ec;
       if (!fs::is_regular_file(weights, ec))
-        throw InputError(cfg.source() + ": key 'model.weights': " + printable(weights) + ": no such file" +
+        throw InputError(cfg.origin("model.weights") + ": key 'model.weights': " + printable(weights) + ": no such file" +
                          (fs::path(weights).is_relative() ? " (relative to the working directory)" : ""));
     }
   }
   if (!x.steps.empty()) parse_steps(x.steps);
+  if (!x.steps.empty() && !any_recurrent)
+    throw InputError(steps_source + ": every model of the experiment is feed-forward (one step), so no step but 1 "
+                     "can be evaluated; drop eval.steps");
   try {
     parse_perturbations(x.perturb);
   } catch (const InputError& e) {

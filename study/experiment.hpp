@@ -20,6 +20,7 @@ struct Experiment {
   std::string path;                    ///< the experiment file
   std::string base;                    ///< base training config (resolved path)
   std::vector<std::string> overrides;  ///< applied to every model (experiment + command line)
+  size_t file_overrides = 0;           ///< how many of `overrides` come first from the experiment file
   std::vector<CompareModel> models;
   /// `seeds: [0, 1, 2]`: every model trains once per seed (runs/<name>/seed<k>, config key
   /// `seed` set to k) and the report gives mean ± sd over seeds. Empty: one run per model with

@@ -666,3 +666,54 @@ TEST(Cli, SixthRoundOutputsReplaceOnlyWhatVentralWrote) {
                      "models[cortical_b] is named after the registered model cortical_b but its config sets model.name=resnet20");
   expect_input_error("data mnist:" + (dir / "run.yaml"), "run.yaml: is a file, not a folder");
 }
+
+// The sixth probe round's leftovers: a message names where the value was set (the config file,
+// the command line, an experiment's overrides or its entry), a run whose config.yaml was edited
+// or whose input.json was deleted is refused, and values that change nothing are refused.
+TEST(Cli, SeventhRoundMessagesNameWhereAValueWasSet) {
+  TempDir dir;
+  write_text(dir / "base.yaml", "data:\n  dataset: synthetic:64\nmodel:\n  name: cortical_b\ntrain:\n  epochs: 2\n"
+                                "  batch_size: 16\n  lr: 0\n");
+  const std::string train = "train " + (dir / "base.yaml") + " --run-dir " + (dir / "never");
+  expect_input_error(train, "base.yaml: key 'train.lr' is 0, so training would change no weight");
+  // A command-line key was blamed on the config file.
+  expect_input_error(train + " train.lr=0.1 train.weight_decay=0 train.decay_bn_and_bias=true",
+                     "error: command line: key 'train.decay_bn_and_bias' is set to true but has no effect");
+  // An experiment's keys were blamed on the command line.
+  write_text(dir / "x.yaml", "base: base.yaml\noverrides:\n  train.lr: 0.1\nmodels:\n  - name: cortical_b\n"
+                             "  - name: wide\n    config:\n      model.name: cortical_b\n      train.gamma: 0.5\n");
+  expect_input_error("compare " + (dir / "x.yaml") + " --plan",
+                     "x.yaml (models[wide]): key 'train.gamma' is set to 0.5 but has no effect");
+  expect_input_error("compare " + (dir / "x.yaml") + " --models cortical_b,cortical_b --plan", "--models: names 'cortical_b' twice");
+  write_text(dir / "ff.yaml", "base: base.yaml\noverrides:\n  train.lr: 0.1\nmodels:\n  - name: cortical_b\n");
+  expect_input_error("compare " + (dir / "ff.yaml") + " eval.steps=1:4 --plan",
+                     "compare: eval.steps: every model of the experiment is feed-forward (one step)");
+  write_text(dir / "self.yaml", "base: self.yaml\nmodels:\n  - name: cortical_b\n");
+  expect_input_error("compare " + (dir / "self.yaml") + " --plan", "self.yaml: key 'base' names this experiment file itself");
+  write_text(dir / "bad_name.yaml", "base: base.yaml\nmodels:\n  - name: \"bl\xc3\xa9\"\n");
+  expect_input_error("compare " + (dir / "bad_name.yaml") + " --plan", "bad_name.yaml: key 'models[].name': ");
+  // A folder with train/ but no test/ was read as one class called "train" (an "empty image folder").
+  std::vector<unsigned char> png;
+  cv::imencode(".png", cv::Mat(8, 8, CV_8UC1, cv::Scalar(9)), png);
+  write_bytes(dir / "split/train/c0/a.png", png);
+  expect_input_error("data folder:" + (dir / "split"), "split: holds train/ with class folders but no test/");
+  write_bytes(dir / "vehicles/train/a.png", png);  // a class that is called train stays one
+  write_bytes(dir / "vehicles/bus/a.png", png);
+  EXPECT_EQ(run_ventral("data folder:" + (dir / "vehicles")).status, 0);
+  // A run's config.yaml edited after training: input.json's shape won without a word.
+  ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " train.lr=0.1 train.epochs=1 --run-dir " + (dir / "run")).status, 0);
+  expect_input_error("eval " + (dir / "run") + " --limit 8 --reference " + (dir / "run") + "/",
+                     "is the evaluated run itself");
+  const std::string saved = read_text(dir / "run/config.yaml");
+  std::string edited = saved;
+  const std::string trained_size = "\n  image_size: 0\n";
+  const size_t at = edited.find(trained_size);
+  ASSERT_NE(at, std::string::npos) << saved;
+  edited.replace(at, trained_size.size(), "\n  image_size: 32\n");
+  write_text(dir / "run/config.yaml", edited);
+  expect_input_error("eval " + (dir / "run") + " --limit 8",
+                     "config.yaml: data.image_size is 32 but the run trained on 28 (input.json)");
+  write_text(dir / "run/config.yaml", saved);
+  std::filesystem::remove(dir / "run/input.json");
+  expect_input_error("eval " + (dir / "run") + " --limit 8", "input.json: missing, though the run was trained by a version");
+}

@@ -583,3 +583,30 @@ TEST(Weights, AStateDictNamingAnEntryTwiceIsRefused) {
   const std::string error = ventral::test::error_text<InputError>([&] { read_state_dict(path); });
   EXPECT_NE(error.find("regression_duplicate_key.pt: not a state_dict: the entry w appears twice"), std::string::npos) << error;
 }
+
+// LibTorch 1.13's TorchScript reader trusts the pickle's element counts and tensor sizes: a
+// storage record cut short (its zip checksum recomputed) or a tensor size edited upwards would
+// load as the memory past the record, and evaluation would report numbers made from heap bytes.
+// Both regression inputs in tests/fuzz/corpus/checkpoint are the corpus's cortical_b checkpoint
+// rewritten with Python's zipfile: archive/data/18 (a 4608-byte weight) cut to 64 bytes, and
+// V1.bottom_up.weight's size [2,1,3,3] edited to [3,1,3,3] in data.pkl over its 18-element storage.
+TEST(Weights, ACheckpointWhoseTensorsReachPastTheirRecordsIsRefused) {
+  ModelOptions o;
+  o.width = 2;
+  ModelPtr model = create_model("cortical_b", o);
+  const std::string corpus = std::string(VENTRAL_SOURCE_DIR) + "/tests/fuzz/corpus/checkpoint/";
+  EXPECT_NO_THROW(load_checkpoint(corpus + "cortical_b_w2_last.pt", *model, nullptr));  // the checks pass real files
+  EXPECT_NO_THROW(checkpoint_config(corpus + "cortical_b_w2_last.pt"));
+  const std::string short_record = ventral::test::error_text<InputError>(
+      [&] { load_checkpoint(corpus + "regression_short_tensor_record", *model, nullptr); });
+  EXPECT_NE(short_record.find("regression_short_tensor_record: a damaged or altered checkpoint: storage 18 holds 64 "
+                              "bytes, not the 4608 its tensors need"),
+            std::string::npos)
+      << short_record;
+  EXPECT_THROW(checkpoint_config(corpus + "regression_short_tensor_record"), InputError);
+  const std::string view = ventral::test::error_text<InputError>(
+      [&] { load_checkpoint(corpus + "regression_view_past_storage", *model, nullptr); });
+  EXPECT_NE(view.find("regression_view_past_storage: a damaged or altered checkpoint: a tensor reaching beyond its storage"),
+            std::string::npos)
+      << view;
+}

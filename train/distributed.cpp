@@ -101,11 +101,11 @@ DistEnv read_dist_env() {
 void check_global_batch(const Config& cfg, int64_t world, const std::string& who) {
   const int64_t batch = cfg.get_int("train.batch_size");
   if (batch % world != 0)
-    throw InputError(cfg.source() + ": train.batch_size " + std::to_string(batch) +
+    throw InputError(cfg.origin("train.batch_size") + ": train.batch_size " + std::to_string(batch) +
                      " is the global batch and must divide among the " + std::to_string(world) + " processes (" + who +
                      "); choose a multiple of " + std::to_string(world));
   if (batch / world < 2 && !cfg.get_bool("train.sync_bn"))
-    throw InputError(cfg.source() + ": train.batch_size " + std::to_string(batch) + " leaves each of the " +
+    throw InputError(cfg.origin("train.batch_size") + ": train.batch_size " + std::to_string(batch) + " leaves each of the " +
                      std::to_string(world) + " processes " + std::to_string(batch / world) +
                      " image per step: batch norm needs at least 2 (or set train.sync_bn: true)");
 }

@@ -44,7 +44,7 @@ LrSchedule LrSchedule::from_config(const Config& cfg, int64_t steps_per_epoch) {
   for (double m : cfg.get_floats("train.milestones")) s.milestones.push_back(m * steps_per_epoch);
   s.total_steps = cfg.get_int("train.epochs") * steps_per_epoch;
   if (s.kind == "cosine" && s.min_lr > s.lr)
-    throw InputError(cfg.source() + ": train.min_lr " + format_number("%g", s.min_lr) + " is above train.lr " +
+    throw InputError(cfg.origin("train.min_lr") + ": train.min_lr " + format_number("%g", s.min_lr) + " is above train.lr " +
                      format_number("%g", s.lr) + "; the cosine schedule decays from lr to min_lr");
   return s;
 }

@@ -73,7 +73,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& cfg, Visio
     }), torch::optim::SGDOptions(lr));
   }
   auto betas = cfg.get_floats("train.betas");
-  require(betas.size() == 2, cfg.source() + ": key 'train.betas' needs two values, got " + std::to_string(betas.size()));
+  require(betas.size() == 2, cfg.origin("train.betas") + ": key 'train.betas' needs two values, got " + std::to_string(betas.size()));
   if (kind == "adam")
     return std::make_unique<torch::optim::Adam>(groups([&](double w) {
       return std::make_unique<torch::optim::AdamOptions>(
@@ -163,12 +163,12 @@ TrainOptions TrainOptions::from_config(const Config& cfg) {
   double weight_sum = 0;
   for (double w : o.step_weights) weight_sum += w;
   if (o.step_loss == "weights" && o.step_weights.empty())
-    throw InputError(cfg.source() + ": train.step_loss is 'weights' but train.step_weights is empty; give one weight per "
+    throw InputError(cfg.origin("train.step_loss") + ": train.step_loss is 'weights' but train.step_weights is empty; give one weight per "
                      "step, e.g. train.step_weights=[0.1, 0.2, 0.3, 0.4]");
   if (o.step_loss == "weights" && !(weight_sum > 0))
-    throw InputError(cfg.source() + ": train.step_weights must have a positive sum (all zero: nothing would be learned)");
+    throw InputError(cfg.origin("train.step_weights") + ": train.step_weights must have a positive sum (all zero: nothing would be learned)");
   if (o.step_loss != "weights" && !o.step_weights.empty())
-    throw InputError(cfg.source() + ": train.step_weights is set but train.step_loss is '" + o.step_loss +
+    throw InputError(cfg.origin("train.step_weights") + ": train.step_weights is set but train.step_loss is '" + o.step_loss +
                      "'; set train.step_loss: weights or remove the weights");
   o.label_smoothing = cfg.get_float("train.label_smoothing");
   o.grad_clip = cfg.get_float("train.grad_clip");
@@ -249,10 +249,10 @@ void Run::join_process_group() {
   if (!env_.distributed()) return;
   const std::string backend = cfg_.get_string("train.distributed.backend");
   if (backend == "nccl" && !device_.is_cuda())
-    throw InputError(cfg_.source() + ": train.distributed.backend is nccl, but the model runs on " + device_.str() +
+    throw InputError(cfg_.origin("train.distributed.backend") + ": train.distributed.backend is nccl, but the model runs on " + device_.str() +
                      " (NCCL needs CUDA tensors and a CUDA build of LibTorch); use gloo or auto");
   if (device_.is_cuda())
-    throw InputError(cfg_.source() + ": multi-process training runs on the CPU (Gloo) in this version; set device: cpu");
+    throw InputError(cfg_.origin("device") + ": multi-process training runs on the CPU (Gloo) in this version; set device: cpu");
   check_global_batch(cfg_, env_.world_size, env_.source);
   const auto timeout = std::chrono::milliseconds(static_cast<int64_t>(cfg_.get_float("train.distributed.timeout_s") * 1000));
   group_ = std::make_unique<ProcessGroup>(env_, timeout);
@@ -364,11 +364,11 @@ void Run::setup() {
     try {
       weights = read_state_dict(path);
     } catch (const InputError& e) {
-      throw InputError(cfg_.source() + ": key 'model.weights'" +
+      throw InputError(cfg_.origin("model.weights") + ": key 'model.weights'" +
                        (std::filesystem::path(path).is_relative() ? " (relative to the working directory): " : ": ") +
                        e.what());
     }
-    const auto kept = load_state_dict(*model_, std::move(weights), cfg_.source() + ": model.weights " + path, strict,
+    const auto kept = load_state_dict(*model_, std::move(weights), cfg_.origin("model.weights") + ": model.weights " + path, strict,
                                         "model.weights_strict: false keeps the model's own values for those");
     initial_weights = ", initial weights " + path + (kept.empty() ? "" : " (kept the model's own " + join(kept, ", ") + ")");
   }
@@ -400,11 +400,11 @@ void Run::setup() {
   if (o_.step_loss == "weights") {  // checked before the first step, not at it
     const size_t readouts = readout_steps(*model_, steps_).size();
     if (readouts == 1)
-      throw InputError(cfg_.source() + ": train.step_loss is 'weights' but " + cfg_.get_string("model.name") +
+      throw InputError(cfg_.origin("train.step_loss") + ": train.step_loss is 'weights' but " + cfg_.get_string("model.name") +
                        " reads out once (one step): the weights would be ignored; remove train.step_weights and use "
                        "train.step_loss: last");
     if (o_.step_weights.size() != readouts)
-      throw InputError(cfg_.source() + ": train.step_weights has " + std::to_string(o_.step_weights.size()) +
+      throw InputError(cfg_.origin("train.step_weights") + ": train.step_weights has " + std::to_string(o_.step_weights.size()) +
                        " values but " + cfg_.get_string("model.name") + " reads out at " + std::to_string(readouts) +
                        " steps (model.steps); give one weight per step");
   }
@@ -427,7 +427,7 @@ void Run::setup() {
     perturbed_test_loader_ = std::make_unique<BatchLoader>(data_.test, std::vector<int64_t>{},
                                                            shard(task_loader_options(cfg_, data_), false));
   const int64_t per_epoch = train_loader_->batches_per_epoch();
-  require(per_epoch > 0, cfg_.source() + ": train.batch_size " + std::to_string(o_.batch_size) + " exceeds the " +
+  require(per_epoch > 0, cfg_.origin("train.batch_size") + ": train.batch_size " + std::to_string(o_.batch_size) + " exceeds the " +
                              std::to_string(train_loader_->size()) + " training images");
   schedule_ = LrSchedule::from_config(cfg_, per_epoch);
 

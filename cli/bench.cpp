@@ -25,6 +25,7 @@
 #include "datasets/loader.hpp"
 #include "datasets/perturb.hpp"
 #include "inference/infer.hpp"
+#include "models/fused.hpp"
 #include "models/registry.hpp"
 
 namespace ventral::cli {
@@ -33,6 +34,7 @@ namespace {
 
 struct Args {
   std::string model = "resnet20", memory_format = "auto", precision = "fp32", profile, data = "fashion-mnist", perturb;
+  std::string fused = "on";
   int64_t batch = 128, iters = 20, warmup = 3, steps = 0, threads = 0, channels = 1, size = 28, classes = 10;
   int64_t loader_threads = 0, images = 2000, loader_images = 0;
   bool images_given = false;  ///< --images was given (the default is capped at the test set)
@@ -110,6 +112,7 @@ void bench_model(const Args& a, int64_t threads) {
   });
   double train_peak = peak_rss_mib();
   m->eval();
+  nn::set_fused_inference(a.fused == "on");
   double eval = time([&] { infer(*m, x, steps); });
   if (!a.profile.empty()) {
     std::ostringstream json;
@@ -136,7 +139,7 @@ void bench_model(const Args& a, int64_t threads) {
          {"precision", precision_name(m->precision())}, {"precision_reason", precision.reason},
          {"train_images_per_s", train}, {"eval_images_per_s", eval}, {"train_ms_per_batch", 1000.0 * a.batch / train},
          {"peak_rss_mib", train_peak}, {"macs_per_image", macs}, {"train_gflops", train_gflops},
-         {"eval_gflops", eval_gflops}},
+         {"eval_gflops", eval_gflops}, {"fused", a.fused == "on"}},
         text);
 }
 
@@ -294,6 +297,11 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--precision", a->precision, "fp32 | bf16 | auto (bf16: CPU autocast)")
       ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
       ->capture_default_str();
+  cmd->add_option("--fused", a->fused,
+                  "inference: batch norms, sums and ReLUs in the convolutions' own oneDNN passes where the model and "
+                  "layout allow (fp32, channels-last); off: LibTorch's operations one by one")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   cmd->add_option("--profile", a->profile, "write a chrome://tracing profile of the timed inference iterations to FILE");
   cmd->add_flag("--peak", a->peak, "time a large 3x3 convolution in fp32 and bf16: the GFLOP/s the models are measured against");
   cmd->add_flag("--loader", a->loader,
@@ -327,7 +335,7 @@ void add_bench_command(CLI::App& app) {
          "the dataset's own images; set data.image_size for the loader)");
     only({"--iters", "--warmup"}, model || a->peak, "timing a model or --peak (--loader and --perturb go through the data once)");
     only({"--batch"}, a->perturb.empty(), "timing a model, --peak and --loader (--perturb works image by image)");
-    only({"--model", "--steps", "--classes", "--memory-format", "--precision", "--profile"}, model,
+    only({"--model", "--steps", "--classes", "--memory-format", "--precision", "--profile", "--fused"}, model,
          "timing a model (without --peak, --loader or --perturb)");
     a->images_given = cmd->count("--images") > 0;
     int64_t threads = configure_threads(a->threads ? std::optional<int64_t>(a->threads) : std::nullopt);

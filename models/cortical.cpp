@@ -68,9 +68,26 @@ class CorticalNetImpl : public VisionModelImpl {
     std::vector<torch::Tensor> prev(kAreas.size()), cur(kAreas.size());
     std::vector<torch::Tensor> logits;
     torch::Tensor pooled_sum, input_drive, drive_input;
+    const bool fuse = nn::fusable(*areas_[0]->bottom_up, images);
     for (int64_t t = 0; t < steps; ++t) {
       for (size_t k = 0; k < kAreas.size(); ++k) {
         Area& area = areas_[k];
+        if (fuse) {  // inference: the area's convolutions, batch norm and ReLU as oneDNN passes
+          std::vector<std::pair<torch::Tensor, nn::Conv2dImpl*>> terms;
+          if (k == 0 && (t == 0 || spec_.input_every_step)) terms.emplace_back(step_input(t, images), area->bottom_up.get());
+          const torch::Tensor& below = k == 0 ? torch::Tensor() : spec_.synchronous ? prev[k - 1] : cur[k - 1];
+          if (below.defined()) terms.emplace_back(torch::max_pool2d(below, 2), area->bottom_up.get());
+          if (t > 0 && area->lateral) terms.emplace_back(prev[k], area->lateral.get());
+          if (t > 0 && area->top_down)
+            terms.emplace_back(torch::upsample_nearest2d(prev[k + 1], sizes[k]), area->top_down.get());
+          if (t > 0 && k == 0 && long_range)
+            terms.emplace_back(torch::upsample_bilinear2d(prev.back(), sizes[0], /*align_corners=*/false), long_range.get());
+          if (torch::Tensor h = fused_area(area->norm->at(t), terms); h.defined()) {
+            cur[k] = h;
+            record(kAreas[k], t, cur[k]);
+            continue;
+          }
+        }
         // The drive is summed in place once it is a tensor of this area's own (a convolution's
         // output: its backward reads its input, not its output), never into the reused V1 drive.
         torch::Tensor drive;
@@ -116,6 +133,30 @@ class CorticalNetImpl : public VisionModelImpl {
       prev = cur;
     }
     return logits;
+  }
+
+  // ReLU(BN(Σ conv_i(x_i))) = ReLU(Σ conv_i(x_i; W_i·s) + shift): the batch norm's scale s folded
+  // into every convolution, its shift into the first's bias, the sum and the ReLU into their
+  // passes (models/fused.hpp). Undefined where the fused path does not take the terms.
+  static torch::Tensor fused_area(nn::BatchNorm2dImpl& norm, std::vector<std::pair<torch::Tensor, nn::Conv2dImpl*>>& terms) {
+    if (terms.empty() || norm.is_training() || !norm.options.affine() || !norm.options.track_running_stats()) return {};
+    for (auto& [x, conv] : terms) {
+      x = x.contiguous(at::MemoryFormat::ChannelsLast);
+      if (!nn::fusable(*conv, x)) return {};
+    }
+    auto [scale, bias] = nn::bn_scale_shift(norm);
+    for (auto& term : terms)
+      if (term.second->bias.defined()) bias = bias + term.second->bias * scale;
+    torch::Tensor h;
+    for (size_t i = 0; i < terms.size(); ++i) {
+      const auto& [x, conv] = terms[i];
+      const torch::Tensor weight = nn::scaled_weight(*conv, scale);
+      const bool last = i + 1 == terms.size();
+      if (i == 0) h = nn::fused_conv(x, weight, bias, *conv->options.stride(), nn::conv_padding(*conv), {}, last);
+      else nn::fused_conv_into(h, x, weight, *conv->options.stride(), nn::conv_padding(*conv), last);
+      nn::count_conv_macs(h, weight);
+    }
+    return h;
   }
 
   bool recurrent() const override { return spec_.lateral || spec_.topdown || spec_.long_range; }

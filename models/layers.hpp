@@ -4,6 +4,7 @@
 #include <ATen/autocast_mode.h>
 
 #include "core/collective.hpp"
+#include "models/fused.hpp"
 #include "models/model.hpp"
 
 namespace ventral::nn {
@@ -125,21 +126,57 @@ TORCH_MODULE(Linear);
 /// therefore served stale folds to every validation after the first (issue 20). Folding costs
 /// one pass over the convolution's weights, small against a batch's activations (measured
 /// in bench/RESULTS.md).
-inline torch::Tensor conv_bn(Conv2dImpl& conv, BatchNorm2dImpl& bn, const torch::Tensor& x) {
-  auto foldable = [&] {
-    return bn.options.affine() && bn.options.track_running_stats() &&
-           c10::get_if<torch::ExpandingArray<2>>(&conv.options.padding()) &&
-           c10::get_if<torch::enumtype::kZeros>(&conv.options.padding_mode());
-  };
-  if (bn.is_training() || torch::GradMode::is_enabled() || !foldable()) return bn.forward(conv.forward(x));
+inline bool foldable(const Conv2dImpl& conv, const BatchNorm2dImpl& bn) {
+  return !bn.is_training() && bn.options.affine() && bn.options.track_running_stats() &&
+         c10::get_if<torch::ExpandingArray<2>>(&conv.options.padding()) &&
+         c10::get_if<torch::enumtype::kZeros>(&conv.options.padding_mode());
+}
+
+/// An eval-mode batch norm's per-channel scale γ/σ and shift β − μγ/σ.
+inline std::pair<torch::Tensor, torch::Tensor> bn_scale_shift(const BatchNorm2dImpl& bn) {
   torch::Tensor scale = bn.weight * torch::rsqrt(bn.running_var + bn.options.eps());
-  torch::Tensor weight = torch::empty_like(conv.weight);  // keeps the weight's strides (channels-last)
+  return {scale, bn.bias - bn.running_mean * scale};
+}
+
+/// The convolution's weights scaled per output channel, in the weights' own strides (channels-last).
+inline torch::Tensor scaled_weight(const Conv2dImpl& conv, const torch::Tensor& scale) {
+  torch::Tensor weight = torch::empty_like(conv.weight);
   torch::mul_out(weight, conv.weight, scale.view({-1, 1, 1, 1}));
-  torch::Tensor shift = conv.bias.defined() ? conv.bias - bn.running_mean : -bn.running_mean;
-  torch::Tensor bias = shift * scale + bn.bias;
+  return weight;
+}
+
+inline at::IntArrayRef conv_padding(const Conv2dImpl& conv) {
+  return *c10::get<torch::ExpandingArray<2>>(conv.options.padding());
+}
+
+/// Whether models/fused.hpp's path can run this convolution on x (inference, fp32, channels-last,
+/// plain geometry).
+inline bool fusable(const Conv2dImpl& conv, const torch::Tensor& x) {
   const auto& o = conv.options;
-  torch::Tensor y = torch::conv2d(x, weight, bias, *o.stride(), *c10::get<torch::ExpandingArray<2>>(o.padding()),
-                                  *o.dilation(), o.groups());
+  return fusable(x, conv.weight) && o.groups() == 1 && (*o.dilation())[0] == 1 && (*o.dilation())[1] == 1 &&
+         c10::get_if<torch::ExpandingArray<2>>(&o.padding()) && c10::get_if<torch::enumtype::kZeros>(&o.padding_mode());
+}
+
+inline torch::Tensor conv_bn(Conv2dImpl& conv, BatchNorm2dImpl& bn, const torch::Tensor& x) {
+  if (torch::GradMode::is_enabled() || !foldable(conv, bn)) return bn.forward(conv.forward(x));
+  auto [scale, shift] = bn_scale_shift(bn);
+  torch::Tensor weight = scaled_weight(conv, scale);
+  torch::Tensor bias = conv.bias.defined() ? conv.bias * scale + shift : shift;
+  const auto& o = conv.options;
+  torch::Tensor y = torch::conv2d(x, weight, bias, *o.stride(), conv_padding(conv), *o.dilation(), o.groups());
+  count_conv_macs(y, weight);
+  return y;
+}
+
+/// relu?(conv_bn(x) + add) (`add` undefined: none) as one oneDNN pass, where models/fused.hpp's
+/// path takes it; an undefined tensor otherwise, and the caller runs its own operations.
+inline torch::Tensor fused_conv_bn(Conv2dImpl& conv, BatchNorm2dImpl& bn, const torch::Tensor& x,
+                                   const torch::Tensor& add, bool relu) {
+  if (!foldable(conv, bn) || !fusable(conv, x)) return {};
+  auto [scale, shift] = bn_scale_shift(bn);
+  torch::Tensor weight = scaled_weight(conv, scale);
+  torch::Tensor bias = conv.bias.defined() ? conv.bias * scale + shift : shift;
+  torch::Tensor y = fused_conv(x, weight, bias, *conv.options.stride(), conv_padding(conv), add, relu);
   count_conv_macs(y, weight);
   return y;
 }

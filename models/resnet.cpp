@@ -45,22 +45,44 @@ torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x, int64_t step) {
   // Without autograd the residual sum and its ReLU are one pass (ATen's fused _add_relu, which
   // has no backward).
   bool inference = !torch::GradMode::is_enabled();
-  torch::Tensor out = nn::conv_bn(*conv1, bn1 ? *bn1 : tbn1->at(step), x).relu_();
-  out = nn::conv_bn(*conv2, bn2 ? *bn2 : tbn2->at(step), out);
+  nn::BatchNorm2dImpl &norm1 = bn1 ? *bn1 : tbn1->at(step), &norm2 = bn2 ? *bn2 : tbn2->at(step);
+  if (torch::Tensor fused = nn::fused_conv_bn(*conv1, norm1, x, {}, true); fused.defined()) {
+    // Inference through oneDNN's post-ops: the ReLU, and the residual sum with its ReLU, happen
+    // in the convolutions' own passes (models/fused.hpp).
+    torch::Tensor identity = x;
+    if (downsample) {
+      auto& conv = *downsample[0]->as<nn::Conv2dImpl>();
+      auto& norm = *downsample[1]->as<nn::BatchNorm2dImpl>();
+      identity = nn::fused_conv_bn(conv, norm, x, {}, false);
+      if (!identity.defined()) identity = downsample->forward(x);
+    } else if (pad_channels_ > 0 || stride_ != 1) {
+      identity = shortcut_a(x);
+    }
+    torch::Tensor out = nn::fused_conv_bn(*conv2, norm2, fused, identity, true);
+    if (out.defined()) return out;
+    out = nn::conv_bn(*conv2, norm2, fused);
+    return at::_add_relu_(out, identity);
+  }
+  torch::Tensor out = nn::conv_bn(*conv1, norm1, x).relu_();
+  out = nn::conv_bn(*conv2, norm2, out);
   torch::Tensor identity = x;
   if (downsample) {
     identity = downsample->forward(x);
   } else if (pad_channels_ > 0 || stride_ != 1) {
-    // Option A: subsample and zero-pad the channels, half on each side.
-    using namespace torch::indexing;
-    identity = x.index({Slice(), Slice(), Slice(None, None, stride_), Slice(None, None, stride_)});
-    identity = torch::constant_pad_nd(identity, {0, 0, 0, 0, pad_channels_ / 2, pad_channels_ - pad_channels_ / 2});
+    identity = shortcut_a(x);
   }
   // In place only where the sum keeps out's type (under bf16 autocast the identity can be fp32,
   // and out + identity is then fp32).
   if (!inference) return out.scalar_type() == identity.scalar_type() ? out.add_(identity).relu_() : torch::relu(out + identity);
   // One fused in-place pass where LibTorch 1.13 has it (fp32); it has no bf16 kernel.
   return out.scalar_type() == torch::kFloat ? at::_add_relu_(out, identity) : out.add_(identity).relu_();
+}
+
+torch::Tensor BasicBlockImpl::shortcut_a(const torch::Tensor& x) const {
+  // Option A: subsample and zero-pad the channels, half on each side.
+  using namespace torch::indexing;
+  torch::Tensor identity = x.index({Slice(), Slice(), Slice(None, None, stride_), Slice(None, None, stride_)});
+  return torch::constant_pad_nd(identity, {0, 0, 0, 0, pad_channels_ / 2, pad_channels_ - pad_channels_ / 2});
 }
 
 BottleneckImpl::BottleneckImpl(int64_t in, int64_t planes, int64_t stride) {
@@ -137,7 +159,8 @@ class ResNetImpl : public VisionModelImpl {
   }
 
   std::vector<torch::Tensor> forward(const torch::Tensor& images, int64_t) override {
-    torch::Tensor x = nn::conv_bn(*conv1, *bn1, images).relu_();
+    torch::Tensor x = nn::fused_conv_bn(*conv1, *bn1, images, {}, true);
+    if (!x.defined()) x = nn::conv_bn(*conv1, *bn1, images).relu_();
     if (!small_stem_) x = torch::max_pool2d(x, 3, 2, 1);
     record("stem", 0, x);
     for (size_t s = 0; s < layers_.size(); ++s) {

@@ -42,6 +42,7 @@ class BasicBlockImpl : public torch::nn::Module {
   TimeBatchNorm tbn1{nullptr}, tbn2{nullptr};
   torch::nn::Sequential downsample{nullptr};
   int64_t pad_channels_ = 0, stride_ = 1;
+  torch::Tensor shortcut_a(const torch::Tensor& x) const;
 };
 TORCH_MODULE(BasicBlock);
 

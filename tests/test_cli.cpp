@@ -497,7 +497,7 @@ TEST(Cli, NamesOutputsAndValuesThatWouldGoWrongAreRefused) {
   expect_input_error("compare " + (dir / "seeds.yaml") + " --plan", "seeds.yaml: key 'seeds': 9223372036854775000 is out of range");
   // A compare model's name names folders and files: it cannot climb out of --out.
   write_text(dir / "evil.yaml", "base: base.yaml\nmodels:\n  - name: ../../evil\n    config: {model.name: cortical_b}\n");
-  expect_input_error("compare " + (dir / "evil.yaml") + " --plan --out " + (dir / "study"), "model name '../../evil' names run folders");
+  expect_input_error("compare " + (dir / "evil.yaml") + " --plan --out " + (dir / "study"), "key 'models[].name': '../../evil' names run folders");
   EXPECT_FALSE(std::filesystem::exists(dir / "evil.yaml.plan"));
   // perturb --write merged into a folder holding something else (a dataset gained 11 classes).
   write_bytes(dir / "dataset/shirt/1.png", png);

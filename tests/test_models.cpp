@@ -619,3 +619,43 @@ TEST(Conv2d, StridedPointwiseConvolutionTrainsWhereLibTorchCrashed) {
     }
   }
 }
+
+// Fused inference (models/fused.hpp: batch norm, residual sum, drive sum and ReLU in oneDNN's
+// convolution passes) against the same model with fusion off, after real training steps (moved
+// weights and running statistics), channels-last as `memory_format: auto` runs these models:
+// the fused path must be taken and give the plain path's logits.
+TEST(Fused, InferenceEqualsTheUnfusedPathAfterTraining) {
+  for (const std::string name : {"resnet20", "shared_resnet", "cortical_blt", "cortical_blt_plus", "cortical_bl"}) {
+    torch::manual_seed(0);
+    ModelOptions o = tiny();
+    o.image_size = 28;
+    ModelPtr m = create_model(name, o);
+    m->use_memory_format(c10::MemoryFormat::ChannelsLast);
+    torch::optim::SGD opt(m->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+    torch::Tensor x = m->inputs(torch::randn({8, 1, 28, 28}));
+    torch::Tensor y = torch::randint(5, {8}, torch::kInt64);
+    const int64_t steps = steps_for(*m);
+    for (int i = 0; i < 3; ++i) {
+      opt.zero_grad();
+      torch::Tensor loss = torch::zeros({});
+      for (const auto& l : m->forward(x, steps)) loss = loss + torch::cross_entropy_loss(l, y);
+      loss.backward();
+      opt.step();
+    }
+    m->eval();
+    const int64_t before = nn::fused_convolutions();
+    auto fused = infer(*m, x, steps);
+    EXPECT_GT(nn::fused_convolutions(), before) << name << ": the fused path was not taken";
+    nn::set_fused_inference(false);
+    const int64_t off = nn::fused_convolutions();
+    auto plain = infer(*m, x, steps);
+    nn::set_fused_inference(true);
+    EXPECT_EQ(nn::fused_convolutions(), off) << name;
+    ASSERT_EQ(fused.size(), plain.size());
+    for (size_t t = 0; t < fused.size(); ++t) {
+      const double tol = 1e-4 * std::max(1.0, plain[t].abs().max().item<double>());
+      EXPECT_TRUE(torch::allclose(fused[t], plain[t], 0, tol))
+          << name << " step " << t + 1 << ": max diff " << (fused[t] - plain[t]).abs().max().item<double>();
+    }
+  }
+}

@@ -1,0 +1,131 @@
+#include "models/fused.hpp"
+
+#include <ATen/autocast_mode.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+namespace ventral::nn {
+
+namespace {
+
+std::atomic<bool> enabled{true};
+std::atomic<int64_t> runs{0};
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::memory::dims dims(at::IntArrayRef s) { return dnnl::memory::dims(s.begin(), s.end()); }
+
+// What a primitive depends on besides the data: shapes, geometry and post-ops.
+enum PostOps : int { kNone = 0, kAdd = 1, kSum = 2, kRelu = 4 };
+using Key = std::tuple<std::vector<int64_t>, std::vector<int64_t>, std::vector<int64_t>, std::vector<int64_t>, bool, int>;
+
+struct Primitive {
+  dnnl::convolution_forward::primitive_desc pd;
+  dnnl::convolution_forward conv;
+};
+
+// Creating a primitive chooses and generates its kernel (oneDNN's JIT): done once per shape.
+const Primitive& primitive(const torch::Tensor& x, const torch::Tensor& weight, at::IntArrayRef stride,
+                           at::IntArrayRef padding, bool bias, int post) {
+  static std::mutex mutex;
+  static std::map<Key, Primitive> cache;
+  Key key{x.sizes().vec(), weight.sizes().vec(), stride.vec(), padding.vec(), bias, post};
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  const int64_t n = x.size(0), o = weight.size(0);
+  const int64_t h = (x.size(2) + 2 * padding[0] - weight.size(2)) / stride[0] + 1;
+  const int64_t w = (x.size(3) + 2 * padding[1] - weight.size(3)) / stride[1] + 1;
+  const dnnl::memory::desc src(dims(x.sizes()), dt::f32, tag::nhwc), dst({n, o, h, w}, dt::f32, tag::nhwc);
+  const dnnl::memory::desc weights(dims(weight.sizes()), dt::f32, tag::any), biases({o}, dt::f32, tag::x);
+  dnnl::post_ops ops;
+  if (post & kSum) ops.append_sum(1.f);
+  if (post & kAdd) ops.append_binary(dnnl::algorithm::binary_add, dst);
+  if (post & kRelu) ops.append_eltwise(1.f, dnnl::algorithm::eltwise_relu, 0.f, 0.f);
+  dnnl::primitive_attr attr;
+  attr.set_post_ops(ops);
+  const auto kind = dnnl::prop_kind::forward_inference;
+  const auto algorithm = dnnl::algorithm::convolution_direct;
+  const dnnl::memory::dims strides = dims(stride), pad = dims(padding);
+  auto desc = bias ? dnnl::convolution_forward::desc(kind, algorithm, src, weights, biases, dst, strides, pad, pad)
+                   : dnnl::convolution_forward::desc(kind, algorithm, src, weights, dst, strides, pad, pad);
+  dnnl::convolution_forward::primitive_desc pd(desc, attr, cpu_engine());
+  return cache.emplace(key, Primitive{pd, dnnl::convolution_forward(pd)}).first->second;
+}
+
+void run(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, at::IntArrayRef stride,
+         at::IntArrayRef padding, const torch::Tensor& add, int post, torch::Tensor& out) {
+  using tag = dnnl::memory::format_tag;
+  const Primitive& p = primitive(x, weight, stride, padding, bias.defined(), post);
+  dnnl::engine& engine = cpu_engine();
+  thread_local dnnl::stream stream(cpu_engine());
+  // The weights in the kernel's own layout, from the module's on every call (never cached: see
+  // nn::conv_bn for why a cache cannot know when they change). Small against the activations.
+  const torch::Tensor w = weight.is_contiguous(at::MemoryFormat::ChannelsLast) || weight.is_contiguous()
+                              ? weight
+                              : weight.contiguous(at::MemoryFormat::ChannelsLast);
+  const bool ohwi = !w.is_contiguous();
+  dnnl::memory user_weights({dims(w.sizes()), dnnl::memory::data_type::f32, ohwi ? tag::ohwi : tag::oihw}, engine,
+                            w.data_ptr());
+  torch::Tensor packed = torch::empty({static_cast<int64_t>(p.pd.weights_desc().get_size())}, torch::kByte);
+  dnnl::memory kernel_weights(p.pd.weights_desc(), engine, packed.data_ptr());
+  dnnl::reorder(user_weights, kernel_weights).execute(stream, user_weights, kernel_weights);
+  dnnl::memory src(p.pd.src_desc(), engine, x.data_ptr()), dst(p.pd.dst_desc(), engine, out.data_ptr());
+  std::unordered_map<int, dnnl::memory> args = {
+      {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, kernel_weights}, {DNNL_ARG_DST, dst}};
+  torch::Tensor b;
+  if (bias.defined()) {
+    b = bias.contiguous();
+    args.emplace(DNNL_ARG_BIAS, dnnl::memory(p.pd.bias_desc(), engine, b.data_ptr()));
+  }
+  torch::Tensor a;
+  if (post & kAdd) {
+    a = add.contiguous(at::MemoryFormat::ChannelsLast);
+    const int index = post & kSum ? 1 : 0;  // the binary post-op's position among the post-ops
+    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(index) | DNNL_ARG_SRC_1, dnnl::memory(p.pd.dst_desc(), engine, a.data_ptr()));
+  }
+  p.conv.execute(stream, args);
+  stream.wait();
+  ++runs;
+}
+
+}  // namespace
+
+bool fused_inference_enabled() { return enabled.load(); }
+void set_fused_inference(bool on) { enabled.store(on); }
+int64_t fused_convolutions() { return runs.load(); }
+
+bool fusable(const torch::Tensor& x, const torch::Tensor& weight) {
+  return enabled.load() && !torch::GradMode::is_enabled() && x.device().is_cpu() && x.dim() == 4 &&
+         x.scalar_type() == torch::kFloat && weight.scalar_type() == torch::kFloat &&
+         x.is_contiguous(at::MemoryFormat::ChannelsLast) && x.size(1) == weight.size(1) && x.size(0) > 0 &&
+         !at::autocast::is_cpu_enabled();
+}
+
+torch::Tensor fused_conv(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                         at::IntArrayRef stride, at::IntArrayRef padding, const torch::Tensor& add, bool relu) {
+  const int64_t h = (x.size(2) + 2 * padding[0] - weight.size(2)) / stride[0] + 1;
+  const int64_t w = (x.size(3) + 2 * padding[1] - weight.size(3)) / stride[1] + 1;
+  torch::Tensor out = torch::empty({x.size(0), weight.size(0), h, w}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  run(x, weight, bias, stride, padding, add, (add.defined() ? kAdd : kNone) | (relu ? kRelu : kNone), out);
+  return out;
+}
+
+void fused_conv_into(torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& weight, at::IntArrayRef stride,
+                     at::IntArrayRef padding, bool relu) {
+  TORCH_CHECK(out.is_contiguous(at::MemoryFormat::ChannelsLast) && out.scalar_type() == torch::kFloat,
+              "fused_conv_into: the sum must be a channels-last fp32 tensor");
+  run(x, weight, torch::Tensor(), stride, padding, torch::Tensor(), kSum | (relu ? kRelu : kNone), out);
+}
+
+}  // namespace ventral::nn

@@ -38,7 +38,7 @@ void add_eval_command(CLI::App& app) {
                   "dataset holds is refused)")
       ->check(CLI::Range(1, 10000000));
   cmd->add_flag("--features-full", o->features_full, "export full maps instead of global-average-pooled vectors");
-  cmd->add_option("--limit", o->limit, "evaluate the first N images only")->check(CLI::Range(0, 100000000));
+  cmd->add_option("--limit", o->limit, "evaluate the first N images only (0 = all)")->check(CLI::Range(0, 100000000));
   cmd->add_option("--class-map", o->class_map,
                   "FILE of 'folder name<TAB>model class name' lines, for --data folders whose class names differ "
                   "from the model's (names are otherwise matched ignoring case, spaces and punctuation)");

@@ -33,6 +33,15 @@ void refuse_foreign_files(const std::string& out) {
   const bool earlier_export = json_file_matches(json.string(), [](const nlohmann::json& j) {
     return j.is_object() && j.value("format", std::string()).rfind("ventral model description", 0) == 0;
   });
+  // q.pt and q share q.json: an earlier export's description goes only with its own weights file.
+  std::string described;
+  json_file_matches(json.string(), [&](const nlohmann::json& j) {
+    described = j.is_object() && j.contains("weights") && j.at("weights").is_string() ? j.at("weights").get<std::string>() : "";
+    return true;
+  });
+  if (earlier_export && !described.empty() && described != pt.filename().string())
+    throw InputError("--out " + printable(out) + ": would replace " + printable(json.string()) +
+                     ", which describes the export " + printable(described) + "; choose another name");
   for (const fs::path& target : {pt, json}) {
     try {
       require_replaceable(target.string());
@@ -69,6 +78,7 @@ void add_export_command(CLI::App& app) {
     nlohmann::json meta = model_json({run.cfg, run.model->default_steps(), run.channels, run.image_size, run.mean,
                                       run.std, run.classes});
     meta["source"] = {{"run_dir", a->run_dir}, {"checkpoint", dir.checkpoint(a->checkpoint)}};
+    meta["weights"] = fs::path(a->out).filename().string();  // the state_dict this file describes
     const std::string json_path = export_model(a->out, *run.model, meta);
     std::printf("wrote %s (%zu tensors) and %s\n", a->out.c_str(), model_state(*run.model).size(), json_path.c_str());
   });

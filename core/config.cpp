@@ -623,6 +623,19 @@ void check_keys_take_effect(const Config& cfg) {
                        " but has no effect: " + r.because + "; remove it or set what it needs");
   // Values that are in range one by one but never reached together.
   const int64_t epochs = cfg.get_int("train.epochs");
+  if (schedule == "step") {
+    const std::vector<double> milestones = cfg.get_floats("train.milestones");
+    for (size_t i = 0; i < milestones.size(); ++i)
+      if (std::count(milestones.begin(), milestones.begin() + static_cast<std::ptrdiff_t>(i), milestones[i]))
+        throw InputError(cfg.origin("train.milestones") + ": key 'train.milestones' lists " +
+                         format_number("%g", milestones[i]) + " twice (gamma would apply twice there); list each epoch once");
+    if (!milestones.empty() && *std::min_element(milestones.begin(), milestones.end()) <= 0)
+      throw InputError(cfg.origin("train.milestones") + ": key 'train.milestones' holds an epoch at or below 0, so "
+                       "train.lr would never be used; give epochs above 0");
+    if (!milestones.empty() && cfg.get_float("train.gamma") == 0)
+      throw InputError(cfg.origin("train.gamma") + ": key 'train.gamma' is 0, so training would change no weight "
+                       "after the first milestone; give a factor above 0 (the default is 0.1)");
+  }
   if (schedule == "step")
     for (double m : cfg.get_floats("train.milestones"))
       if (m >= static_cast<double>(epochs))

@@ -469,8 +469,13 @@ ImageIndex index_list(const std::string& list, const std::string& classes_from) 
         throw InputError(where + "duplicate path '" + printable(e.path) + "' (also on line " +
                          std::to_string(it->second) + ")");
       if (!fs::is_regular_file(path, ec))
-        throw InputError(where + printable(path) + ": no such file" +
-                         (e.path[0] == '/' ? "" : " (paths are relative to the list's folder)"));
+        throw InputError(where + printable(path) +
+                         (fs::is_directory(path, ec)  ? ": is a folder, not an image file"
+                          : fs::exists(path, ec)      ? ": is not a regular file (a device or pipe?), so no image"
+                          : e.path[0] == '/'          ? ": no such file"
+                                                      : ": no such file (paths are relative to the list's folder)"));
+      if (normal.rfind("/proc/", 0) == 0 || normal.rfind("/sys/", 0) == 0)  // regular files that are no images on disk
+        throw InputError(where + printable(path) + ": is a kernel interface file, not an image");
       index.labels.push_back(label);
     }
     return index;

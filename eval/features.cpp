@@ -40,6 +40,9 @@ void write_npy(const std::string& path, const std::vector<float>& data, const st
 
 void check_feature_areas(const VisionModelImpl& model, const std::vector<std::string>& wanted) {
   auto areas = model.areas();
+  for (size_t i = 0; i < wanted.size(); ++i)
+    if (std::find(wanted.begin(), wanted.begin() + static_cast<std::ptrdiff_t>(i), wanted[i]) != wanted.begin() + static_cast<std::ptrdiff_t>(i))
+      throw InputError("--features: area '" + wanted[i] + "' is listed twice; list each once");
   for (const auto& a : wanted)
     if (std::find(areas.begin(), areas.end(), a) == areas.end())
       throw InputError("--features: the model has no area '" + a + "' (areas: " + join(areas, ", ") + ")");

@@ -101,8 +101,9 @@ void align_classes(Dataset& data, const std::vector<std::string>& model_classes,
   }
   if (!unmatched.empty())
     throw InputError(spec + ": " + join(unmatched, ", ") + " match none of the model's classes (" +
-                     join(model_classes, ", ") + "); rename the folders or give --class-map FILE "
-                     "(one 'folder name<TAB>model class name' a line)");
+                     join(model_classes, ", ") + "); " +
+                     (spec.rfind("folder:", 0) == 0 ? "rename the folders or give" : "give") +
+                     " --class-map FILE (one 'dataset class name<TAB>model class name' a line)");
   for (auto& l : data.labels) l = remap[l];
   data.classes = model_classes;
 }
@@ -134,7 +135,8 @@ std::vector<int64_t> parse_steps(const std::string& text) {
   }
   if (steps.empty()) throw bad();
   std::sort(steps.begin(), steps.end());
-  steps.erase(std::unique(steps.begin(), steps.end()), steps.end());
+  if (auto twice = std::adjacent_find(steps.begin(), steps.end()); twice != steps.end())
+    throw InputError("--steps: step " + std::to_string(*twice) + " is listed twice in '" + text + "'; list each step once");
   return steps;
 }
 
@@ -149,10 +151,14 @@ std::vector<Condition> parse_conditions(const std::string& perturb) {
   std::vector<Condition> conditions = {{"clean", 0}};
   for (const auto& spec : parse_perturbations(perturb))
     for (int severity : spec.severities) {
-      Condition c{severity == 0 ? "clean" : spec.family, severity};
-      if (std::none_of(conditions.begin(), conditions.end(),
-                       [&](const Condition& u) { return u.family == c.family && u.severity == c.severity; }))
-        conditions.push_back(c);
+      if (severity == 0)
+        throw InputError(spec.family + " at severity 0 is the clean image, which every evaluation includes; give "
+                         "severities 1-5");
+      Condition c{spec.family, severity};
+      if (std::any_of(conditions.begin(), conditions.end(),
+                      [&](const Condition& u) { return u.family == c.family && u.severity == c.severity; }))
+        throw InputError(spec.family + " at severity " + std::to_string(severity) + " is listed twice; list each once");
+      conditions.push_back(c);
     }
   return conditions;
 }
@@ -392,6 +398,9 @@ std::string run_eval(const EvalOptions& o) {
   }
   std::string unknown;
   Dataset data = evaluation_data(run, o.data, o.split, o.limit, o.class_map, o.weights.empty() ? nullptr : &unknown);
+  if (o.limit > 0 && static_cast<int64_t>(data.size()) < o.limit)
+    throw InputError("--limit " + std::to_string(o.limit) + ": the dataset holds only " + std::to_string(data.size()) +
+                     " images; give at most that (0 = all)");
   if (!unknown.empty() && !o.weights.empty() && o.classes.empty() && o.class_map.empty())
     unknown = "the model's outputs have no names (no --classes) to match the classes of " + o.data +
               " against; give --classes FILE (the model's class names, one per line in output order)";

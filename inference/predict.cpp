@@ -108,9 +108,13 @@ Predictions predict(VisionModelImpl& model, BatchLoader& loader, const std::vect
       torch::Tensor logits = per_step[k].to(torch::kFloat32);
       // The argmax of NaN logits is class 0: a number, but a meaningless one, so none is reported.
       if (!torch::isfinite(logits).all().item<bool>())
-        throw NonFiniteOutputs("the model's outputs are NaN or infinite at step " + std::to_string(p.steps[k]) +
-                         " (its weights overflow float32: imported weights, or a run that diverged); no accuracy is "
-                         "reported");
+        throw NonFiniteOutputs(
+            "the model's outputs are NaN or infinite at step " + std::to_string(p.steps[k]) +
+            (p.steps[k] > model.default_steps()
+                 ? " (it was trained for " + std::to_string(model.default_steps()) +
+                       " steps: its activity grows without bound when unrolled that far; evaluate fewer --steps)"
+                 : " (its weights overflow float32: imported weights, or a run that diverged)") +
+            "; no accuracy is reported");
       p.loss_sum[k] += torch::cross_entropy_loss(logits, labels, {}, at::Reduction::Sum).item<double>();
       // The prediction is the argmax of the logits (as accuracy has always been counted), its
       // confidence the softmax probability of that class.

@@ -46,9 +46,27 @@ void describe_differences(const nlohmann::json& saved, const nlohmann::json& now
   out.push_back(path + ": " + printable(saved.dump(), 120) + " at training, " + printable(now.dump(), 120) + " now");
 }
 
-void check_model_json(const RunDir& dir, const LoadedRun& r) {
+// The keys that decide what a checkpoint's weights compute and what they are fed: the weights
+// of a run trained with others (another unrolling, read-out, dataset or normalisation) have the
+// same shapes and load, and would be scored as this run's.
+std::vector<std::string> weight_meaning_differences(const Config& run, const Config& trained) {
+  std::vector<std::string> out;
+  for (const std::string& key : run.differing_keys(trained)) {
+    const bool model = key.rfind("model.", 0) == 0 && key != "model.weights" && key != "model.weights_strict";
+    const bool data = key == "data.dataset" || key == "data.normalize" || key == "data.mean" || key == "data.std" ||
+                      key == "data.image_size" || key == "data.channels";
+    if (model || data) out.push_back(key + ": " + printable(trained.text(key), 60) + " in the checkpoint, " +
+                                     printable(run.text(key), 60) + " in config.yaml");
+  }
+  return out;
+}
+
+void check_model_json(const RunDir& dir, const LoadedRun& r, bool checkpoint_has_config) {
   std::error_code ec;
-  if (!std::filesystem::exists(dir.model_json(), ec)) {  // runs trained before model.json, or one deleted
+  if (!std::filesystem::exists(dir.model_json(), ec) && checkpoint_has_config)
+    throw InputError(dir.model_json() + ": missing, though the run was trained by a version that writes it (its "
+                     "checkpoint holds its config): restore it; it records the classes and input the weights were trained on");
+  if (!std::filesystem::exists(dir.model_json(), ec)) {  // runs trained before model.json
     std::fprintf(stderr, "note: %s: no model.json (runs trained by older versions lack it); config.yaml, classes.txt "
                  "and input.json are taken as they are, unchecked against what the run trained on\n",
                  printable(dir.path()).c_str());
@@ -74,6 +92,13 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
   LoadedRun r;
   r.cfg = Config::load(dir.config());
   r.classes = dir.read_classes();
+  // An edited classes.txt, named before the checkpoint's shapes would blame config.yaml.
+  if (std::error_code ec; std::filesystem::exists(dir.model_json(), ec)) {
+    const nlohmann::json saved = read_json_file(dir.model_json());
+    if (saved.contains("classes") && saved.at("classes").is_array() && saved.at("classes") != nlohmann::json(r.classes))
+      throw InputError(dir.classes() + ": holds " + std::to_string(r.classes.size()) + " class names that differ from the " +
+                       std::to_string(saved.at("classes").size()) + " the run trained on (model.json); restore it");
+  }
   r.mean = r.cfg.get_floats("data.mean");
   r.std = r.cfg.get_floats("data.std");
   // The input shape the model was built for, as recorded by the trainer; runs from before
@@ -105,13 +130,20 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
   torch::Device device = resolve_device(r.cfg.get_string("device"));
   r.model = create_model(r.cfg.get_string("model.name"),
                          model_options(r.cfg, r.channels, static_cast<int64_t>(r.classes.size()), r.image_size));
-  load_checkpoint(dir.checkpoint(checkpoint), *r.model, nullptr);
+  const std::string checkpoint_path = dir.checkpoint(checkpoint);
+  const TrainState trained = load_checkpoint(checkpoint_path, *r.model, nullptr);
+  if (!trained.config.empty())
+    if (auto d = weight_meaning_differences(r.cfg, Config::from_text(trained.config, checkpoint_path)); !d.empty()) {
+      if (d.size() > 3) d.resize(3), d.push_back("...");
+      throw InputError(checkpoint_path + ": these weights were trained with another config than " + dir.config() + " (" +
+                       join(d, "; ") + "): a checkpoint of another run, or config.yaml edited after training");
+    }
   r.model->to(device);
   configure_threads(r.cfg.get_int_or_auto("threads"));  // as trained; before the `auto` probe times anything
   r.precision = choose_precision(*r.model, precision.empty() ? r.cfg.get_string("precision") : precision,
                                  r.cfg.get_string("memory_format"), r.channels, r.image_size);
   r.model->eval();
-  check_model_json(dir, r);
+  check_model_json(dir, r, !trained.config.empty());
   return r;
 }
 

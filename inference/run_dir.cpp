@@ -34,6 +34,11 @@ bool RunDir::finished() const { return fs::exists(test()); }
 
 std::vector<std::string> RunDir::read_classes() const {
   std::vector<std::string> classes;
+  std::error_code ec;
+  if (fs::exists(this->classes(), ec) && !fs::is_regular_file(this->classes(), ec))
+    throw InputError(this->classes() + ": is not a file (a folder?); restore the run's classes.txt, one class name a line");
+  if (fs::exists(this->classes(), ec) && fs::file_size(this->classes(), ec) == 0)
+    throw InputError(this->classes() + ": is empty; restore the run's classes.txt, one class name a line");
   std::ifstream in(this->classes());
   for (std::string line; std::getline(in, line);)
     if (!line.empty()) classes.push_back(line);

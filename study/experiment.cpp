@@ -232,11 +232,24 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     throw InputError(path + ": model.name is set per entry of 'models', not in overrides or on the command line "
                      "(--models NAME,... chooses among them)");
   // Check everything before hours of training: configs, model names, steps, perturbations.
-  bool any_recurrent = false;
+  bool any_recurrent = false, any_maskable = false;
+  if (!x.seeds.empty())
+    for (const auto& o : x.overrides)
+      if (o.rfind("seed=", 0) == 0)
+        throw InputError(path + ": seed is set in overrides or on the command line, but 'seeds' (or --seeds) trains every "
+                         "model once per seed, which replaces it; remove it");
   for (const auto& m : x.models) {
     const Config cfg = model_config(x, m, x.seeds.empty() ? std::nullopt : std::optional<uint64_t>(x.seeds.front()));
     check_training_config(cfg);
-    any_recurrent = any_recurrent || create_model(cfg.get_string("model.name"), model_options(cfg, 1, 10, 32))->recurrent();
+    const ModelPtr model = create_model(cfg.get_string("model.name"), model_options(cfg, 1, 10, 32));
+    any_recurrent = any_recurrent || model->recurrent();
+    any_maskable = any_maskable || model->takes_input_every_step();
+    // With seeds, every model trains once per seed: a seed of its own would be replaced.
+    if (!x.seeds.empty())
+      for (const auto& o : m.overrides)
+        if (o.rfind("seed=", 0) == 0)
+          throw InputError(path + ": models[" + m.name + "].config sets seed, but 'seeds' (or --seeds) trains every "
+                           "model once per seed, which replaces it; remove the entry's seed");
     check_dataset_spec(cfg.get_string("data.dataset"));
     if (const std::string weights = cfg.get_string("model.weights"); !weights.empty()) {
       std::error_code ec;
@@ -245,18 +258,29 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
                          (fs::path(weights).is_relative() ? " (relative to the working directory)" : ""));
     }
   }
-  if (!x.steps.empty()) parse_steps(x.steps);
+  if (!x.steps.empty()) {
+    try {
+      parse_steps(x.steps);
+    } catch (const InputError& e) {
+      std::string why = e.what();
+      throw InputError(steps_source + ": " + (why.rfind("--steps: ", 0) == 0 ? why.substr(9) : why));
+    }
+  }
   if (!x.steps.empty() && !any_recurrent)
     throw InputError(steps_source + ": every model of the experiment is feed-forward (one step), so no step but 1 "
                      "can be evaluated; drop eval.steps");
   try {
-    parse_perturbations(x.perturb);
+    parse_conditions(x.perturb);  // the families and severities, each once and none the clean image
   } catch (const InputError& e) {
     throw InputError(path + ": key 'eval.perturb': " + e.what());
   }
   if (x.mask != "blank" && x.mask != "noise") throw InputError(path + ": key 'eval.mask' expects blank or noise, got '" + x.mask + "'");
   if (x.present.empty() && x.mask != "blank")
     throw InputError(path + ": key 'eval.mask' masks the steps after eval.present, which is not set (e.g. present: 1:2)");
+  if (!x.present.empty() && !any_maskable)
+    throw InputError(path + ": key 'eval.present': no model of the experiment takes the image at every step, so none "
+                     "can be masked (backward masking needs cortical models with model.input_every_step, cornet_r or "
+                     "cornet_rt); drop eval.present");
   if (!x.present.empty()) {
     std::vector<int64_t> presents;
     try {

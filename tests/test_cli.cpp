@@ -717,3 +717,64 @@ TEST(Cli, SeventhRoundMessagesNameWhereAValueWasSet) {
   std::filesystem::remove(dir / "run/input.json");
   expect_input_error("eval " + (dir / "run") + " --limit 8", "input.json: missing, though the run was trained by a version");
 }
+
+// The seventh probe round (about 330 inputs; no crash, hang, stack trace or exit 1): numbers
+// that were silently wrong and values that meant nothing.
+TEST(Cli, SeventhProbeRoundWrongNumbersAndIdleValuesAreRefused) {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  write_text(dir / "base.yaml", "seed: 0\ndata:\n  dataset: synthetic:64\n  val_fraction: 0.25\nmodel:\n  name: cortical_blt\n"
+                                "  width: 4\n  steps: 3\ntrain:\n  epochs: 1\n  batch_size: 16\n");
+  ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " --run-dir " + (dir / "blt")).status, 0);
+  ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " model.unroll=synchronous --run-dir " + (dir / "sync")).status, 0);
+  // Another run's checkpoint of the same shapes (another unrolling) was scored as this run's.
+  fs::copy(dir / "blt", dir / "swapped", fs::copy_options::recursive);
+  fs::copy_file(dir / "sync/checkpoints/last.pt", dir / "swapped/checkpoints/last.pt", fs::copy_options::overwrite_existing);
+  expect_input_error("eval " + (dir / "swapped") + " --limit 8", "these weights were trained with another config than");
+  expect_input_error("eval " + (dir / "blt") + " --limit 8 --checkpoint " + (dir / "sync/checkpoints/last.pt"), "model.unroll");
+  // model.json deleted: reordered classes were scored after a note.
+  fs::copy(dir / "blt", dir / "no_json", fs::copy_options::recursive);
+  fs::remove(dir / "no_json/model.json");
+  expect_input_error("eval " + (dir / "no_json") + " --limit 8", "model.json: missing, though the run was trained by a version");
+  // classes.txt edited: blamed on config.yaml (a class added) or called missing (emptied).
+  fs::copy(dir / "blt", dir / "classes", fs::copy_options::recursive);
+  write_text(dir / "classes/classes.txt", read_text(dir / "blt/classes.txt") + "extra\n");
+  expect_input_error("eval " + (dir / "classes") + " --limit 8", "classes.txt: holds 11 class names that differ from the 10");
+  write_text(dir / "classes/classes.txt", "");
+  expect_input_error("eval " + (dir / "classes") + " --limit 8", "classes.txt: is empty");
+  // export --out q replaced q.json, which described q.pt.
+  ASSERT_EQ(run_ventral("export " + (dir / "blt") + " --out " + (dir / "q.pt")).status, 0);
+  expect_input_error("export " + (dir / "blt") + " --out " + (dir / "q"), "which describes the export q.pt");
+  EXPECT_EQ(run_ventral("export " + (dir / "blt") + " --out " + (dir / "q.pt")).status, 0);  // its own: replaced
+  // ventral config passed what train refuses before reading data.
+  expect_input_error("config " + (dir / "base.yaml") + " train.optimizer=adam train.betas=[0.9,0.99,0.9]",
+                     "key 'train.betas' needs two values, got 3");
+  expect_input_error("config " + (dir / "base.yaml") + " data.image_size=1", "the smallest image side ventral trains on is 8");
+  expect_input_error("config " + (dir / "base.yaml") + " data.dataset=foo:bar", "foo:bar");
+  expect_input_error("config " + (dir / "base.yaml") + " train.step_loss=weights train.step_weights=[1,2]",
+                     "train.step_weights has 2 values but cortical_blt reads out at 3 steps");
+  // Step schedules that trained at lr 0, skipped the peak lr or applied gamma twice.
+  const std::string step = "config " + (dir / "base.yaml") + " train.epochs=3 train.schedule=step ";
+  expect_input_error(step + "train.milestones=[1] train.gamma=0", "key 'train.gamma' is 0");
+  expect_input_error(step + "train.milestones=[0]", "holds an epoch at or below 0");
+  expect_input_error(step + "train.milestones=[2,2]", "lists 2 twice");
+  // Evaluation values dropped or merged without a word.
+  const std::string eval = "eval " + (dir / "blt") + " --out " + (dir / "e") + " ";
+  expect_input_error(eval + "--limit 99999", "--limit 99999: the dataset holds only");
+  expect_input_error(eval + "--limit 8 --perturb block:0", "block at severity 0 is the clean image");
+  expect_input_error(eval + "--limit 8 --perturb block:1,block:1", "block at severity 1 is listed twice");
+  expect_input_error(eval + "--limit 8 --steps 1,1", "step 1 is listed twice");
+  expect_input_error(eval + "--limit 8 --features V1,V1", "area 'V1' is listed twice");
+  EXPECT_FALSE(fs::exists(dir / "e/results.csv"));
+  // A study's seeds replaced an entry's own seed; a bad eval.steps blamed --steps.
+  write_text(dir / "x.yaml", "base: base.yaml\nseeds: [0, 1]\nmodels:\n  - name: cortical_blt\n"
+                             "  - name: other\n    config: {model.name: cortical_blt, seed: 3}\n");
+  expect_input_error("compare " + (dir / "x.yaml") + " --plan", "models[other].config sets seed, but 'seeds'");
+  write_text(dir / "y.yaml", "base: base.yaml\nmodels:\n  - name: cortical_blt\n");
+  expect_input_error("compare " + (dir / "y.yaml") + " eval.steps=0 --plan", "compare: eval.steps: '0' is not a step list");
+  expect_input_error("compare " + (dir / "y.yaml") + " eval.perturb=block:0 --plan", "block at severity 0 is the clean image");
+  // A list naming a folder called it missing.
+  fs::create_directories(dir / "L/sub");
+  write_text(dir / "L/train.csv", "sub,0\n");
+  expect_input_error("data list:" + (dir / "L/train.csv"), "sub: is a folder, not an image file");
+}

@@ -143,6 +143,23 @@ std::vector<std::string> training_differences(const Config& saved, const Config&
   return saved.differences(wanted, ignore);
 }
 
+namespace {
+// One weight per read-out step (train.step_loss: weights).
+void check_step_weights(const Config& cfg, VisionModelImpl& model) {
+  if (cfg.get_string("train.step_loss") != "weights") return;
+  const std::vector<double> weights = cfg.get_floats("train.step_weights");
+  const size_t readouts = readout_steps(model, model.default_steps()).size();
+  if (readouts == 1)
+    throw InputError(cfg.origin("train.step_loss") + ": train.step_loss is 'weights' but " + cfg.get_string("model.name") +
+                     " reads out once (one step): the weights would be ignored; remove train.step_weights and use "
+                     "train.step_loss: last");
+  if (weights.size() != readouts)
+    throw InputError(cfg.origin("train.step_weights") + ": train.step_weights has " + std::to_string(weights.size()) +
+                     " values but " + cfg.get_string("model.name") + " reads out at " + std::to_string(readouts) +
+                     " steps (model.steps); give one weight per step");
+}
+}  // namespace
+
 void check_training_config(const Config& cfg) {
   check_model_options(cfg);
   training_perturbation(cfg);
@@ -150,6 +167,20 @@ void check_training_config(const Config& cfg) {
   check_keys_take_effect(cfg);
   TrainOptions::from_config(cfg);
   preprocessing(cfg);
+  check_dataset_spec(cfg.get_string("data.dataset"));
+  // What train checks once it has the data, where it needs none.
+  if (const int64_t side = cfg.get_int("data.image_size"); side > 0 && side < 8)
+    throw InputError(cfg.origin("data.image_size") + ": key 'data.image_size' is " + std::to_string(side) +
+                     ": the smallest image side ventral trains on is 8 (0 keeps the dataset's own size)");
+  if (const std::string optimizer = cfg.get_string("train.optimizer"); optimizer != "sgd" && cfg.get_floats("train.betas").size() != 2)
+    throw InputError(cfg.origin("train.betas") + ": key 'train.betas' needs two values, got " +
+                     std::to_string(cfg.get_floats("train.betas").size()));
+  const std::vector<double> scale = cfg.get_floats("data.augment.random_resized_crop_scale");
+  if (scale.size() != 2 || scale[0] > scale[1])
+    throw InputError(cfg.origin("data.augment.random_resized_crop_scale") +
+                     ": key 'data.augment.random_resized_crop_scale' must be [min, max] with min <= max");
+  const int64_t side = cfg.get_int("data.image_size") > 0 ? cfg.get_int("data.image_size") : 32;
+  check_step_weights(cfg, *create_model(cfg.get_string("model.name"), model_options(cfg, 1, 10, side)));
 }
 
 TrainOptions TrainOptions::from_config(const Config& cfg) {
@@ -340,11 +371,15 @@ void Run::setup() {
     std::vector<std::string> empty;
     for (size_t c = 0; c < data_.train.classes.size(); ++c)
       if (!seen.count(static_cast<int64_t>(c))) empty.push_back("'" + printable(data_.train.classes[c]) + "'");
-    if (!empty.empty())
-      throw InputError(cfg_.get_string("data.dataset") + ": class " + join(empty, ", ") +
-                       " has no training images (an empty class folder?" +
+    if (!empty.empty()) {
+      const std::string spec = cfg_.get_string("data.dataset");
+      const bool files = spec.rfind("folder:", 0) == 0 || spec.rfind("list:", 0) == 0;
+      throw InputError(spec + ": class " + join(empty, ", ") + " has no training images (" +
+                       (files ? "an empty class folder?" : "the files label no image with it") +
                        (cfg_.get_int("data.max_train_images") > 0 ? " or too few data.max_train_images" : "") +
-                       "), so the model would have an output it never learns; remove the class or add images");
+                       "), so the model would have an output it never learns; " +
+                       (files ? "remove the class or add images" : "train on files whose labels cover every class"));
+    }
   }
   // Record the normalisation actually used, so evaluation reproduces it exactly.
   if (!data_.mean.empty()) {
@@ -397,17 +432,7 @@ void Run::setup() {
   cfg_.set("precision=" + precision_name(precision.precision), "resolved precision");
   optimizer_ = make_optimizer(cfg_, *model_);
   steps_ = model_->default_steps();
-  if (o_.step_loss == "weights") {  // checked before the first step, not at it
-    const size_t readouts = readout_steps(*model_, steps_).size();
-    if (readouts == 1)
-      throw InputError(cfg_.origin("train.step_loss") + ": train.step_loss is 'weights' but " + cfg_.get_string("model.name") +
-                       " reads out once (one step): the weights would be ignored; remove train.step_weights and use "
-                       "train.step_loss: last");
-    if (o_.step_weights.size() != readouts)
-      throw InputError(cfg_.origin("train.step_weights") + ": train.step_weights has " + std::to_string(o_.step_weights.size()) +
-                       " values but " + cfg_.get_string("model.name") + " reads out at " + std::to_string(readouts) +
-                       " steps (model.steps); give one weight per step");
-  }
+  check_step_weights(cfg_, *model_);  // before the first step, not at it
 
   // With several processes each takes its shard: its part of every training batch, and every
   // world-size-th batch of validation and test (counts summed afterwards).

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "core/text.hpp"
 #include "datasets/dataset.hpp"
 
 namespace ventral::cli {
@@ -32,7 +33,14 @@ void add_data_command(CLI::App& app) {
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
   cmd->add_flag("--json", args->json, "print one JSON object instead of a table");
-  cmd->callback([args] {
+  cmd->callback([args, cmd] {
+    if (args->size > 0 && args->size < 8)
+      throw InputError("--image-size " + std::to_string(args->size) + ": the smallest image side ventral trains on is 8 "
+                       "(0 keeps the dataset's own size)");
+    const bool files = args->spec.rfind("folder:", 0) == 0 || args->spec.rfind("list:", 0) == 0;
+    if (cmd->count("--stream") && !files)
+      throw InputError("--stream: applies to folder: and list: datasets only (" + printable(args->spec) +
+                       " is read whole); omit --stream");
     LoadOptions opts{args->channels, args->size};
     opts.stream = args->stream;
     Dataset d = load_dataset(args->spec, parse_split(args->split), opts);

@@ -27,9 +27,14 @@ namespace fs = std::filesystem;
 void make_directories(const std::string& path) {
   std::error_code ec;
   fs::create_directories(path, ec);
-  if (ec || !fs::is_directory(path))
+  if (ec || !fs::is_directory(path)) {
+    // Name the file in the way ("out.pt/x" under a file out.pt), not only "not a directory".
+    for (fs::path p(path); !p.empty() && p != p.parent_path(); p = p.parent_path())
+      if (std::error_code e; fs::exists(p, e) && !fs::is_directory(p, e))
+        throw InputError("cannot create the folder " + path + ": " + p.string() + " is a file, not a folder");
     throw InputError("cannot create the folder " + path + ": " +
                      (ec ? ec.message() : std::string("a file of that name is in the way")));
+  }
 }
 
 namespace {

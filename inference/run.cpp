@@ -92,12 +92,13 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
   LoadedRun r;
   r.cfg = Config::load(dir.config());
   r.classes = dir.read_classes();
-  // An edited classes.txt, named before the checkpoint's shapes would blame config.yaml.
+  // Classes added to or removed from classes.txt, named before the checkpoint's shapes would
+  // blame config.yaml (other edits of the names are model.json's comparison below).
   if (std::error_code ec; std::filesystem::exists(dir.model_json(), ec)) {
     const nlohmann::json saved = read_json_file(dir.model_json());
-    if (saved.contains("classes") && saved.at("classes").is_array() && saved.at("classes") != nlohmann::json(r.classes))
-      throw InputError(dir.classes() + ": holds " + std::to_string(r.classes.size()) + " class names that differ from the " +
-                       std::to_string(saved.at("classes").size()) + " the run trained on (model.json); restore it");
+    if (saved.contains("classes") && saved.at("classes").is_array() && saved.at("classes").size() != r.classes.size())
+      throw InputError(dir.classes() + ": holds " + std::to_string(r.classes.size()) + " class names, but the run trained on " +
+                       std::to_string(saved.at("classes").size()) + " (model.json); restore it");
   }
   r.mean = r.cfg.get_floats("data.mean");
   r.std = r.cfg.get_floats("data.std");
@@ -132,18 +133,19 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
                          model_options(r.cfg, r.channels, static_cast<int64_t>(r.classes.size()), r.image_size));
   const std::string checkpoint_path = dir.checkpoint(checkpoint);
   const TrainState trained = load_checkpoint(checkpoint_path, *r.model, nullptr);
+  r.model->to(device);
+  configure_threads(r.cfg.get_int_or_auto("threads"));  // as trained; before the `auto` probe times anything
+  r.precision = choose_precision(*r.model, precision.empty() ? r.cfg.get_string("precision") : precision,
+                                 r.cfg.get_string("memory_format"), r.channels, r.image_size);
+  r.model->eval();
+  check_model_json(dir, r, !trained.config.empty());  // run files edited since training
+  // The checkpoint itself: one of another run (same shapes, another config) passes the above.
   if (!trained.config.empty())
     if (auto d = weight_meaning_differences(r.cfg, Config::from_text(trained.config, checkpoint_path)); !d.empty()) {
       if (d.size() > 3) d.resize(3), d.push_back("...");
       throw InputError(checkpoint_path + ": these weights were trained with another config than " + dir.config() + " (" +
                        join(d, "; ") + "): a checkpoint of another run, or config.yaml edited after training");
     }
-  r.model->to(device);
-  configure_threads(r.cfg.get_int_or_auto("threads"));  // as trained; before the `auto` probe times anything
-  r.precision = choose_precision(*r.model, precision.empty() ? r.cfg.get_string("precision") : precision,
-                                 r.cfg.get_string("memory_format"), r.channels, r.image_size);
-  r.model->eval();
-  check_model_json(dir, r, !trained.config.empty());
   return r;
 }
 

@@ -514,11 +514,10 @@ TEST(Cli, NamesOutputsAndValuesThatWouldGoWrongAreRefused) {
   expect_input_error("export " + (dir / "a") + " --out " + (dir / "mine/model.pt"), "which ventral export did not write");
   ASSERT_EQ(run_ventral("export " + (dir / "a") + " --out " + (dir / "x/model.pt")).status, 0);
   EXPECT_EQ(run_ventral("export " + (dir / "b") + " --out " + (dir / "x/model.pt")).status, 0);  // again: allowed
-  // A run without model.json is evaluated unchecked, and the note says so.
+  // A run trained by this version without its model.json is refused (older runs, whose checkpoints
+  // hold no config, are evaluated unchecked with a note).
   std::filesystem::remove(dir / "b/model.json");
-  auto r = run_ventral("eval " + (dir / "b") + " --limit 16 --out " + (dir / "eb"));
-  EXPECT_EQ(r.status, 0) << r.output;
-  EXPECT_NE(r.output.find("no model.json (runs trained by older versions lack it)"), std::string::npos) << r.output;
+  expect_input_error("eval " + (dir / "b") + " --limit 16 --out " + (dir / "eb"), "model.json: missing, though the run");
 }
 
 TEST(Cli, SixthRoundValuesThatChangeNothingAreRefused) {
@@ -739,7 +738,7 @@ TEST(Cli, SeventhProbeRoundWrongNumbersAndIdleValuesAreRefused) {
   // classes.txt edited: blamed on config.yaml (a class added) or called missing (emptied).
   fs::copy(dir / "blt", dir / "classes", fs::copy_options::recursive);
   write_text(dir / "classes/classes.txt", read_text(dir / "blt/classes.txt") + "extra\n");
-  expect_input_error("eval " + (dir / "classes") + " --limit 8", "classes.txt: holds 11 class names that differ from the 10");
+  expect_input_error("eval " + (dir / "classes") + " --limit 8", "classes.txt: holds 11 class names, but the run trained on 10");
   write_text(dir / "classes/classes.txt", "");
   expect_input_error("eval " + (dir / "classes") + " --limit 8", "classes.txt: is empty");
   // export --out q replaced q.json, which described q.pt.

@@ -314,9 +314,12 @@ TEST(Weights, ExportThenFineTuneThroughTheCli) {
   torch::NoGradGuard no_grad;
   from_checkpoint->eval(), from_export->eval();
   EXPECT_TRUE(torch::allclose(from_checkpoint->forward(x, 1).back(), from_export->forward(x, 1).back(), 1e-5, 1e-6));
-  // RUN/model.json, written by training, is the export's description without its source.
+  // RUN/model.json, written by training, is the export's description without its source and
+  // the name of the weights file it describes.
   auto run_meta = nlohmann::json::parse(std::ifstream(dir / "run/model.json"));
+  EXPECT_EQ(meta["weights"], "model.pt");
   meta.erase("source");
+  meta.erase("weights");
   EXPECT_EQ(run_meta, meta);
   // ventral_torch.load reads the run directory (here its best checkpoint) and the export alike.
   if (python_torch()) {

@@ -205,7 +205,7 @@ std::string incomplete_bmp(const std::vector<unsigned char>& b) {
   return "";
 }
 
-std::string incomplete_pnm(const std::vector<unsigned char>& b) {
+std::string incomplete_pnm(const std::vector<unsigned char>& b, int64_t* maxval_out = nullptr) {
   // Magic, then width, height and (except bitmaps) maxval, separated by whitespace and comments.
   size_t p = 2;
   auto number = [&](int64_t& v) {
@@ -226,6 +226,7 @@ std::string incomplete_pnm(const std::vector<unsigned char>& b) {
   if (!number(width) || !number(height) || ((kind != '1' && kind != '4') && !number(maxval)))
     return "truncated or malformed PNM header";
   if (width <= 0 || height <= 0 || maxval <= 0 || maxval > 65535) return "PNM header out of range";
+  if (maxval_out && kind != '1' && kind != '4') *maxval_out = maxval;
   if (static_cast<double>(width) * height > kMaxPixels) return "more pixels than the 8192x8192 ventral decodes";
   if (kind < '4') {  // plain (text) formats: every sample a number, and enough of them
     const uint64_t samples = static_cast<uint64_t>(width) * height * (kind == '3' ? 3 : 1);
@@ -345,17 +346,29 @@ cv::Mat decode_image(const std::vector<unsigned char>& bytes, const std::string&
     }();
     (void)quiet;
     // OpenCV's WebP reader needs 32 bytes of header (and prints when it has fewer).
+    int64_t pnm_max = 0;  // a graymap's or pixmap's largest sample value, which OpenCV does not scale by
     const std::string incomplete = std::strcmp(format, "BMP") == 0    ? incomplete_bmp(bytes)
-                                   : std::strcmp(format, "PNM") == 0  ? incomplete_pnm(bytes)
+                                   : std::strcmp(format, "PNM") == 0  ? incomplete_pnm(bytes, &pnm_max)
                                    : std::strcmp(format, "TIFF") == 0 ? incomplete_tiff(bytes)
                                    : bytes.size() < 32                ? "truncated WebP header"
                                                                       : "";
     if (incomplete.empty()) {
+      cv::Mat raw;
       try {
-        img = from_opencv(cv::imdecode(bytes, cv::IMREAD_UNCHANGED));
+        raw = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
       } catch (const cv::Exception&) {
-        img = cv::Mat();
+        raw = cv::Mat();
       }
+      // Pixels are read as fractions of their type's range: signed or floating-point samples have
+      // no such range here (a float TIFF in [0, 1] read as 0 or 1 of 255).
+      if (!raw.empty() && raw.depth() != CV_8U && raw.depth() != CV_16U)
+        throw InputError(printable(name) + ": a " + format + " image with " +
+                         (raw.depth() == CV_32F || raw.depth() == CV_64F ? "floating-point" : "signed-integer") +
+                         " samples, which ventral does not read (8- or 16-bit unsigned only); convert it");
+      // PNM samples run from 0 to the header's maxval (15, 1023, ...), not to their type's maximum.
+      if (!raw.empty() && pnm_max > 0 && pnm_max != (raw.depth() == CV_8U ? 255 : 65535))
+        raw.convertTo(raw, CV_8U, 255.0 / static_cast<double>(pnm_max));
+      if (!raw.empty()) img = from_opencv(raw);
     }
     ok = !img.empty();
     std::snprintf(why, sizeof why, "%s", incomplete.empty() ? (std::string("corrupt or truncated ") + format + " file").c_str()

@@ -18,6 +18,7 @@
 #include "datasets/perturb.hpp"
 #include "eval/features.hpp"
 #include "eval/figures.hpp"
+#include "inference/run_dir.hpp"
 
 namespace ventral {
 
@@ -74,6 +75,11 @@ void align_classes(Dataset& data, const std::vector<std::string>& model_classes,
     if (!exact.count(target) && !loose.count(class_key(target)))
       throw InputError(class_map_path + ": maps '" + folder + "' to '" + target + "', which is not a class of the model (" +
                        join(model_classes, ", ") + ")");
+  // ... and one naming no class of the dataset is a typo too (a misspelt folder stays unmapped).
+  for (const auto& [folder, target] : class_map)
+    if (std::find(data.classes.begin(), data.classes.end(), folder) == data.classes.end())
+      throw InputError(class_map_path + ": maps '" + folder + "', which is not a class of " + spec + " (" +
+                       join(data.classes, ", ") + ")");
   std::vector<int64_t> remap;
   std::vector<std::string> unmatched;
   for (const auto& name : data.classes) {
@@ -305,6 +311,9 @@ void write_predictions_only(const std::string& out, const SweepResult& result, c
 
 std::string run_eval(const EvalOptions& o) {
   LoadedRun run = load_for_eval(o);
+  if (!o.run_dir.empty() && !RunDir(o.run_dir).finished())  // stopped, interrupted or still training
+    std::fprintf(stderr, "note: %s has not finished training (no test.json): its %s checkpoint is evaluated as it is\n",
+                 printable(o.run_dir).c_str(), o.checkpoint.empty() ? "last" : printable(o.checkpoint).c_str());
   if (run.precision.precision != Precision::FP32 || !o.precision.empty())
     std::fprintf(stderr, "eval: precision %s\n", run.precision.reason.c_str());
   const std::vector<int64_t> steps = steps_or_default(o.steps, run);

@@ -46,6 +46,16 @@ std::string first_few(const std::vector<std::string>& items) {
 // The saved weights must be exactly the model's: same names, shapes and dtypes. LibTorch's
 // Module::load checks only that the model's names exist, so a config edited after training
 // (another width, shortcut or step count) would otherwise load a part of the weights silently.
+// A batch norm's running variance is a mean of squares: a negative one makes every activation
+// after it NaN, which eval would score as a constant class.
+void require_valid_statistics(const std::map<std::string, torch::Tensor>& tensors, const std::string& origin) {
+  for (const auto& [name, t] : tensors)
+    if (t.is_floating_point() && name.size() >= 11 && name.compare(name.size() - 11, 11, "running_var") == 0 &&
+        (t < 0).any().item<bool>())
+      throw InputError(origin + ": " + name + " holds negative variances, which no batch norm computes; the file is "
+                       "damaged or was altered");
+}
+
 void require_checkpoint_file(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
@@ -60,6 +70,7 @@ void check_fits(torch::serialize::InputArchive& model_archive, VisionModelImpl& 
   for (const auto& [name, t] : saved)  // a damaged file must not pass for a model that predicts class 0
     if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
       throw InputError(path + ": " + name + " holds NaN or infinite values; the checkpoint is damaged");
+  require_valid_statistics(saved, path);
   const std::string why = weights_mismatch(saved, model);
   if (why.empty()) return;
   throw InputError(path + ": the weights do not fit the model the config describes (was config.yaml changed after "
@@ -121,6 +132,7 @@ std::vector<std::string> load_state_dict(VisionModelImpl& model, std::map<std::s
   for (const auto& [name, t] : state)
     if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
       throw InputError(origin + ": " + name + " holds NaN or infinite values");
+  require_valid_statistics(state, origin);
   std::vector<std::string> skipped;
   const std::string why = weights_mismatch(state, model, &skipped);
   if (!why.empty() && skipped.size() == model_state(model).size())

@@ -186,6 +186,8 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     for (const auto& name : only)
       if (std::none_of(x.models.begin(), x.models.end(), [&](const CompareModel& m) { return m.name == name; }))
         throw InputError(path + ": --models names '" + name + "', which the experiment does not list");
+    std::vector<std::string> listed;
+    for (const auto& m : x.models) listed.push_back(m.name);
     if (!only.empty())
       x.models.erase(std::remove_if(x.models.begin(), x.models.end(),
                                     [&](const CompareModel& m) {
@@ -194,7 +196,10 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
                      x.models.end());
     x.reference = root["reference"] ? text_at(root["reference"], "reference", path, "a model name") : x.models.front().name;
     if (std::none_of(x.models.begin(), x.models.end(), [&](const CompareModel& m) { return m.name == x.reference; }))
-      throw InputError(path + ": reference '" + x.reference + "' is not one of the models");
+      throw InputError(std::find(listed.begin(), listed.end(), x.reference) != listed.end()
+                           ? "--models: leaves out the reference '" + x.reference + "' (" + path +
+                                 "), which every model is compared with; add it to --models"
+                           : path + ": reference '" + x.reference + "' is not one of the models");
     if (root["eval"]) {
       expect_map(root["eval"], "eval", path);
       check_keys(root["eval"], {"steps", "perturb", "limit", "seed", "present", "mask"}, "eval.", path);
@@ -267,8 +272,8 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     }
   }
   if (!x.steps.empty() && !any_recurrent)
-    throw InputError(steps_source + ": every model of the experiment is feed-forward (one step), so no step but 1 "
-                     "can be evaluated; drop eval.steps");
+    throw InputError(steps_source + ": every model " + (only.empty() ? "of the experiment" : "that --models chose") +
+                     " is feed-forward (one step), so no step but 1 can be evaluated; drop eval.steps");
   try {
     parse_conditions(x.perturb);  // the families and severities, each once and none the clean image
   } catch (const InputError& e) {

@@ -777,3 +777,36 @@ TEST(Cli, SeventhProbeRoundWrongNumbersAndIdleValuesAreRefused) {
   write_text(dir / "L/train.csv", "sub,0\n");
   expect_input_error("data list:" + (dir / "L/train.csv"), "sub: is a folder, not an image file");
 }
+
+// The eighth probe round (about 160 inputs, no crash or exit 1; these of its findings fixed).
+TEST(Cli, EighthProbeRoundImportedStatisticsStudySubsetsAndClassMaps) {
+  TempDir dir;
+  write_text(dir / "base.yaml", "seed: 0\ndata:\n  dataset: synthetic:64\n  val_fraction: 0.25\nmodel:\n  name: cortical_b\n"
+                                "  width: 4\ntrain:\n  epochs: 1\n  batch_size: 16\n");
+  ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " --run-dir " + (dir / "run")).status, 0);
+  ASSERT_EQ(run_ventral("export " + (dir / "run") + " --out " + (dir / "w.pt")).status, 0);
+  // A negative running variance made every activation NaN, scored as one class at 10.9%.
+  ASSERT_EQ(ventral::test::run_shell("/usr/bin/python3 -c \"import torch; s = torch.load('" + (dir / "w.pt") +
+                      "'); s['V1.norm.norms.0.running_var'] = -s['V1.norm.norms.0.running_var']; torch.save(s, '" +
+                      (dir / "neg.pt") + "')\"")
+                .status,
+            0);
+  expect_input_error("train " + (dir / "base.yaml") + " model.weights=" + (dir / "neg.pt") + " --run-dir " + (dir / "never"),
+                     "V1.norm.norms.0.running_var holds negative variances");
+  // --models leaving out the reference, or every recurrent model, blamed the experiment.
+  write_text(dir / "x.yaml", "base: base.yaml\nreference: cortical_b\nmodels:\n  - name: cortical_b\n"
+                             "  - name: cortical_bl\n    config: {model.steps: 2}\n  - name: cortical_b_k\n"
+                             "eval:\n  steps: \"1:2\"\n");
+  expect_input_error("compare " + (dir / "x.yaml") + " --models cortical_bl --plan", "--models: leaves out the reference 'cortical_b'");
+  expect_input_error("compare " + (dir / "x.yaml") + " --models cortical_b,cortical_b_k --plan",
+                     "every model that --models chose is feed-forward");
+  // A class-map line naming no class of the dataset (a misspelt folder) was ignored.
+  std::vector<unsigned char> png;
+  cv::imencode(".png", cv::Mat(28, 28, CV_8UC1, cv::Scalar(9)), png);
+  write_bytes(dir / "f/circle/a.png", png);
+  write_bytes(dir / "f/square/a.png", png);
+  write_text(dir / "map.tsv", "circel\tcircle\n");
+  expect_input_error("eval " + (dir / "run") + " --data folder:" + (dir / "f") + " --class-map " + (dir / "map.tsv") +
+                         " --out " + (dir / "e2"),
+                     "map.tsv: maps 'circel', which is not a class of");
+}

@@ -651,3 +651,30 @@ TEST(Stream, DecodersAgreeWithOpenCvOnEveryKindOfFile) {
   }
   EXPECT_GE(compared, 13);
 }
+
+// Found by the eighth probe round: PNM samples run to the header's maxval, which OpenCV does not
+// scale by (a maxval-15 graymap read as nearly black, a 10-bit one as 1/64 of its brightness),
+// and signed or floating-point TIFF samples have no 0-255 range to be read against.
+TEST(Decode, PnmSamplesAreScaledByTheirMaxvalAndSignedOrFloatSamplesAreRefused) {
+  auto pnm = [](const std::string& header, std::vector<unsigned char> samples) {
+    std::vector<unsigned char> bytes(header.begin(), header.end());
+    bytes.insert(bytes.end(), samples.begin(), samples.end());
+    return bytes;
+  };
+  cv::Mat four_bit = decode_image(pnm("P5\n2 1\n15\n", {15, 5}), "a.pgm");
+  ASSERT_EQ(four_bit.type(), CV_8UC1);
+  EXPECT_EQ(four_bit.at<unsigned char>(0, 0), 255);
+  EXPECT_EQ(four_bit.at<unsigned char>(0, 1), 85);
+  cv::Mat ten_bit = decode_image(pnm("P5\n2 1\n1023\n", {0x03, 0xff, 0x01, 0xff}), "b.pgm");  // big-endian 1023, 511
+  ASSERT_EQ(ten_bit.type(), CV_8UC1);
+  EXPECT_EQ(ten_bit.at<unsigned char>(0, 0), 255);
+  EXPECT_EQ(ten_bit.at<unsigned char>(0, 1), 127);
+  cv::Mat eight_bit = decode_image(pnm("P5\n1 1\n255\n", {200}), "c.pgm");  // the common case unchanged
+  EXPECT_EQ(eight_bit.at<unsigned char>(0, 0), 200);
+  std::vector<unsigned char> tiff;
+  ASSERT_TRUE(cv::imencode(".tiff", cv::Mat(4, 4, CV_32FC1, cv::Scalar(0.5)), tiff));
+  EXPECT_NE(error_of([&] { decode_image(tiff, "f.tiff"); }).find("f.tiff: a TIFF image with floating-point samples"),
+            std::string::npos);
+  ASSERT_TRUE(cv::imencode(".tiff", cv::Mat(4, 4, CV_16SC1, cv::Scalar(-3)), tiff));
+  EXPECT_NE(error_of([&] { decode_image(tiff, "s.tiff"); }).find("signed-integer samples"), std::string::npos);
+}

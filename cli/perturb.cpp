@@ -97,15 +97,24 @@ void add_perturb_command(CLI::App& app) {
       size_t files = 0;
       for (const auto& s : specs)
         for (int sev : s.severities) {
-          fs::path base = fs::path(a->write) / s.family / std::to_string(sev);
-          for (const auto& name : folders) make_directories((base / name).string());
+          // Each set is written whole into a hidden staging folder and then replaces the set of an
+          // earlier --write: never a mix of two datasets' images, never a cut-off set that looks
+          // complete after an interruption (the staging folder is hidden from folder: datasets).
+          const fs::path base = fs::path(a->write) / s.family / std::to_string(sev);
+          const fs::path staging = fs::path(a->write) / s.family / ("." + std::to_string(sev) + ".partial");
+          std::error_code ec;
+          fs::remove_all(staging, ec);
+          for (const auto& name : folders) make_directories((staging / name).string());
           for (size_t i = 0; i < data.size(); ++i) {
             perturb_image(data, static_cast<int64_t>(i), s.family, sev, a->seed, buf.data());
             char file[32];
             std::snprintf(file, sizeof file, "%06zu.png", i);
-            write_png((base / folders[data.labels[i]] / file).string(), to_bgr(data, buf.data()));
+            write_png((staging / folders[data.labels[i]] / file).string(), to_bgr(data, buf.data()));
             ++files;
           }
+          fs::remove_all(base, ec);
+          fs::rename(staging, base, ec);
+          if (ec) throw InputError("--write: cannot move " + printable(staging.string()) + " to " + printable(base.string()) + ": " + ec.message());
         }
       std::printf("wrote %zu images under %s (each DIR/<family>/<severity> is a folder: dataset)\n", files,
                   a->write.c_str());

@@ -90,6 +90,15 @@ void export_features(LoadedRun& run, const Dataset& data, int64_t steps, const F
     index["files"].push_back({{"area", key.first}, {"step", key.second}, {"file", file}, {"shape", shape}});
   }
   write_file_atomic((fs::path(o.out) / "index.json").string(), index.dump(2) + "\n");
+  // An earlier export's arrays that this one did not write (other areas, steps, or full maps of
+  // other images) would sit beside index.json as if they belonged to it: removed. The folder
+  // holds only feature exports (eval checks that before it writes).
+  std::set<std::string> written = {"labels.npy", "index.json"};
+  for (const auto& f : index["files"]) written.insert(f["file"].get<std::string>());
+  std::error_code ec;
+  for (fs::directory_iterator it(o.out, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().extension() == ".npy" && !written.count(it->path().filename().string()) && it->is_regular_file(ec))
+      fs::remove(it->path(), ec);
 }
 
 }  // namespace ventral

@@ -810,3 +810,26 @@ TEST(Cli, EighthProbeRoundImportedStatisticsStudySubsetsAndClassMaps) {
                          " --out " + (dir / "e2"),
                      "map.tsv: maps 'circel', which is not a class of");
 }
+
+// perturb --write replaced a set image by image: a second dataset's smaller set left the first's
+// other images beside it, and an interrupted write left a cut-off set that looked complete.
+// Each set is now staged and replaces the earlier one whole; feature exports drop the arrays of
+// an earlier export that they did not write.
+TEST(Cli, EighthProbeRoundSetsAndFeatureFoldersHoldOneExportOnly) {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  ASSERT_EQ(run_ventral("perturb --data synthetic:256 --family block:1 --write " + (dir / "sets")).status, 0);
+  ASSERT_EQ(run_ventral("perturb --data synthetic:64 --family block:1 --write " + (dir / "sets")).status, 0);
+  size_t images = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir / "sets/block/1")) images += e.path().extension() == ".png";
+  EXPECT_EQ(images, 16u);  // synthetic:64's test split, nothing of the first set's 64
+  EXPECT_FALSE(fs::exists(dir / "sets/block/.1.partial"));
+  write_text(dir / "base.yaml", "seed: 0\ndata:\n  dataset: synthetic:64\n  val_fraction: 0.25\nmodel:\n  name: cortical_blt\n"
+                                "  width: 4\n  steps: 2\ntrain:\n  epochs: 1\n  batch_size: 16\n");
+  ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " --run-dir " + (dir / "run")).status, 0);
+  ASSERT_EQ(run_ventral("eval " + (dir / "run") + " --features V1 IT --out " + (dir / "e")).status, 0);
+  EXPECT_TRUE(fs::exists(dir / "e/features/V1_step2.npy"));
+  ASSERT_EQ(run_ventral("eval " + (dir / "run") + " --features IT --out " + (dir / "e")).status, 0);
+  EXPECT_FALSE(fs::exists(dir / "e/features/V1_step2.npy"));
+  EXPECT_TRUE(fs::exists(dir / "e/features/IT_step2.npy"));
+}

@@ -434,7 +434,11 @@ TEST(Weights, OfficialCornetStateDictsLoadWithNoMissingOrUnexpectedKey) {
       std::stringstream dims(shape);
       for (std::string d; std::getline(dims, d, 'x');) sizes.push_back(std::stoll(d));
     }
-    official[model][name] = shape == "scalar" ? torch::zeros({}, torch::kLong) : torch::randn(sizes);
+    // (Running variances positive, as every trained batch norm's: a negative one is refused.)
+    const bool variance = name.size() > 11 && name.compare(name.size() - 11, 11, "running_var") == 0;
+    official[model][name] = shape == "scalar" ? torch::zeros({}, torch::kLong)
+                            : variance        ? torch::rand(sizes) + 0.5
+                                              : torch::randn(sizes);
   }
   ASSERT_EQ(official.size(), 4u);
   ModelOptions imagenet;
@@ -457,8 +461,9 @@ TEST(Weights, OfficialCornetStateDictsLoadWithNoMissingOrUnexpectedKey) {
                        "for line in open(sys.argv[1]):\n"
                        "    f = line.split()\n"
                        "    if line.startswith('#') or f[0] != sys.argv[2]: continue\n"
+                       "    shape = [] if f[2] == 'scalar' else [int(d) for d in f[2].split('x')]\n"
                        "    od[f[1]] = torch.zeros((), dtype=torch.long) if f[2] == 'scalar' else "
-                       "torch.randn(*[int(d) for d in f[2].split('x')])\n"
+                       "torch.rand(*shape) + 0.5 if f[1].endswith('running_var') else torch.randn(*shape)\n"
                        "torch.save({'epoch': 70, 'arch': sys.argv[2], 'state_dict': od}, sys.argv[3])\" " +
                        std::string(VENTRAL_SOURCE_DIR) + "/tests/data/cornet_state_dict_keys.txt " + model + " " +
                        (dir / "released.pt"));

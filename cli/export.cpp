@@ -30,13 +30,11 @@ void refuse_foreign_files(const std::string& out) {
     if (RunDir(folder.string()).is_run())
       throw InputError("--out " + printable(out) + ": inside the run directory " + printable(folder.string()) +
                        ", whose files the export would replace; write the export elsewhere");
-  const bool earlier_export = json_file_matches(json.string(), [](const nlohmann::json& j) {
-    return j.is_object() && j.value("format", std::string()).rfind("ventral model description", 0) == 0;
-  });
   // q.pt and q share q.json: an earlier export's description goes only with its own weights file.
   std::string described;
-  json_file_matches(json.string(), [&](const nlohmann::json& j) {
-    described = j.is_object() && j.contains("weights") && j.at("weights").is_string() ? j.at("weights").get<std::string>() : "";
+  const bool earlier_export = json_file_matches(json.string(), [&](const nlohmann::json& j) {
+    if (!j.is_object() || j.value("format", std::string()).rfind("ventral model description", 0) != 0) return false;
+    if (j.contains("weights") && j.at("weights").is_string()) described = j.at("weights").get<std::string>();
     return true;
   });
   if (earlier_export && !described.empty() && described != pt.filename().string())

@@ -635,13 +635,12 @@ void check_keys_take_effect(const Config& cfg) {
     if (!milestones.empty() && cfg.get_float("train.gamma") == 0)
       throw InputError(cfg.origin("train.gamma") + ": key 'train.gamma' is 0, so training would change no weight "
                        "after the first milestone; give a factor above 0 (the default is 0.1)");
-  }
-  if (schedule == "step")
-    for (double m : cfg.get_floats("train.milestones"))
+    for (double m : milestones)
       if (m >= static_cast<double>(epochs))
         throw InputError(cfg.origin("train.milestones") + ": key 'train.milestones' holds " + format_number("%g", m) +
                          ", which a run of train.epochs " + std::to_string(epochs) +
                          " never reaches; give milestones below " + std::to_string(epochs));
+  }
   if (const double warmup = cfg.get_float("train.warmup_epochs"); schedule != "onecycle" && warmup >= static_cast<double>(epochs))
     throw InputError(cfg.origin("train.warmup_epochs") + ": key 'train.warmup_epochs' is " + format_number("%g", warmup) +
                      ", so the warm-up would last the whole run of train.epochs " + std::to_string(epochs) +

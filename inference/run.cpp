@@ -61,22 +61,22 @@ std::vector<std::string> weight_meaning_differences(const Config& run, const Con
   return out;
 }
 
-void check_model_json(const RunDir& dir, const LoadedRun& r, bool checkpoint_has_config) {
-  std::error_code ec;
-  if (!std::filesystem::exists(dir.model_json(), ec) && checkpoint_has_config)
+// `saved`: the run's model.json, read once by load_run (nullopt: the run has none).
+void check_model_json(const RunDir& dir, const LoadedRun& r, const std::optional<nlohmann::json>& saved,
+                      bool checkpoint_has_config) {
+  if (!saved && checkpoint_has_config)
     throw InputError(dir.model_json() + ": missing, though the run was trained by a version that writes it (its "
                      "checkpoint holds its config): restore it; it records the classes and input the weights were trained on");
-  if (!std::filesystem::exists(dir.model_json(), ec)) {  // runs trained before model.json
+  if (!saved) {  // runs trained before model.json
     std::fprintf(stderr, "note: %s: no model.json (runs trained by older versions lack it); config.yaml, classes.txt "
                  "and input.json are taken as they are, unchecked against what the run trained on\n",
                  printable(dir.path()).c_str());
     return;
   }
-  const nlohmann::json saved = read_json_file(dir.model_json());
   const nlohmann::json now = model_json({r.cfg, r.model->default_steps(), r.channels, r.image_size, r.mean, r.std, r.classes});
   std::vector<std::string> differences;
   for (const char* key : {"model", "options", "steps", "input", "normalisation", "classes"})
-    describe_differences(saved.contains(key) ? saved.at(key) : nlohmann::json(), now.at(key), key, differences);
+    describe_differences(saved->contains(key) ? saved->at(key) : nlohmann::json(), now.at(key), key, differences);
   if (differences.empty()) return;
   if (differences.size() > 3) differences.resize(3), differences.push_back("...");
   throw InputError(dir.model_json() + ", written when the run trained, disagrees with its config.yaml, classes.txt and "
@@ -94,12 +94,11 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
   r.classes = dir.read_classes();
   // Classes added to or removed from classes.txt, named before the checkpoint's shapes would
   // blame config.yaml (other edits of the names are model.json's comparison below).
-  if (std::error_code ec; std::filesystem::exists(dir.model_json(), ec)) {
-    const nlohmann::json saved = read_json_file(dir.model_json());
-    if (saved.contains("classes") && saved.at("classes").is_array() && saved.at("classes").size() != r.classes.size())
-      throw InputError(dir.classes() + ": holds " + std::to_string(r.classes.size()) + " class names, but the run trained on " +
-                       std::to_string(saved.at("classes").size()) + " (model.json); restore it");
-  }
+  std::optional<nlohmann::json> saved;  // model.json, written when the run trained
+  if (std::error_code ec; std::filesystem::exists(dir.model_json(), ec)) saved = read_json_file(dir.model_json());
+  if (saved && saved->contains("classes") && saved->at("classes").is_array() && saved->at("classes").size() != r.classes.size())
+    throw InputError(dir.classes() + ": holds " + std::to_string(r.classes.size()) + " class names, but the run trained on " +
+                     std::to_string(saved->at("classes").size()) + " (model.json); restore it");
   r.mean = r.cfg.get_floats("data.mean");
   r.std = r.cfg.get_floats("data.std");
   // The input shape the model was built for, as recorded by the trainer; runs from before
@@ -115,7 +114,7 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
                          std::to_string(trained) + " (input.json): restore config.yaml; another input size needs a new run");
     r.channels = shape->channels;
     r.image_size = shape->image_size;
-  } else if (std::error_code ec; std::filesystem::exists(dir.model_json(), ec)) {
+  } else if (saved) {
     throw InputError(dir.input() + ": missing, though the run was trained by a version that writes it (model.json is "
                      "there): restore it; it records the input shape the model was built for");
   } else if (r.channels == 0 || r.image_size == 0) {
@@ -138,7 +137,7 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
   r.precision = choose_precision(*r.model, precision.empty() ? r.cfg.get_string("precision") : precision,
                                  r.cfg.get_string("memory_format"), r.channels, r.image_size);
   r.model->eval();
-  check_model_json(dir, r, !trained.config.empty());  // run files edited since training
+  check_model_json(dir, r, saved, !trained.config.empty());  // run files edited since training
   // The checkpoint itself: one of another run (same shapes, another config) passes the above.
   if (!trained.config.empty())
     if (auto d = weight_meaning_differences(r.cfg, Config::from_text(trained.config, checkpoint_path)); !d.empty()) {

@@ -32,6 +32,13 @@ struct Primitive {
   dnnl::convolution_forward conv;
 };
 
+// N × O × H × W of the convolution's output ("same"-style symmetric padding).
+std::vector<int64_t> output_sizes(const torch::Tensor& x, const torch::Tensor& weight, at::IntArrayRef stride,
+                                  at::IntArrayRef padding) {
+  return {x.size(0), weight.size(0), (x.size(2) + 2 * padding[0] - weight.size(2)) / stride[0] + 1,
+          (x.size(3) + 2 * padding[1] - weight.size(3)) / stride[1] + 1};
+}
+
 // Creating a primitive chooses and generates its kernel (oneDNN's JIT): done once per shape.
 const Primitive& primitive(const torch::Tensor& x, const torch::Tensor& weight, at::IntArrayRef stride,
                            at::IntArrayRef padding, bool bias, int post) {
@@ -43,11 +50,9 @@ const Primitive& primitive(const torch::Tensor& x, const torch::Tensor& weight, 
   if (it != cache.end()) return it->second;
   using dt = dnnl::memory::data_type;
   using tag = dnnl::memory::format_tag;
-  const int64_t n = x.size(0), o = weight.size(0);
-  const int64_t h = (x.size(2) + 2 * padding[0] - weight.size(2)) / stride[0] + 1;
-  const int64_t w = (x.size(3) + 2 * padding[1] - weight.size(3)) / stride[1] + 1;
-  const dnnl::memory::desc src(dims(x.sizes()), dt::f32, tag::nhwc), dst({n, o, h, w}, dt::f32, tag::nhwc);
-  const dnnl::memory::desc weights(dims(weight.sizes()), dt::f32, tag::any), biases({o}, dt::f32, tag::x);
+  const dnnl::memory::desc src(dims(x.sizes()), dt::f32, tag::nhwc);
+  const dnnl::memory::desc dst(dims(output_sizes(x, weight, stride, padding)), dt::f32, tag::nhwc);
+  const dnnl::memory::desc weights(dims(weight.sizes()), dt::f32, tag::any), biases({weight.size(0)}, dt::f32, tag::x);
   dnnl::post_ops ops;
   if (post & kSum) ops.append_sum(1.f);
   if (post & kAdd) ops.append_binary(dnnl::algorithm::binary_add, dst);
@@ -114,9 +119,7 @@ bool fusable(const torch::Tensor& x, const torch::Tensor& weight) {
 
 torch::Tensor fused_conv(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                          at::IntArrayRef stride, at::IntArrayRef padding, const torch::Tensor& add, bool relu) {
-  const int64_t h = (x.size(2) + 2 * padding[0] - weight.size(2)) / stride[0] + 1;
-  const int64_t w = (x.size(3) + 2 * padding[1] - weight.size(3)) / stride[1] + 1;
-  torch::Tensor out = torch::empty({x.size(0), weight.size(0), h, w}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  torch::Tensor out = torch::empty(output_sizes(x, weight, stride, padding), x.options().memory_format(at::MemoryFormat::ChannelsLast));
   run(x, weight, bias, stride, padding, add, (add.defined() ? kAdd : kNone) | (relu ? kRelu : kNone), out);
   return out;
 }

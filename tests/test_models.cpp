@@ -40,6 +40,19 @@ ModelOptions imagenet() {
 
 int64_t steps_for(const VisionModelImpl& m) { return m.recurrent() ? std::max<int64_t>(2, m.default_steps()) : 1; }
 
+// `n` SGD steps on one batch, the loss summed over the read-out steps (moves weights and, in
+// train mode, the batch norms' running statistics).
+void sgd_steps(VisionModelImpl& m, torch::optim::Optimizer& opt, const torch::Tensor& x, const torch::Tensor& y,
+               int64_t steps, int n) {
+  for (int i = 0; i < n; ++i) {
+    opt.zero_grad();
+    torch::Tensor loss = torch::zeros({});
+    for (const auto& l : m.forward(x, steps)) loss = loss + torch::cross_entropy_loss(l, y);
+    loss.backward();
+    opt.step();
+  }
+}
+
 }  // namespace
 
 class EveryModel : public ::testing::TestWithParam<std::string> {
@@ -155,13 +168,7 @@ TEST_P(EveryModel, InferenceMatchesThePlainEvalForwardBetweenRealTrainingSteps) 
     torch::serialize::OutputArchive saved;
     for (int round = 1; round <= 3; ++round) {
       m->train();
-      for (int i = 0; i < 2; ++i) {
-        opt.zero_grad();
-        torch::Tensor loss = torch::zeros({});
-        for (const auto& l : m->forward(x, steps)) loss = loss + torch::cross_entropy_loss(l, y);
-        loss.backward();
-        opt.step();
-      }
+      sgd_steps(*m, opt, x, y, steps, 2);
       check("after training round " + std::to_string(round));
       if (round == 1) m->save(saved);
     }
@@ -635,13 +642,7 @@ TEST(Fused, InferenceEqualsTheUnfusedPathAfterTraining) {
     torch::Tensor x = m->inputs(torch::randn({8, 1, 28, 28}));
     torch::Tensor y = torch::randint(5, {8}, torch::kInt64);
     const int64_t steps = steps_for(*m);
-    for (int i = 0; i < 3; ++i) {
-      opt.zero_grad();
-      torch::Tensor loss = torch::zeros({});
-      for (const auto& l : m->forward(x, steps)) loss = loss + torch::cross_entropy_loss(l, y);
-      loss.backward();
-      opt.step();
-    }
+    sgd_steps(*m, opt, x, y, steps, 3);
     m->eval();
     const int64_t before = nn::fused_convolutions();
     auto fused = infer(*m, x, steps);

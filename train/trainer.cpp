@@ -51,6 +51,13 @@ class SignalGuard {
   void (*old_term_)(int);
 };
 
+// Adam's and AdamW's two betas (ventral config checks them too, before any data is read).
+std::vector<double> adam_betas(const Config& cfg) {
+  auto betas = cfg.get_floats("train.betas");
+  require(betas.size() == 2, cfg.origin("train.betas") + ": key 'train.betas' needs two values, got " + std::to_string(betas.size()));
+  return betas;
+}
+
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& cfg, VisionModelImpl& model) {
   // Batch-norm and bias parameters (1-D) are exempt from weight decay unless asked otherwise.
   std::vector<torch::Tensor> decay, no_decay;
@@ -72,8 +79,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& cfg, Visio
           torch::optim::SGDOptions(lr).momentum(momentum).nesterov(nesterov).weight_decay(w));
     }), torch::optim::SGDOptions(lr));
   }
-  auto betas = cfg.get_floats("train.betas");
-  require(betas.size() == 2, cfg.origin("train.betas") + ": key 'train.betas' needs two values, got " + std::to_string(betas.size()));
+  const auto betas = adam_betas(cfg);
   if (kind == "adam")
     return std::make_unique<torch::optim::Adam>(groups([&](double w) {
       return std::make_unique<torch::optim::AdamOptions>(
@@ -172,9 +178,7 @@ void check_training_config(const Config& cfg) {
   if (const int64_t side = cfg.get_int("data.image_size"); side > 0 && side < 8)
     throw InputError(cfg.origin("data.image_size") + ": key 'data.image_size' is " + std::to_string(side) +
                      ": the smallest image side ventral trains on is 8 (0 keeps the dataset's own size)");
-  if (const std::string optimizer = cfg.get_string("train.optimizer"); optimizer != "sgd" && cfg.get_floats("train.betas").size() != 2)
-    throw InputError(cfg.origin("train.betas") + ": key 'train.betas' needs two values, got " +
-                     std::to_string(cfg.get_floats("train.betas").size()));
+  if (cfg.get_string("train.optimizer") != "sgd") adam_betas(cfg);
   const std::vector<double> scale = cfg.get_floats("data.augment.random_resized_crop_scale");
   if (scale.size() != 2 || scale[0] > scale[1])
     throw InputError(cfg.origin("data.augment.random_resized_crop_scale") +

@@ -14,8 +14,9 @@ void add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Evaluate a trained run at every step, on clean and perturbed images");
   cmd->add_option("run_dir", o->run_dir, "run directory written by `ventral train` (or --weights)");
   cmd->add_option("--weights", o->weights,
-                  "evaluate a state_dict file (Python's torch.save, `ventral export`) instead of a run; needs --model "
-                  "and --data");
+                  "evaluate a state_dict file (Python's torch.save, `ventral export`) instead of a run; needs --data, "
+                  "and --model unless `ventral export` wrote FILE.json beside it (then model, options, input size, "
+                  "normalisation and class names are read from there; --model, --set and --classes may only repeat it)");
   cmd->add_option("--model", o->model, "with --weights: the registered model name (`ventral models`)");
   cmd->add_option("--classes", o->classes,
                   "with --weights: the model's class names, one per line in output order (e.g. ImageNet wnids); "
@@ -73,10 +74,14 @@ void add_eval_command(CLI::App& app) {
                            " is given twice; give each threshold once");
     const std::string out = run_eval(*o);
     std::vector<std::string> written;
-    for (const char* f : {"results.csv", "summary.json", "per_image.csv", "accuracy_vs_steps.png",
-                          "accuracy_vs_severity.png"})
+    // Every file this evaluation wrote (run_eval removed those of an earlier one it did not).
+    for (const char* f : {"results.csv", "summary.json", "per_image.csv", "early_exit.csv", "masking.png",
+                          "accuracy_vs_steps.png", "accuracy_vs_severity.png"})
       if (std::filesystem::exists(std::filesystem::path(out) / f)) written.push_back(f);
     std::printf("wrote %s/{%s}\n", out.c_str(), join(written, ",").c_str());
+    if (!o->features.empty())
+      std::printf("wrote features of %s to %s/\n", join(o->features, ",").c_str(),
+                  (o->features_out.empty() ? out + "/features" : o->features_out).c_str());
   });
 }
 

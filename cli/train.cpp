@@ -7,6 +7,7 @@
 #include "cli/launch.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
+#include "datasets/experiment.hpp"
 #include "inference/checkpoint.hpp"
 #include "train/distributed.hpp"
 #include "train/trainer.hpp"
@@ -94,6 +95,7 @@ void add_train_command(CLI::App& app) {
       throw InputError("train needs a CONFIG.yaml (see configs/)");
     } else {
       cfg = Config::load(config_path, overrides);
+      make_dataset_absolute(cfg);  // the run records the folder it read, wherever it is evaluated from
     }
     std::string run_dir = args->run_dir.empty() ? (fs::path("runs") / fs::path(config_path).stem()).string() : args->run_dir;
     if (args->nproc > 1) {  // this process only launches the ranks, each of which runs this command

@@ -156,6 +156,16 @@ void check_dataset_spec(const std::string& spec) {
                      (fs::exists(arg, ec) ? ": is a file, not a folder" : ": no such folder"));
 }
 
+std::string absolute_dataset_spec(const std::string& spec) {
+  const size_t colon = spec.find(':');
+  if (colon == std::string::npos || spec.compare(0, colon, "synthetic") == 0) return spec;
+  const std::string arg = spec.substr(colon + 1);
+  if (arg.empty() || fs::path(arg).is_absolute()) return spec;
+  std::error_code ec;
+  const fs::path absolute = fs::absolute(arg, ec);
+  return ec ? spec : spec.substr(0, colon + 1) + absolute.lexically_normal().string();
+}
+
 Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& options) {
   check_dataset_spec(spec);
   auto colon = spec.find(':');

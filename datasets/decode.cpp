@@ -355,7 +355,16 @@ cv::Mat decode_image(const std::vector<unsigned char>& bytes, const std::string&
     if (incomplete.empty()) {
       cv::Mat raw;
       try {
-        raw = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+        // OpenCV's plain-PNM reader needs whitespace after the last sample (without it, it prints
+        // to std::cerr and fails): such a file is read with a newline after it.
+        const bool plain_pnm = std::strcmp(format, "PNM") == 0 && bytes[1] >= '1' && bytes[1] <= '3';
+        if (plain_pnm && !std::isspace(bytes.back())) {
+          std::vector<unsigned char> ended(bytes);
+          ended.push_back('\n');
+          raw = cv::imdecode(ended, cv::IMREAD_UNCHANGED);
+        } else {
+          raw = cv::imdecode(bytes, cv::IMREAD_UNCHANGED);
+        }
       } catch (const cv::Exception&) {
         raw = cv::Mat();
       }

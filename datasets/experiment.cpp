@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <yaml-cpp/yaml.h>
+
 #include "core/error.hpp"
 #include "core/text.hpp"
 #include "core/rng.hpp"
@@ -11,6 +13,15 @@
 #include "datasets/perturb.hpp"
 
 namespace ventral {
+
+void make_dataset_absolute(Config& cfg) {
+  const std::string spec = cfg.get_string("data.dataset"), absolute = absolute_dataset_spec(spec);
+  if (absolute == spec) return;
+  YAML::Emitter quoted;  // a path may hold what YAML reads otherwise (" #", ": ")
+  quoted << YAML::DoubleQuoted << absolute;
+  const std::string where = cfg.origin("data.dataset");
+  cfg.set("data.dataset=" + std::string(quoted.c_str()), where);
+}
 
 Preprocessing preprocessing(const Config& cfg) {
   // The presets: torchvision's ImageNet normalisation (its models' documentation); CIFAR-10's
@@ -89,6 +100,7 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
     const bool one_set = (spec.rfind("folder:", 0) == 0 && !(fs::is_directory(fs::path(arg) / "train", ec) &&
                                                            fs::is_directory(fs::path(arg) / "test", ec))) ||
                          (spec.rfind("list:", 0) == 0 && arg.find("{split}") == std::string::npos);
+    if (one_set) d.test.name += " (the training images: no separate test split)";  // in test.json and reports
     if (one_set)
       std::fprintf(stderr, "note: %s has no separate test split, so the test images are the training images (the "
                    "test accuracy measures fit, not generalisation); give ROOT/train and ROOT/test folders, or a "

@@ -27,6 +27,10 @@ Preprocessing preprocessing(const Config& cfg);
 void check_mean_std(const std::vector<double>& mean, const std::vector<double>& std, int64_t channels,
                     const std::string& where, const std::string& why, bool allow_empty = false);
 
+/// Sets data.dataset to absolute_dataset_spec() of itself (keeping where it was set): what a new
+/// run records, and what a config given to `train --resume` or a study is compared in.
+void make_dataset_absolute(Config& cfg);
+
 /// Loads data.dataset with data.channels / data.image_size, splits off data.val_fraction
 /// (seeded), and takes data.mean / data.std or, when empty, measures them on the training
 /// indices. `need_test`: also load the test split.

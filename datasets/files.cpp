@@ -505,11 +505,18 @@ const uint8_t* Dataset::fetch(size_t i, std::vector<uint8_t>& scratch) const {
     bool differs = false;
     const bool ok = decode_fitted(*files, k, channels, height, width, scratch.data(), why, &differs);
     // As the in-memory load says it once for all: a size the options did not ask for is said.
-    if (ok && differs && files->options.image_size == 0 && files->options.center_crop == 0 && files->first_resize())
-      std::fprintf(stderr, "note: %s: %s is not %lldx%lld like the first image and was resized to it (streamed "
-                   "images are fitted one by one; others may differ too); set data.image_size, or data.resize and "
-                   "data.center_crop\n", printable(files->root).c_str(), printable(files->name(k)).c_str(),
-                   (long long)width, (long long)height);
+    if (ok && differs && files->options.center_crop == 0 && files->first_resize()) {
+      if (files->options.image_size == 0)
+        std::fprintf(stderr, "note: %s: %s is not %lldx%lld like the first image and was resized to it (streamed "
+                     "images are fitted one by one; others may differ too); set data.image_size, or data.resize and "
+                     "data.center_crop\n", printable(files->root).c_str(), printable(files->name(k)).c_str(),
+                     (long long)width, (long long)height);
+      else
+        std::fprintf(stderr, "note: %s: %s is not %lldx%lld, the size asked for (the model's input or data.image_size), "
+                     "and was resized to it (streamed images are fitted one by one; others may differ too)\n",
+                     printable(files->root).c_str(), printable(files->name(k)).c_str(), (long long)width,
+                     (long long)height);
+    }
     return ok;
   });
   return scratch.data();
@@ -601,6 +608,10 @@ Dataset open_images(ImageIndex index, const LoadOptions& options, const std::str
   if (resized > 0 && options.image_size == 0 && options.center_crop == 0)
     std::fprintf(stderr, "note: %s: %zu of %zu images differ in size from the first (%lldx%lld) and were resized to it; "
                  "set data.image_size, or data.resize and data.center_crop\n",
+                 what.c_str(), resized, d.labels.size(), (long long)d.width, (long long)d.height);
+  else if (resized > 0 && options.center_crop == 0)  // e.g. `eval --data` of other-size images: said, not silent
+    std::fprintf(stderr, "note: %s: %zu of %zu images are not %lldx%lld, the size asked for (the model's input or "
+                 "data.image_size), and were resized to it\n",
                  what.c_str(), resized, d.labels.size(), (long long)d.width, (long long)d.height);
   d.files.reset();
   d.ids.clear();

@@ -210,6 +210,7 @@ Batch BatchLoader::build(int64_t b) const {
       render_sample(data_, idx, options_, epoch_, img + k * C * H * W);
     } catch (const UndecodableImage&) {
       render_stand_in(begin + k, img + k * C * H * W);
+      batch.stand_ins.push_back(k);
     }
     lab[k] = options_.hide_labels ? kNoLabel : data_.labels[idx];
     batch.indices.push_back(idx);

@@ -83,6 +83,9 @@ struct Batch {
   torch::Tensor images;             ///< B × C × H × W float32
   torch::Tensor labels;             ///< B int64
   std::vector<int64_t> indices;     ///< dataset indices of the images
+  /// Positions in the batch holding a stand-in for an image that does not decode
+  /// (data.skip_bad_images): trained on in its place, left out of every evaluation.
+  std::vector<int64_t> stand_ins;
 };
 
 /// The perturbation image `index` gets in `epoch` (drawn from its own stream, so switching

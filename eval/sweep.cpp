@@ -172,6 +172,9 @@ std::vector<Condition> parse_conditions(const std::string& perturb) {
 Dataset evaluation_data(const LoadedRun& run, const std::string& spec_in, const std::string& split, int64_t limit,
                         const std::string& class_map, std::string* unknown) {
   const std::string spec = spec_in.empty() ? run.cfg.get_string("data.dataset") : spec_in;
+  if (spec_in.empty() && absolute_dataset_spec(spec) != spec)  // runs record it absolute since they do
+    std::fprintf(stderr, "note: the run's data.dataset %s is a relative path, read from the working directory (%s)\n",
+                 printable(spec).c_str(), fs::current_path().c_str());
   LoadOptions load = preprocessing(run.cfg).load;  // the run's resize and crop, at the size it was built for
   load.channels = run.channels;
   if (load.center_crop == 0) load.image_size = run.image_size;
@@ -273,10 +276,9 @@ LoadedRun load_for_eval(const EvalOptions& o) {
   }
   if (!o.run_dir.empty())
     throw InputError("--weights: evaluates a state_dict without a run directory; drop " + o.run_dir + " or --weights");
-  if (o.model.empty()) throw InputError("--weights: needs --model NAME (the architecture; see `ventral models`)");
   if (o.data.empty()) throw InputError("--weights: needs --data SPEC (imported weights come without a dataset)");
   if (!o.checkpoint.empty()) throw InputError("--checkpoint: only with a run directory (--weights names the file)");
-  return load_weights(o.weights, o.model, o.classes, o.settings, o.precision);
+  return load_described_weights(o.weights, o.model, o.classes, o.settings, o.precision);
 }
 
 // Imported weights on a dataset whose classes the model does not know: every prediction, by
@@ -292,7 +294,8 @@ void write_predictions_only(const std::string& out, const SweepResult& result, c
   for (size_t c = 0; c < result.conditions.size(); ++c) {
     const Predictions& p = result.predictions[c];
     for (size_t i = 0; i < p.size(); ++i) {
-      csv += std::to_string(i) + "," + csv_field(folder_of[i]) + "," + result.conditions[c].family + "," +
+      const int64_t image = p.image(i);
+      csv += std::to_string(image) + "," + csv_field(folder_of[static_cast<size_t>(image)]) + "," + result.conditions[c].family + "," +
              std::to_string(result.conditions[c].severity);
       for (size_t k = 0; k < S; ++k) csv += "," + std::to_string(p.pred[i * S + k]);
       for (size_t k = 0; k < S; ++k) csv += "," + csv_field(model_classes[static_cast<size_t>(p.pred[i * S + k])]);
@@ -410,7 +413,9 @@ std::string run_eval(const EvalOptions& o) {
   if (o.limit > 0 && static_cast<int64_t>(data.size()) < o.limit)
     throw InputError("--limit " + std::to_string(o.limit) + ": the dataset holds only " + std::to_string(data.size()) +
                      " images; give at most that (0 = all)");
-  if (!unknown.empty() && !o.weights.empty() && o.classes.empty() && o.class_map.empty())
+  bool numbered = true;  // no --classes and no export description: the outputs are named by index
+  for (size_t c = 0; c < run.classes.size(); ++c) numbered = numbered && run.classes[c] == std::to_string(c);
+  if (!unknown.empty() && !o.weights.empty() && numbered && o.class_map.empty())
     unknown = "the model's outputs have no names (no --classes) to match the classes of " + o.data +
               " against; give --classes FILE (the model's class names, one per line in output order)";
   if (o.features_n > static_cast<int64_t>(data.size()))  // checked before the sweep, not after it

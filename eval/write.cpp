@@ -57,7 +57,7 @@ void write_per_image_csv(const std::string& path, const SweepResult& r) {
   for (size_t c = 0; c < r.conditions.size(); ++c) {
     const Predictions& p = r.predictions[c];
     for (size_t i = 0; i < p.size(); ++i) {
-      pi << i << "," << p.labels[i] << "," << r.conditions[c].family << "," << r.conditions[c].severity;
+      pi << p.image(i) << "," << p.labels[i] << "," << r.conditions[c].family << "," << r.conditions[c].severity;
       for (size_t k = 0; k < S; ++k) pi << "," << p.pred[i * S + k];
       pi << "\n";
     }

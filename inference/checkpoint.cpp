@@ -164,27 +164,36 @@ void save_checkpoint(const std::string& path, VisionModelImpl& model, torch::opt
   archive.write("best_val", scalar(state.best_val));
   archive.write("train_seconds", scalar(state.train_seconds));
   archive.write("metrics_csv", c10::IValue(state.metrics_csv));
+  archive.write("epoch_so_far", torch::tensor({state.epoch_loss_sum, state.epoch_correct, state.epoch_seen,
+                                               state.epoch_seconds, state.epoch_lr}, torch::kFloat64));
   archive.write("config", c10::IValue(state.config));
+  archive.write("run_id", c10::IValue(state.run_id));
   archive.write("rng_state", at::detail::getDefaultCPUGenerator().get_state());
   std::ostringstream bytes;
   archive.save_to(bytes);
   write_file_atomic(path, bytes.str());
 }
 
-std::string checkpoint_config(const std::string& path) {
+namespace {
+// The string a checkpoint keeps under `key` ("" when it has none).
+std::string checkpoint_string(const std::string& path, const char* key) {
   require_checkpoint_file(path);
   try {
     verify_tensor_records(path, verify_zip_checksums(path));
     torch::serialize::InputArchive archive;
     archive.load_from(path);
-    c10::IValue config;
-    if (archive.try_read("config", config) && config.isString()) return config.toStringRef();
+    c10::IValue value;
+    if (archive.try_read(key, value) && value.isString()) return value.toStringRef();
     return "";
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
     throw InputError(path + ": not a loadable ventral checkpoint (" + what.substr(0, what.find('\n')) + ")");
   }
 }
+}  // namespace
+
+std::string checkpoint_config(const std::string& path) { return checkpoint_string(path, "config"); }
+std::string checkpoint_metrics(const std::string& path) { return checkpoint_string(path, "metrics_csv"); }
 
 TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torch::optim::Optimizer* optimizer) {
   require_checkpoint_file(path);
@@ -218,7 +227,13 @@ TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torc
     c10::IValue csv;
     archive.read("metrics_csv", csv);
     s.metrics_csv = csv.toStringRef();
+    if (torch::Tensor so_far; archive.try_read("epoch_so_far", so_far) && so_far.numel() == 5) {
+      const torch::Tensor v = so_far.to(torch::kFloat64).contiguous();
+      const double* x = v.data_ptr<double>();
+      s.epoch_loss_sum = x[0], s.epoch_correct = x[1], s.epoch_seen = x[2], s.epoch_seconds = x[3], s.epoch_lr = x[4];
+    }
     if (c10::IValue config; archive.try_read("config", config) && config.isString()) s.config = config.toStringRef();
+    if (c10::IValue id; archive.try_read("run_id", id) && id.isString()) s.run_id = id.toStringRef();
     if (optimizer) {  // resuming training continues its random stream; evaluation leaves it alone
       at::Generator generator = at::detail::getDefaultCPUGenerator();  // a handle to the global one
       generator.set_state(read("rng_state"));

@@ -19,7 +19,15 @@ struct TrainState {
   double best_val = -1;       ///< best validation accuracy at the final step so far
   double train_seconds = 0;   ///< training time so far (excluding evaluation)
   std::string metrics_csv;    ///< metrics.csv as of this checkpoint
+  /// A run stopped inside `epoch`: its sums so far (loss × images, correct answers, images,
+  /// seconds, the last learning rate), so the epoch's metrics.csv row covers every batch of it
+  /// when the run resumes. Zero at an epoch's start (and in older checkpoints).
+  double epoch_loss_sum = 0, epoch_correct = 0, epoch_seen = 0, epoch_seconds = 0, epoch_lr = 0;
   std::string config;         ///< the config trained with (Config::dump()); empty in older checkpoints
+  /// Drawn when the run starts and kept by each of its checkpoints and its model.json: a checkpoint
+  /// of another run, even of the same config (another seed), is told from the run's own. Empty in
+  /// older checkpoints.
+  std::string run_id;
 };
 
 void save_checkpoint(const std::string& path, VisionModelImpl& model, torch::optim::Optimizer* optimizer,
@@ -31,6 +39,8 @@ TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torc
 /// The config a checkpoint was trained with (TrainState::config); empty when the checkpoint
 /// predates it. InputError when the file is damaged.
 std::string checkpoint_config(const std::string& path);
+/// The metrics.csv a checkpoint keeps (TrainState::metrics_csv); InputError when the file is damaged.
+std::string checkpoint_metrics(const std::string& path);
 /// Checks a TorchScript archive (a ventral checkpoint) before LibTorch reads it: every storage
 /// its pickles name must be a record of exactly the storage's size, and every tensor view must
 /// lie inside its storage. LibTorch 1.13's reader checks neither, so a record cut short (and

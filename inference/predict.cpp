@@ -39,6 +39,7 @@ Predictions Predictions::at_step(size_t k) const {
   Predictions one;
   one.steps = {steps.at(k)};
   one.labels = labels;
+  one.index = index;
   one.loss_sum = {loss_sum.at(k)};
   for (size_t i = 0; i < size(); ++i) {
     one.pred.push_back(pred[i * S + k]);
@@ -61,6 +62,26 @@ torch::Tensor mask_images(const MaskSchedule& schedule, const torch::Tensor& ima
 }
 
 namespace {
+// Removes `rows` (ascending) from p, recording the remaining rows' positions in p.index.
+void leave_out(Predictions& p, const std::vector<size_t>& rows) {
+  const size_t S = p.steps.size();
+  Predictions kept;
+  kept.steps = p.steps;
+  kept.loss_sum = p.loss_sum;
+  auto next = rows.begin();
+  for (size_t i = 0; i < p.size(); ++i) {
+    if (next != rows.end() && *next == i) {
+      ++next;
+      continue;
+    }
+    kept.labels.push_back(p.labels[i]);
+    kept.index.push_back(static_cast<int64_t>(i));
+    kept.pred.insert(kept.pred.end(), p.pred.begin() + i * S, p.pred.begin() + (i + 1) * S);
+    kept.conf.insert(kept.conf.end(), p.conf.begin() + i * S, p.conf.begin() + (i + 1) * S);
+  }
+  p = std::move(kept);
+}
+
 // Clears the model's presentation schedule however the prediction loop ends.
 struct StepInputsGuard {
   VisionModelImpl& model;
@@ -87,8 +108,18 @@ Predictions predict(VisionModelImpl& model, BatchLoader& loader, const std::vect
   if (!label.empty()) progress = std::make_unique<Progress>(label, static_cast<int64_t>(N), "img", 20);
   c10::InferenceMode guard;
   loader.start_epoch(0);
+  std::vector<size_t> left_out;  // rows of stand-ins, ascending
   while (auto batch = loader.next()) {
-    torch::Tensor x = model.inputs(batch->images.to(device)), labels = batch->labels.to(device);
+    torch::Tensor x = model.inputs(batch->images.to(device)), labels = batch->labels;
+    const size_t row0 = p.labels.size();
+    if (!batch->stand_ins.empty()) {  // images that do not decode: in no count, no loss
+      labels = labels.clone();
+      for (int64_t k : batch->stand_ins) {
+        labels[k] = kNoLabel;
+        left_out.push_back(row0 + static_cast<size_t>(k));
+      }
+    }
+    labels = labels.to(device);
     if (masking) {
       std::vector<torch::Tensor> shown(static_cast<size_t>(std::max<int64_t>(1, masking->present)), x);
       shown.push_back(model.inputs(mask_images(*masking, x, batch->indices)));
@@ -101,7 +132,6 @@ Predictions predict(VisionModelImpl& model, BatchLoader& loader, const std::vect
     } else {
       for (size_t k = 0; k < S; ++k) per_step[k] = infer(model, x, p.steps[k]).back();
     }
-    const size_t row0 = p.labels.size();
     auto truth = batch->labels.contiguous();
     p.labels.insert(p.labels.end(), truth.data_ptr<int64_t>(), truth.data_ptr<int64_t>() + truth.numel());
     for (size_t k = 0; k < S; ++k) {
@@ -132,6 +162,7 @@ Predictions predict(VisionModelImpl& model, BatchLoader& loader, const std::vect
     if (progress) progress->update(x.size(0));
   }
   if (progress) progress->finish();
+  if (!left_out.empty()) leave_out(p, left_out);
   return p;
 }
 

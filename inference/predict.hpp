@@ -31,7 +31,12 @@ struct Predictions {
   std::vector<float> conf;
   std::vector<int64_t> labels;
   std::vector<double> loss_sum;  ///< per step: Σ over images of the cross-entropy
+  /// Each row's position among the images evaluated (the loader's order) where some are left
+  /// out (images that do not decode, with data.skip_bad_images); empty when row i is image i.
+  std::vector<int64_t> index;
   size_t size() const { return labels.size(); }
+  /// Row i's position among the images evaluated.
+  int64_t image(size_t i) const { return index.empty() ? static_cast<int64_t>(i) : index[i]; }
   bool correct(size_t i, size_t k, const std::vector<int64_t>& truth) const {
     return pred[i * steps.size() + k] == truth[i];
   }

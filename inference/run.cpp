@@ -22,6 +22,8 @@
 
 namespace ventral {
 
+namespace fs = std::filesystem;
+
 LoaderOptions LoadedRun::loader_options() const { return evaluation_loader_options(cfg, mean, std); }
 
 namespace {
@@ -138,6 +140,12 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
                                  r.cfg.get_string("memory_format"), r.channels, r.image_size);
   r.model->eval();
   check_model_json(dir, r, saved, !trained.config.empty());  // run files edited since training
+  // A checkpoint of another run of the same config (another seed: the same shapes and meaning).
+  if (saved && saved->contains("run_id") && saved->at("run_id").is_string() && !trained.run_id.empty() &&
+      saved->at("run_id").get<std::string>() != trained.run_id)
+    throw InputError(checkpoint_path + ": written by another run (run id " + trained.run_id + ", this run's is " +
+                     saved->at("run_id").get<std::string>() + " in " + dir.model_json() +
+                     "): evaluate it from the run directory it came from");
   // The checkpoint itself: one of another run (same shapes, another config) passes the above.
   if (!trained.config.empty())
     if (auto d = weight_meaning_differences(r.cfg, Config::from_text(trained.config, checkpoint_path)); !d.empty()) {
@@ -201,8 +209,13 @@ std::vector<std::string> read_class_names(const std::string& path) {
 
 }  // namespace
 
-LoadedRun load_weights(const std::string& weights, const std::string& model_name, const std::string& classes_file,
-                       const std::vector<std::string>& settings, const std::string& precision) {
+namespace {
+
+// load_weights() with the class names given (`classes_from` names where they came from in
+// messages; none: the output indices).
+LoadedRun weights_model(const std::string& weights, const std::string& model_name, std::vector<std::string> classes,
+                        const std::string& classes_from, const std::vector<std::string>& settings,
+                        const std::string& precision) {
   LoadedRun r;
   r.cfg.set("model.name=" + model_name, "--model");
   for (const auto& s : settings) {
@@ -239,12 +252,12 @@ LoadedRun load_weights(const std::string& weights, const std::string& model_name
   if (r.channels != file_channels)
     throw InputError("data.channels: " + std::to_string(r.channels) + " but the weights in " + weights + " take " +
                      std::to_string(file_channels) + "-channel images");
-  if (classes_file.empty()) {
+  if (classes.empty()) {
     for (int64_t c = 0; c < num_classes; ++c) r.classes.push_back(std::to_string(c));
   } else {
-    r.classes = read_class_names(classes_file);
+    r.classes = std::move(classes);
     if (static_cast<int64_t>(r.classes.size()) != num_classes)
-      throw InputError("--classes " + classes_file + ": " + std::to_string(r.classes.size()) + " names for a model with " +
+      throw InputError(classes_from + ": " + std::to_string(r.classes.size()) + " names for a model with " +
                        std::to_string(num_classes) + " outputs (" + weights + ")");
   }
   if (r.cfg.get_bool("data.normalize")) {
@@ -268,6 +281,94 @@ LoadedRun load_weights(const std::string& weights, const std::string& model_name
                                  r.channels, r.image_size);
   r.model->eval();
   return r;
+}
+
+}  // namespace
+
+LoadedRun load_weights(const std::string& weights, const std::string& model_name, const std::string& classes_file,
+                       const std::vector<std::string>& settings, const std::string& precision) {
+  return weights_model(weights, model_name, classes_file.empty() ? std::vector<std::string>{} : read_class_names(classes_file),
+                       "--classes " + classes_file, settings, precision);
+}
+
+std::optional<WeightsDescription> read_weights_description(const std::string& weights) {
+  const fs::path path = fs::path(weights).replace_extension(".json");
+  const std::string name = fs::path(weights).filename().string();
+  if (path == fs::path(weights)) return std::nullopt;
+  // Only the description written for these weights: an export records the file it describes.
+  const bool written_for_them = json_file_matches(path.string(), [&](const nlohmann::json& j) {
+    return j.is_object() && j.value("weights", std::string()) == name &&
+           j.value("format", std::string()).rfind("ventral model description", 0) == 0;
+  });
+  if (!written_for_them) return std::nullopt;
+  const nlohmann::json j = read_json_file(path.string());
+  WeightsDescription d;
+  d.path = path.string();
+  try {
+    d.model = j.at("model").get<std::string>();
+    const nlohmann::json& o = j.at("options");
+    auto flag = [](bool b) { return std::string(b ? "true" : "false"); };
+    d.settings = {"model.width=" + std::to_string(o.at("width").get<int64_t>()),
+                  "model.steps=" + std::to_string(o.at("steps").get<int64_t>()),
+                  "model.unroll=" + o.at("unroll").get<std::string>(),
+                  "model.input_every_step=" + flag(o.at("input_every_step").get<bool>()),
+                  "model.cumulative_readout=" + flag(o.at("cumulative_readout").get<bool>()),
+                  "model.shortcut=" + o.at("shortcut").get<std::string>(),
+                  "model.stem=" + o.at("stem").get<std::string>()};
+    const nlohmann::json& in = j.at("input");
+    d.settings.push_back("data.channels=" + std::to_string(in.at("channels").get<int64_t>()));
+    if (const int64_t crop = in.at("center_crop").get<int64_t>(); crop > 0) {
+      d.settings.push_back("data.resize=" + std::to_string(in.at("resize").get<int64_t>()));
+      d.settings.push_back("data.center_crop=" + std::to_string(crop));
+    } else {
+      d.settings.push_back("data.image_size=" + std::to_string(in.at("image_size").get<int64_t>()));
+    }
+    d.settings.push_back("data.normalize=true");  // an export without normalisation records mean 0, std 1
+    d.settings.push_back("data.mean=" + yaml_list(j.at("normalisation").at("mean").get<std::vector<double>>()));
+    d.settings.push_back("data.std=" + yaml_list(j.at("normalisation").at("std").get<std::vector<double>>()));
+    d.classes = j.at("classes").get<std::vector<std::string>>();
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(printable(d.path) + ": the description of " + printable(weights) + " is incomplete (" +
+                     std::string(e.what()) + "); restore it from `ventral export`, or move it away");
+  }
+  return d;
+}
+
+LoadedRun load_described_weights(const std::string& weights, const std::string& model_name,
+                                 const std::string& classes_file, const std::vector<std::string>& settings,
+                                 const std::string& precision) {
+  const std::optional<WeightsDescription> d = read_weights_description(weights);
+  if (!d) {
+    if (model_name.empty())
+      throw InputError("--weights: needs --model NAME (the architecture; see `ventral models`): " + printable(weights) +
+                       " has no description from `ventral export` beside it");
+    return load_weights(weights, model_name, classes_file, settings, precision);
+  }
+  const std::string from = printable(d->path) + ", the description exported with " + printable(weights);
+  if (!model_name.empty() && model_name != d->model)
+    throw InputError("--model " + model_name + ": contradicts " + from + " (model " + d->model + "); leave --model out");
+  // A setting given may repeat the description's value, never change it.
+  for (const std::string& given : settings) {
+    const std::string key = given.substr(0, given.find('='));
+    for (const std::string& described : d->settings) {
+      if (described.substr(0, described.find('=')) != key) continue;
+      Config mine, theirs;
+      mine.set(given, "--set");
+      theirs.set(described, d->path);
+      if (mine.text(key) != theirs.text(key))
+        throw InputError("--set " + given + ": contradicts " + from + " (" + key + "=" + theirs.text(key) +
+                         "); leave it out");
+    }
+  }
+  std::vector<std::string> merged = d->settings;
+  merged.insert(merged.end(), settings.begin(), settings.end());
+  std::vector<std::string> classes = d->classes;
+  if (!classes_file.empty() && read_class_names(classes_file) != d->classes)
+    throw InputError("--classes " + classes_file + ": names other classes, or another order, than " + from +
+                     "; leave --classes out");
+  std::fprintf(stderr, "note: %s: reading the model, input size, normalisation and class names from %s\n",
+               printable(weights).c_str(), printable(d->path).c_str());
+  return weights_model(weights, d->model, std::move(classes), from, merged, precision);
 }
 
 }  // namespace ventral

@@ -1,5 +1,6 @@
 #pragma once
 /// A trained run directory, loaded for inference.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,5 +40,22 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint = "
 /// missing.
 LoadedRun load_weights(const std::string& weights, const std::string& model_name, const std::string& classes_file,
                        const std::vector<std::string>& settings, const std::string& precision = "");
+
+/// The description `ventral export` wrote beside a state_dict (FILE.pt's FILE.json, naming FILE.pt
+/// as its "weights"), read as load_weights() arguments: the model name, its model.* options and
+/// data.* input keys (size, channels, normalisation), and the class names in output order.
+struct WeightsDescription {
+  std::string path, model;
+  std::vector<std::string> settings, classes;
+};
+/// nullopt when the weights have no such description beside them; InputError naming the file
+/// when one is there but incomplete.
+std::optional<WeightsDescription> read_weights_description(const std::string& weights);
+/// `model_name`, `classes_file` and `settings` given for `weights` merged with its description
+/// (when there is one): what the description says fills what was not given, and anything given
+/// that contradicts it is an InputError naming both. Then load_weights().
+LoadedRun load_described_weights(const std::string& weights, const std::string& model_name,
+                                 const std::string& classes_file, const std::vector<std::string>& settings,
+                                 const std::string& precision = "");
 
 }  // namespace ventral

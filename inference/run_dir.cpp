@@ -1,6 +1,7 @@
 #include "inference/run_dir.hpp"
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@
 #include "core/io.hpp"
 #include "core/json.hpp"
 #include "core/text.hpp"
+#include "inference/checkpoint.hpp"
 
 namespace ventral {
 
@@ -85,7 +87,21 @@ TestRecord RunDir::read_test() const {
 
 std::vector<std::pair<int64_t, double>> RunDir::read_validation_curve() const {
   std::vector<std::pair<int64_t, double>> curve;
-  std::ifstream in(metrics());
+  std::error_code ec;
+  std::string text;
+  if (fs::is_regular_file(metrics(), ec)) {
+    const std::vector<unsigned char> bytes = read_file(metrics());
+    text.assign(bytes.begin(), bytes.end());
+  }
+  // The training history last.pt keeps is the run's own: a metrics.csv replaced or edited since
+  // (another run's copied in) is said and not plotted.
+  if (!text.empty() && fs::is_regular_file(last(), ec))
+    if (const std::string kept = checkpoint_metrics(last()); !kept.empty() && kept != text) {
+      std::fprintf(stderr, "note: %s differs from the training history kept in %s (replaced or edited after "
+                   "training); using the checkpoint's\n", printable(metrics()).c_str(), printable(last()).c_str());
+      text = kept;
+    }
+  std::istringstream in(text);
   std::string line;
   std::getline(in, line);  // epoch,lr,train_loss,train_acc,val_loss,val_acc_step...,seconds
   while (std::getline(in, line)) {

@@ -91,6 +91,7 @@ Config model_config(const Experiment& x, const CompareModel& m, std::optional<ui
   if (std::find(m.overrides.begin(), m.overrides.end(), perturb_override("none")) != m.overrides.end())
     cfg.set("data.augment.perturb_fraction=1", entry);
   if (seed) cfg.set("seed=" + std::to_string(*seed), x.path + " (the study's seeds)");
+  make_dataset_absolute(cfg);  // each run records the folder it read
   return cfg;
 }
 

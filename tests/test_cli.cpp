@@ -1,9 +1,12 @@
 // The CLI contract: exit 0 on success, 2 with one "error: ..." line for bad input.
 #include <sys/stat.h>
+#include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include "helpers.hpp"
 #include "core/text.hpp"
+#include "inference/run_dir.hpp"
 
 using ventral::test::idx_header;
 using ventral::test::run_ventral;
@@ -832,4 +835,117 @@ TEST(Cli, EighthProbeRoundSetsAndFeatureFoldersHoldOneExportOnly) {
   ASSERT_EQ(run_ventral("eval " + (dir / "run") + " --features IT --out " + (dir / "e")).status, 0);
   EXPECT_FALSE(fs::exists(dir / "e/features/V1_step2.npy"));
   EXPECT_TRUE(fs::exists(dir / "e/features/IT_step2.npy"));
+}
+
+// Ninth round (the eighth probe round's leftovers). A run records the dataset folder it read as
+// an absolute path (a relative one was resolved against whatever directory `eval` ran in, and
+// another folder of the same name was scored silently); a run id tells its checkpoints from
+// those of another run of the same config; an epoch resumed after a stop keeps the sums of its
+// batches before the stop in metrics.csv (it held the batches after the stop only, or a zero row
+// when the stop fell on the epoch's end).
+TEST(Cli, NinthRoundRunsRecordTheirDatasetTheirIdentityAndWholeEpochs) {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  auto png = [](int value) {
+    std::vector<unsigned char> bytes;
+    cv::Mat img(28, 28, CV_8UC1, cv::Scalar(value));
+    cv::circle(img, {14, 14}, 6 + value % 5, cv::Scalar(255 - value), -1);
+    cv::imencode(".png", img, bytes);
+    return bytes;
+  };
+  for (const char* split : {"train", "test"})
+    for (int i = 0; i < 8; ++i) {
+      write_bytes(dir / ("a/imgs/" + std::string(split) + "/circle/" + std::to_string(i) + ".png"), png(20 + i));
+      write_bytes(dir / ("a/imgs/" + std::string(split) + "/square/" + std::to_string(i) + ".png"), png(200 + i));
+    }
+  write_bytes(dir / "b/imgs/train/dots/0.png", png(9));  // another folder of the same name, from elsewhere
+  write_bytes(dir / "b/imgs/test/dots/0.png", png(9));
+  write_text(dir / "a/cfg.yaml", "seed: 0\ndata:\n  dataset: folder:imgs\n  val_fraction: 0.25\nmodel:\n  name: cortical_b\n"
+                                 "  width: 4\ntrain:\n  epochs: 2\n  batch_size: 4\n");
+  const std::string in_a = "cd " + (dir / "a") + " && " + VENTRAL_BINARY + " ";
+  ASSERT_EQ(ventral::test::run_shell(in_a + "train cfg.yaml --run-dir run").status, 0);
+  EXPECT_NE(read_text(dir / "a/run/config.yaml").find("folder:" + (dir / "a/imgs")), std::string::npos)
+      << read_text(dir / "a/run/config.yaml");
+  // From b/, the run still reads a/imgs (b/imgs has one class of another name: it was refused).
+  auto e = ventral::test::run_shell("cd " + (dir / "b") + " && " + VENTRAL_BINARY + " eval ../a/run --out e");
+  ASSERT_EQ(e.status, 0) << e.output;
+  const auto test = nlohmann::json::parse(read_text(dir / "a/run/test.json"));
+  const auto summary = nlohmann::json::parse(read_text(dir / "b/e/summary.json"));
+  EXPECT_EQ(summary["n"], test["n"]);
+  EXPECT_DOUBLE_EQ(summary["clean_accuracy"].back().get<double>(), test["accuracy"].back().get<double>()) << summary.dump();
+
+  // Stopped at the end of epoch 1 (3 steps of 12 images) and in the middle of epoch 2: resumed
+  // with the config file again (its relative folder is the same data), metrics.csv's training
+  // columns equal the uninterrupted run's.
+  ASSERT_EQ(ventral::test::run_shell(in_a + "train cfg.yaml --run-dir stopped train.stop_after_steps=3").status, 75);
+  ASSERT_EQ(ventral::test::run_shell(in_a + "train cfg.yaml --run-dir stopped --resume train.stop_after_steps=1").status, 75);
+  auto resumed = ventral::test::run_shell(in_a + "train cfg.yaml --run-dir stopped --resume");
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  auto training_columns = [](const std::string& csv) {  // epoch,lr,train_loss,train_acc of every row
+    std::string out;
+    std::istringstream in(csv);
+    for (std::string line; std::getline(in, line);) {
+      size_t cut = 0;
+      for (int comma = 0; comma < 4 && cut != std::string::npos; ++comma) cut = line.find(',', cut + 1);
+      out += line.substr(0, cut) + "\n";
+    }
+    return out;
+  };
+  const std::string whole = training_columns(read_text(dir / "a/run/metrics.csv"));
+  EXPECT_EQ(std::count(whole.begin(), whole.end(), '\n'), 3) << whole;
+  EXPECT_EQ(training_columns(read_text(dir / "a/stopped/metrics.csv")), whole);
+
+  // Another run of the same config but its seed: its checkpoint is not this run's.
+  ASSERT_EQ(ventral::test::run_shell(in_a + "train cfg.yaml --run-dir other seed=1").status, 0);
+  fs::copy_file(dir / "a/other/checkpoints/last.pt", dir / "a/run/checkpoints/last.pt", fs::copy_options::overwrite_existing);
+  expect_input_error("eval " + (dir / "a/run") + " --out " + (dir / "e3"), "written by another run");
+  // A metrics.csv copied from the other run: compare's curve is the run's own (from last.pt).
+  fs::copy_file(dir / "a/other/metrics.csv", dir / "a/stopped/metrics.csv", fs::copy_options::overwrite_existing);
+  const auto curve = ventral::RunDir(dir / "a/stopped").read_validation_curve();
+  ASSERT_EQ(curve.size(), 2u);
+  std::istringstream rows(read_text(dir / "a/run/metrics.csv"));
+  std::string header, first;
+  std::getline(rows, header), std::getline(rows, first);
+  const std::vector<std::string> cells = ventral::split_csv_row(first);
+  EXPECT_DOUBLE_EQ(curve[0].second, std::stod(cells[cells.size() - 2]));
+
+  // A streamed test image that does not decode (data.skip_bad_images) is in no count: a stand-in
+  // took its place and was scored (n was 17 of 16 decodable images).
+  write_text(dir / "a/imgs/test/circle/9.png", "not an image");
+  auto skip = ventral::test::run_shell(in_a + "train cfg.yaml --run-dir skip train.epochs=1 data.stream=on "
+                                       "data.skip_bad_images=true");
+  ASSERT_EQ(skip.status, 0) << skip.output;
+  const auto skipped = nlohmann::json::parse(read_text(dir / "a/skip/test.json"));
+  EXPECT_EQ(skipped["n"], 16) << skipped.dump();
+  EXPECT_EQ(skipped["skipped_test_images"], 1) << skipped.dump();
+}
+
+// `eval --weights` of an export reads the description beside it (model, options, input size,
+// normalisation, class names): the same numbers as the run, without --model or --set, and what is
+// given may repeat it but not contradict it. A fine-tuning import that fits no tensor at all
+// (weights_strict: false) is refused; the run header counts the tensors an import loaded.
+TEST(Cli, NinthRoundExportsAreEvaluatedAsDescribed) {
+  TempDir dir;
+  write_text(dir / "base.yaml", "seed: 0\ndata:\n  dataset: synthetic:64\n  val_fraction: 0.25\nmodel:\n  name: cortical_b\n"
+                                "  width: 4\ntrain:\n  epochs: 1\n  batch_size: 16\n");
+  ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " --run-dir " + (dir / "run")).status, 0);
+  ASSERT_EQ(run_ventral("export " + (dir / "run") + " --out " + (dir / "w.pt")).status, 0);
+  ASSERT_EQ(run_ventral("eval " + (dir / "run") + " --out " + (dir / "e1")).status, 0);
+  auto r = run_ventral("eval --weights " + (dir / "w.pt") + " --data synthetic:64 --out " + (dir / "e2"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("w.json"), std::string::npos) << r.output;
+  const auto run = nlohmann::json::parse(read_text(dir / "e1/summary.json"));
+  const auto imported = nlohmann::json::parse(read_text(dir / "e2/summary.json"));
+  EXPECT_EQ(imported["n"], run["n"]);
+  EXPECT_EQ(imported["clean_accuracy"], run["clean_accuracy"]);
+  EXPECT_EQ(run_ventral("eval --weights " + (dir / "w.pt") + " --model cortical_b --set model.width=4 --data synthetic:64 --out " +
+                        (dir / "e3")).status,
+            0);
+  expect_input_error("eval --weights " + (dir / "w.pt") + " --model resnet20 --data synthetic:64 --out " + (dir / "e4"),
+                     "contradicts");
+  expect_input_error("eval --weights " + (dir / "w.pt") + " --set model.width=8 --data synthetic:64 --out " + (dir / "e4"),
+                     "--set model.width=8: contradicts");
+  expect_input_error("train " + (dir / "base.yaml") + " model.name=resnet20 model.weights=" + (dir / "w.pt") +
+                         " model.weights_strict=false --run-dir " + (dir / "never"),
+                     "none of the file's tensors fits the model");
 }

@@ -671,6 +671,12 @@ TEST(Decode, PnmSamplesAreScaledByTheirMaxvalAndSignedOrFloatSamplesAreRefused) 
   EXPECT_EQ(ten_bit.at<unsigned char>(0, 1), 127);
   cv::Mat eight_bit = decode_image(pnm("P5\n1 1\n255\n", {200}), "c.pgm");  // the common case unchanged
   EXPECT_EQ(eight_bit.at<unsigned char>(0, 0), 200);
+  // A plain graymap whose last sample ends the file (no newline): OpenCV printed its complaint to
+  // std::cerr and failed; the sample is read.
+  cv::Mat plain = decode_image(pnm("P2\n2 1\n255\n7 250", {}), "p.pgm");
+  ASSERT_EQ(plain.cols, 2);
+  EXPECT_EQ(plain.at<unsigned char>(0, 0), 7);
+  EXPECT_EQ(plain.at<unsigned char>(0, 1), 250);
   std::vector<unsigned char> tiff;
   ASSERT_TRUE(cv::imencode(".tiff", cv::Mat(4, 4, CV_32FC1, cv::Scalar(0.5)), tiff));
   EXPECT_NE(error_of([&] { decode_image(tiff, "f.tiff"); }).find("f.tiff: a TIFF image with floating-point samples"),

@@ -528,6 +528,7 @@ TEST(Stream, AnUndecodableImageGetsAStandInOfItsClassFromTheLoadersOwnImages) {
   ASSERT_EQ(images.size(0), 30);
   EXPECT_TRUE(torch::equal(images[bad], images[next]));
   EXPECT_EQ(batches[0].labels[bad].item<int64_t>(), 1);
+  EXPECT_EQ(batches[0].stand_ins, std::vector<int64_t>{bad});  // which evaluation leaves out of its counts
   // A loader of some images only: the stand-in comes from among them, not from the rest.
   const std::vector<int64_t> own = {0, 1, bad, 12, 13};  // 12, 13: k1/13.jpg, k1/16.png
   BatchLoader loader(d, own, eval);

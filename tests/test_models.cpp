@@ -660,3 +660,39 @@ TEST(Fused, InferenceEqualsTheUnfusedPathAfterTraining) {
     }
   }
 }
+
+// bf16 (autocast): the fused path computes each convolution with its batch norm, sum and ReLU in
+// one bf16 pass (fp32 accumulation) where LibTorch rounds to bf16 after each operation, so the two
+// agree to bf16's precision, not bit for bit; both stay within the bf16-vs-fp32 bound of
+// EveryModel.Bf16LogitsStayCloseToFp32.
+TEST(Fused, Bf16InferenceAgreesWithTheUnfusedPathAfterTraining) {
+  if (!nn::fused_bf16_supported()) GTEST_SKIP() << "oneDNN runs no bf16 convolution on this CPU (no AVX-512)";
+  for (const std::string name : {"resnet20", "cortical_blt", "cortical_bl"}) {
+    torch::manual_seed(0);
+    ModelOptions o = tiny();
+    o.image_size = 28;
+    ModelPtr m = create_model(name, o);
+    m->use_memory_format(c10::MemoryFormat::ChannelsLast);
+    torch::optim::SGD opt(m->parameters(), torch::optim::SGDOptions(0.05).momentum(0.9));
+    torch::Tensor x = m->inputs(torch::randn({8, 1, 28, 28}));
+    torch::Tensor y = torch::randint(5, {8}, torch::kInt64);
+    const int64_t steps = steps_for(*m);
+    sgd_steps(*m, opt, x, y, steps, 3);
+    m->eval();
+    auto fp32 = infer(*m, x, steps);
+    m->use_precision(Precision::BF16);
+    const int64_t before = nn::fused_convolutions();
+    auto fused = infer(*m, x, steps);
+    EXPECT_GT(nn::fused_convolutions(), before) << name << ": the fused path was not taken";
+    nn::set_fused_inference(false);
+    auto plain = infer(*m, x, steps);
+    nn::set_fused_inference(true);
+    ASSERT_EQ(fused.size(), plain.size());
+    for (size_t t = 0; t < fused.size(); ++t) {
+      const double scale = std::max(1.0, fp32[t].abs().max().item<double>());
+      EXPECT_FALSE(torch::equal(fused[t], fp32[t])) << name << ": bf16 changed nothing";
+      EXPECT_LE((fused[t] - plain[t]).abs().max().item<double>(), 2e-2 * scale) << name << " step " << t + 1;
+      EXPECT_LE((fused[t] - fp32[t]).abs().max().item<double>(), 2e-2 * scale) << name << " step " << t + 1;
+    }
+  }
+}

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -138,7 +139,11 @@ torch::Tensor step_loss(const std::vector<torch::Tensor>& logits, const torch::T
   return sum;
 }
 
-std::vector<std::string> training_differences(const Config& saved, const Config& wanted) {
+std::vector<std::string> training_differences(const Config& saved_config, const Config& wanted_config) {
+  // A relative data.dataset (runs before they recorded it absolute) is the folder it names from here.
+  Config saved = saved_config, wanted = wanted_config;
+  make_dataset_absolute(saved);
+  make_dataset_absolute(wanted);
   std::vector<std::string> ignore = keys_not_affecting_training();
   for (const char* key : {"data.mean", "data.std"})
     if (wanted.get_floats(key).empty()) ignore.push_back(key);
@@ -343,6 +348,18 @@ bool Run::signalled_anywhere() {
   return (stop_signal_ = requested_signal(flags[0][0].item<double>(), flags[0][1].item<double>())) != 0;
 }
 
+namespace {
+// 64 random bits as hex: a run's identity (not its seed: two runs of one config differ in it).
+std::string new_run_id() {
+  std::random_device device;
+  const uint64_t bits = (static_cast<uint64_t>(device()) << 32) ^ device() ^
+                        static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(bits));
+  return hex;
+}
+}  // namespace
+
 void Run::setup() {
   device_ = resolve_device(cfg_.get_string("device"));
   join_process_group();
@@ -409,7 +426,10 @@ void Run::setup() {
     }
     const auto kept = load_state_dict(*model_, std::move(weights), cfg_.origin("model.weights") + ": model.weights " + path, strict,
                                         "model.weights_strict: false keeps the model's own values for those");
-    initial_weights = ", initial weights " + path + (kept.empty() ? "" : " (kept the model's own " + join(kept, ", ") + ")");
+    const size_t total = model_state(*model_).size();  // load_state_dict refused a file that fits none
+    initial_weights = ", initial weights " + path + " (" + std::to_string(total - kept.size()) + " of " +
+                      std::to_string(total) + " tensors" +
+                      (kept.empty() ? std::string(")") : "; kept the model's own " + join(kept, ", ") + ")");
   }
   if (cfg_.get_bool("train.sync_bn")) {
     for (const auto& m : model_->modules())
@@ -469,6 +489,7 @@ void Run::setup() {
                                 {"world_size", env_.world_size}});
   } else {
     state_.metrics_csv = csv_header(readout_steps(*model_, steps_));
+    state_.run_id = new_run_id();
     if (lead_) write_file_atomic(dir_.log(), "");
   }
   state_.config = cfg_.dump();
@@ -482,10 +503,10 @@ void Run::setup() {
     dir_.write_input(input);
     std::vector<double> mean = data_.mean, std = data_.std;  // empty: data.normalize is off
     if (mean.empty()) mean.assign(static_cast<size_t>(input.channels), 0.0), std.assign(mean.size(), 1.0);
-    write_file_atomic(dir_.model_json(), model_json({cfg_, model_->default_steps(), input.channels, input.image_size,
-                                                     mean, std, data_.train.classes})
-                                                 .dump(2) +
-                                             "\n");
+    nlohmann::json description = model_json({cfg_, model_->default_steps(), input.channels, input.image_size, mean, std,
+                                             data_.train.classes});
+    if (!state_.run_id.empty()) description["run_id"] = state_.run_id;  // what `ventral eval` matches checkpoints by
+    write_file_atomic(dir_.model_json(), description.dump(2) + "\n");
   }
   const std::string world = group_ ? ", " + std::to_string(env_.world_size) + " processes (" + env_.source +
                                          ", gloo" + (cfg_.get_bool("train.sync_bn") ? ", sync_bn" : "") + ")"
@@ -543,7 +564,12 @@ bool Run::train_epoch() {
   const int64_t per_epoch = train_loader_->batches_per_epoch();
   Progress progress("epoch " + std::to_string(state_.epoch + 1) + "/" + std::to_string(o_.epochs),
                     (per_epoch - state_.step_in_epoch) * o_.batch_size, "img", o_.log_every);
-  loss_sum_ = 0, lr_ = 0, correct_ = 0, seen_ = 0, comm_seconds_ = 0;
+  // A resumed epoch continues the sums of its batches before the stop.
+  if (state_.step_in_epoch == 0) state_.epoch_loss_sum = state_.epoch_correct = state_.epoch_seen = state_.epoch_seconds = state_.epoch_lr = 0;
+  loss_sum_ = state_.epoch_loss_sum, lr_ = state_.epoch_lr, comm_seconds_ = 0;
+  correct_ = static_cast<int64_t>(state_.epoch_correct), seen_ = static_cast<int64_t>(state_.epoch_seen);
+  const double seconds_before = state_.epoch_seconds;
+  const int64_t seen_before = seen_;
   auto t0 = std::chrono::steady_clock::now();
   while (auto batch = train_loader_->next()) {
     lr_ = schedule_.at(state_.global_step);
@@ -591,15 +617,19 @@ bool Run::train_epoch() {
     if (lead_ && state_.global_step % o_.log_every == 0)
       append_jsonl(dir_.log(), {{"event", "step"}, {"epoch", state_.epoch + 1}, {"step", state_.step_in_epoch},
                                 {"global_step", state_.global_step}, {"lr", lr_}, {"loss", loss_sum_ / seen_},
-                                {"acc", double(correct_) / seen_}, {"images_per_s", seen_ / progress.elapsed_seconds()}});
+                                {"acc", double(correct_) / seen_}, {"images_per_s", (seen_ - seen_before) / progress.elapsed_seconds()}});
     if (stop_signal_ || (o_.stop_after_steps > 0 && state_.global_step - steps_at_start_ >= o_.stop_after_steps)) {
-      state_.train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      state_.train_seconds += seconds;
+      state_.epoch_loss_sum = loss_sum_, state_.epoch_correct = static_cast<double>(correct_);
+      state_.epoch_seen = static_cast<double>(seen_), state_.epoch_seconds = seconds_before + seconds, state_.epoch_lr = lr_;
       stop(stop_signal_ ? signal_name(stop_signal_) : "stopped after train.stop_after_steps=" + std::to_string(o_.stop_after_steps), false);
       return false;
     }
   }
-  epoch_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  state_.train_seconds += epoch_seconds_;
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  state_.train_seconds += seconds;
+  epoch_seconds_ = seconds_before + seconds;
   progress.finish("loss " + format_number("%.4f", seen_ ? loss_sum_ / seen_ : 0) + " acc " +
                   format_number("%.2f%%", seen_ ? 100.0 * correct_ / seen_ : 0));
   return true;
@@ -651,6 +681,7 @@ bool Run::end_epoch() {
   if (lead_ && group_)  // how much of the epoch the gradient all-reduce took (rank 0's view)
     append_jsonl(dir_.log(), {{"event", "distributed"}, {"epoch", state_.epoch + 1}, {"world_size", env_.world_size},
                               {"gradient_allreduce_seconds", comm_seconds_}, {"seconds", epoch_seconds_}});
+  state_.epoch_loss_sum = state_.epoch_correct = state_.epoch_seen = state_.epoch_seconds = state_.epoch_lr = 0;
   TrainState next = state_;
   ++next.epoch;
   next.step_in_epoch = 0;

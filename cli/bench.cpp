@@ -338,6 +338,9 @@ void add_bench_command(CLI::App& app) {
     only({"--model", "--steps", "--classes", "--memory-format", "--precision", "--profile", "--fused"}, model,
          "timing a model (without --peak, --loader or --perturb)");
     a->images_given = cmd->count("--images") > 0;
+    if (a->threads > available_cores())  // measured, but oversubscribed: not what the cores give
+      std::fprintf(stderr, "note: --threads %lld is more than the %lld cores this process may use; threads share cores\n",
+                   (long long)a->threads, (long long)available_cores());
     int64_t threads = configure_threads(a->threads ? std::optional<int64_t>(a->threads) : std::nullopt);
     if (a->peak)
       bench_peak(*a);

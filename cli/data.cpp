@@ -6,6 +6,7 @@
 #include "cli/commands.hpp"
 #include "core/text.hpp"
 #include "datasets/dataset.hpp"
+#include "datasets/experiment.hpp"
 
 namespace ventral::cli {
 
@@ -44,6 +45,9 @@ void add_data_command(CLI::App& app) {
     LoadOptions opts{args->channels, args->size};
     opts.stream = args->stream;
     Dataset d = load_dataset(args->spec, parse_split(args->split), opts);
+    if (args->split == "test" && one_image_set(args->spec))
+      std::fprintf(stderr, "note: %s has no separate test split: these are all its images, the training split's too\n",
+                   printable(args->spec).c_str());
     ChannelStats stats = channel_stats(d);
     auto counts = d.class_counts();
     if (args->json) {

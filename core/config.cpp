@@ -202,6 +202,12 @@ void reject_duplicate_keys(const YAML::Node& node, const std::string& path, cons
 YAML::Node load_yaml_file(const std::string& path) {
   auto bytes = read_file(path);
   const std::string text(bytes.begin(), bytes.end());
+  // yaml-cpp reads a NUL byte as the end of its input and reports a syntax error after it.
+  if (const size_t nul = text.find('\0'); nul != std::string::npos) {
+    const size_t line = 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<long>(nul), '\n'));
+    throw InputError(path + ": line " + std::to_string(line) + " holds a NUL byte (byte " + std::to_string(nul) +
+                     "): a config is YAML text; is this a binary file?");
+  }
   // One document per file: a second one (after `---`) would otherwise be silently ignored.
   if (has_second_document(text))
     throw InputError(path + ": holds more than one YAML document (separated by '---'); a config is one document: "
@@ -490,7 +496,16 @@ void Config::set(const std::string& assignment, const std::string& origin) {
   } catch (const YAML::Exception& e) {
     throw InputError(origin + ": override '" + assignment + "' has an invalid value: " + e.msg);
   }
-  if (value.IsNull()) value = YAML::Node(std::string());
+  if (value.IsNull()) {
+    // "key=", "key=~" and "key=null" empty a value; text YAML reads as nothing else (",") is a typo.
+    std::string text = assignment.substr(eq + 1);
+    text.erase(0, text.find_first_not_of(" \t"));
+    text.erase(text.find_last_not_of(" \t") + 1);
+    if (!text.empty() && text != "~" && text != "null" && text != "Null" && text != "NULL")
+      throw InputError(origin + ": override '" + assignment + "' has no value YAML can read ('" + text +
+                       "'); quote it, or give key= to empty it");
+    value = YAML::Node(std::string());
+  }
   assign(key, value, origin);
 }
 

@@ -37,6 +37,9 @@ struct LoadOptions {
   std::string stream = "auto";
   /// A file that does not decode is skipped and counted instead of being an error.
   bool skip_bad_images = false;
+  /// Where image_size came from when the caller chose it, not the user (`eval --data`: "the
+  /// model's input"): images of another size are then resized with a note naming it.
+  std::string size_from;
 };
 
 /// The decoded size above which data.stream=auto streams an image folder or list: 1 GiB.

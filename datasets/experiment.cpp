@@ -14,6 +14,15 @@
 
 namespace ventral {
 
+bool one_image_set(const std::string& spec) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const std::string arg = spec.substr(spec.find(':') + 1);
+  return (spec.rfind("folder:", 0) == 0 &&
+          !(fs::is_directory(fs::path(arg) / "train", ec) && fs::is_directory(fs::path(arg) / "test", ec))) ||
+         (spec.rfind("list:", 0) == 0 && arg.find("{split}") == std::string::npos);
+}
+
 void make_dataset_absolute(Config& cfg) {
   const std::string spec = cfg.get_string("data.dataset"), absolute = absolute_dataset_spec(spec);
   if (absolute == spec) return;
@@ -92,14 +101,8 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
   d.train = load_dataset(spec, Split::Train, load);
   if (need_test) {
     d.test = load_dataset(spec, Split::Test, load);
-    // folder:ROOT without ROOT/train and ROOT/test, and list:FILE without {split}, are one set
-    // of images for both splits: the "test" numbers are then the fit to the training images.
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    const std::string arg = spec.substr(spec.find(':') + 1);
-    const bool one_set = (spec.rfind("folder:", 0) == 0 && !(fs::is_directory(fs::path(arg) / "train", ec) &&
-                                                           fs::is_directory(fs::path(arg) / "test", ec))) ||
-                         (spec.rfind("list:", 0) == 0 && arg.find("{split}") == std::string::npos);
+    // One set of images for both splits: the "test" numbers are then the fit to the training images.
+    const bool one_set = one_image_set(spec);
     if (one_set) d.test.name += " (the training images: no separate test split)";  // in test.json and reports
     if (one_set)
       std::fprintf(stderr, "note: %s has no separate test split, so the test images are the training images (the "

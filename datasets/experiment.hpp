@@ -31,6 +31,10 @@ void check_mean_std(const std::vector<double>& mean, const std::vector<double>& 
 /// run records, and what a config given to `train --resume` or a study is compared in.
 void make_dataset_absolute(Config& cfg);
 
+/// Whether SPEC is one set of images for both splits: folder:ROOT without ROOT/train and
+/// ROOT/test, or list:FILE without {split} (its "test" images are the training images).
+bool one_image_set(const std::string& spec);
+
 /// Loads data.dataset with data.channels / data.image_size, splits off data.val_fraction
 /// (seeded), and takes data.mean / data.std or, when empty, measures them on the training
 /// indices. `need_test`: also load the test split.

@@ -511,11 +511,10 @@ const uint8_t* Dataset::fetch(size_t i, std::vector<uint8_t>& scratch) const {
                      "images are fitted one by one; others may differ too); set data.image_size, or data.resize and "
                      "data.center_crop\n", printable(files->root).c_str(), printable(files->name(k)).c_str(),
                      (long long)width, (long long)height);
-      else
-        std::fprintf(stderr, "note: %s: %s is not %lldx%lld, the size asked for (the model's input or data.image_size), "
-                     "and was resized to it (streamed images are fitted one by one; others may differ too)\n",
-                     printable(files->root).c_str(), printable(files->name(k)).c_str(), (long long)width,
-                     (long long)height);
+      else if (!files->options.size_from.empty())
+        std::fprintf(stderr, "note: %s: %s is not %lldx%lld (%s) and was resized to it (streamed images are fitted one "
+                     "by one; others may differ too)\n", printable(files->root).c_str(), printable(files->name(k)).c_str(),
+                     (long long)width, (long long)height, files->options.size_from.c_str());
     }
     return ok;
   });
@@ -609,10 +608,9 @@ Dataset open_images(ImageIndex index, const LoadOptions& options, const std::str
     std::fprintf(stderr, "note: %s: %zu of %zu images differ in size from the first (%lldx%lld) and were resized to it; "
                  "set data.image_size, or data.resize and data.center_crop\n",
                  what.c_str(), resized, d.labels.size(), (long long)d.width, (long long)d.height);
-  else if (resized > 0 && options.center_crop == 0)  // e.g. `eval --data` of other-size images: said, not silent
-    std::fprintf(stderr, "note: %s: %zu of %zu images are not %lldx%lld, the size asked for (the model's input or "
-                 "data.image_size), and were resized to it\n",
-                 what.c_str(), resized, d.labels.size(), (long long)d.width, (long long)d.height);
+  else if (resized > 0 && options.center_crop == 0 && !options.size_from.empty())  // `eval --data`: said, not silent
+    std::fprintf(stderr, "note: %s: %zu of %zu images are not %lldx%lld (%s) and were resized to it\n", what.c_str(),
+                 resized, d.labels.size(), (long long)d.width, (long long)d.height, options.size_from.c_str());
   d.files.reset();
   d.ids.clear();
   return d;

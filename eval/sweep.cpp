@@ -178,6 +178,7 @@ Dataset evaluation_data(const LoadedRun& run, const std::string& spec_in, const 
   LoadOptions load = preprocessing(run.cfg).load;  // the run's resize and crop, at the size it was built for
   load.channels = run.channels;
   if (load.center_crop == 0) load.image_size = run.image_size;
+  if (!spec_in.empty()) load.size_from = "the model's input size";  // another dataset than the run's: said
   Dataset data = load_dataset(spec, parse_split(split), load);
   if (limit > 0 && static_cast<size_t>(limit) < data.size()) {
     std::vector<int64_t> first(static_cast<size_t>(limit));
@@ -456,7 +457,13 @@ std::string run_eval(const EvalOptions& o) {
     reference = sweep(ref, data, conditions, {ref.model->default_steps()}, o.seed, "reference ");
   }
   Summary summary = summarize(result, reference ? &*reference : nullptr, o.exit_thresholds);
-  EvalProvenance from{source, (o.data.empty() ? run.cfg.get_string("data.dataset") : o.data) + "/" + o.split,
+  const std::string spec = o.data.empty() ? run.cfg.get_string("data.dataset") : o.data;
+  // A folder or list without splits is one set: named as such in summary.json, not as a "test" split.
+  const bool one_set = one_image_set(spec);
+  const std::string dataset = !one_set       ? spec + "/" + o.split
+                              : o.data.empty() ? spec + " (the training images: no separate test split)"
+                                               : spec;
+  EvalProvenance from{source, dataset,
                       count_parameters(*run.model), run.model->recurrent(), o.seed, o.reference,
                       precision_name(run.model->precision())};
   write_evaluation(out, result, summary, from, masked);

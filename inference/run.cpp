@@ -140,12 +140,6 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
                                  r.cfg.get_string("memory_format"), r.channels, r.image_size);
   r.model->eval();
   check_model_json(dir, r, saved, !trained.config.empty());  // run files edited since training
-  // A checkpoint of another run of the same config (another seed: the same shapes and meaning).
-  if (saved && saved->contains("run_id") && saved->at("run_id").is_string() && !trained.run_id.empty() &&
-      saved->at("run_id").get<std::string>() != trained.run_id)
-    throw InputError(checkpoint_path + ": written by another run (run id " + trained.run_id + ", this run's is " +
-                     saved->at("run_id").get<std::string>() + " in " + dir.model_json() +
-                     "): evaluate it from the run directory it came from");
   // The checkpoint itself: one of another run (same shapes, another config) passes the above.
   if (!trained.config.empty())
     if (auto d = weight_meaning_differences(r.cfg, Config::from_text(trained.config, checkpoint_path)); !d.empty()) {
@@ -153,6 +147,12 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
       throw InputError(checkpoint_path + ": these weights were trained with another config than " + dir.config() + " (" +
                        join(d, "; ") + "): a checkpoint of another run, or config.yaml edited after training");
     }
+  // A checkpoint of another run of the same config (another seed: the same shapes and meaning).
+  if (saved && saved->contains("run_id") && saved->at("run_id").is_string() && !trained.run_id.empty() &&
+      saved->at("run_id").get<std::string>() != trained.run_id)
+    throw InputError(checkpoint_path + ": written by another run (run id " + trained.run_id + ", this run's is " +
+                     saved->at("run_id").get<std::string>() + " in " + dir.model_json() +
+                     "): evaluate it from the run directory it came from");
   return r;
 }
 

@@ -131,7 +131,9 @@ std::string run_compare(const Experiment& x, const std::string& out, const Train
       RunDir dir = run_of(out, m, seed);
       ensure_trained(x, m, seed, dir, out, external);
       LoadedRun run = load_run(dir.path());
-      const std::string dataset = run.cfg.get_string("data.dataset") + "/test";
+      const std::string spec = run.cfg.get_string("data.dataset");
+      const std::string dataset =
+          one_image_set(spec) ? spec + " (the training images: no separate test split)" : spec + "/test";
       Dataset images = evaluation_data(run, "", "test", x.limit);
       SweepResult result = sweep(run, images, conditions, steps_or_default(x.steps, run), x.seed);
       // Paired statistics need the reference's predictions on the very same images.

@@ -895,12 +895,14 @@ TEST(Cli, NinthRoundRunsRecordTheirDatasetTheirIdentityAndWholeEpochs) {
   EXPECT_EQ(std::count(whole.begin(), whole.end(), '\n'), 3) << whole;
   EXPECT_EQ(training_columns(read_text(dir / "a/stopped/metrics.csv")), whole);
 
-  // Another run of the same config but its seed: its checkpoint is not this run's.
-  ASSERT_EQ(ventral::test::run_shell(in_a + "train cfg.yaml --run-dir other seed=1").status, 0);
+  // Another run of the same config (a rerun, or the same study entry run twice): its checkpoint
+  // is not this run's.
+  ASSERT_EQ(ventral::test::run_shell(in_a + "train cfg.yaml --run-dir other").status, 0);
   fs::copy_file(dir / "a/other/checkpoints/last.pt", dir / "a/run/checkpoints/last.pt", fs::copy_options::overwrite_existing);
   expect_input_error("eval " + (dir / "a/run") + " --out " + (dir / "e3"), "written by another run");
-  // A metrics.csv copied from the other run: compare's curve is the run's own (from last.pt).
-  fs::copy_file(dir / "a/other/metrics.csv", dir / "a/stopped/metrics.csv", fs::copy_options::overwrite_existing);
+  // A metrics.csv replaced (another run's, or edited): compare's curve is the run's own (last.pt's).
+  write_text(dir / "a/stopped/metrics.csv", "epoch,lr,train_loss,train_acc,val_loss,val_acc_step1,seconds\n"
+                                            "1,0.075,0.5,0.5,0.5,0.125,0.01\n2,0.0067,0.5,0.5,0.5,0.25,0.01\n");
   const auto curve = ventral::RunDir(dir / "a/stopped").read_validation_curve();
   ASSERT_EQ(curve.size(), 2u);
   std::istringstream rows(read_text(dir / "a/run/metrics.csv"));
@@ -908,6 +910,7 @@ TEST(Cli, NinthRoundRunsRecordTheirDatasetTheirIdentityAndWholeEpochs) {
   std::getline(rows, header), std::getline(rows, first);
   const std::vector<std::string> cells = ventral::split_csv_row(first);
   EXPECT_DOUBLE_EQ(curve[0].second, std::stod(cells[cells.size() - 2]));
+  EXPECT_NE(curve[0].second, 0.125);
 
   // A streamed test image that does not decode (data.skip_bad_images) is in no count: a stand-in
   // took its place and was scored (n was 17 of 16 decodable images).
@@ -945,7 +948,39 @@ TEST(Cli, NinthRoundExportsAreEvaluatedAsDescribed) {
                      "contradicts");
   expect_input_error("eval --weights " + (dir / "w.pt") + " --set model.width=8 --data synthetic:64 --out " + (dir / "e4"),
                      "--set model.width=8: contradicts");
+  // Images of another size than the model's input, given with --data, are resized with a note.
+  std::vector<unsigned char> big;
+  cv::imencode(".png", cv::Mat(32, 32, CV_8UC1, cv::Scalar(90)), big);
+  write_bytes(dir / "big/circle/a.png", big);
+  write_bytes(dir / "big/square/a.png", big);
+  auto resized = run_ventral("eval " + (dir / "run") + " --data folder:" + (dir / "big") + " --out " + (dir / "e5"));
+  ASSERT_EQ(resized.status, 0) << resized.output;
+  EXPECT_NE(resized.output.find("2 of 2 images are not 28x28 (the model's input size) and were resized"), std::string::npos)
+      << resized.output;
+  // A folder without splits is named as itself in summary.json (it was called "DIR/test").
+  EXPECT_EQ(nlohmann::json::parse(read_text(dir / "e5/summary.json"))["dataset"], "folder:" + (dir / "big"));
   expect_input_error("train " + (dir / "base.yaml") + " model.name=resnet20 model.weights=" + (dir / "w.pt") +
                          " model.weights_strict=false --run-dir " + (dir / "never"),
                      "none of the file's tensors fits the model");
+}
+
+// Smaller leftovers of the eighth round: an override YAML reads as nothing (`perturb=,` turned the
+// training perturbation off), a config file holding a NUL byte (yaml-cpp's message pointed past
+// it), `data --split test` on a folder without a test split, and `bench --threads` above the cores.
+TEST(Cli, NinthRoundOverridesOfNothingNulBytesAndUnsplitFolders) {
+  TempDir dir;
+  expect_input_error("config data.augment.perturb=,", "has no value YAML can read");
+  EXPECT_EQ(run_ventral("config data.augment.perturb=").status, 0);  // empty on purpose: off
+  write_bytes(dir / "nul.yaml", {'s', 'e', 'e', 'd', ':', ' ', '1', '\n', 0, 'x', ':', ' ', '1', '\n'});
+  expect_input_error("config " + (dir / "nul.yaml"), "nul.yaml: line 2 holds a NUL byte");
+  std::vector<unsigned char> png;
+  cv::imencode(".png", cv::Mat(28, 28, CV_8UC1, cv::Scalar(9)), png);
+  write_bytes(dir / "f/circle/a.png", png);
+  write_bytes(dir / "f/square/a.png", png);
+  auto data = run_ventral("data folder:" + (dir / "f") + " --split test");
+  EXPECT_EQ(data.status, 0) << data.output;
+  EXPECT_NE(data.output.find("has no separate test split: these are all its images"), std::string::npos) << data.output;
+  auto bench = run_ventral("bench --model cortical_b --batch 2 --iters 1 --warmup 0 --threads 64");
+  EXPECT_EQ(bench.status, 0) << bench.output;
+  EXPECT_NE(bench.output.find("--threads 64 is more than the"), std::string::npos) << bench.output;
 }

@@ -315,11 +315,13 @@ TEST(Weights, ExportThenFineTuneThroughTheCli) {
   from_checkpoint->eval(), from_export->eval();
   EXPECT_TRUE(torch::allclose(from_checkpoint->forward(x, 1).back(), from_export->forward(x, 1).back(), 1e-5, 1e-6));
   // RUN/model.json, written by training, is the export's description without its source and
-  // the name of the weights file it describes.
+  // the name of the weights file it describes, plus the run's id.
   auto run_meta = nlohmann::json::parse(std::ifstream(dir / "run/model.json"));
   EXPECT_EQ(meta["weights"], "model.pt");
   meta.erase("source");
   meta.erase("weights");
+  EXPECT_EQ(run_meta["run_id"].get<std::string>().size(), 16u) << run_meta.dump();
+  run_meta.erase("run_id");
   EXPECT_EQ(run_meta, meta);
   // ventral_torch.load reads the run directory (here its best checkpoint) and the export alike.
   if (python_torch()) {
@@ -338,7 +340,9 @@ TEST(Weights, ExportThenFineTuneThroughTheCli) {
   const std::string norm = " --set model.width=4 --set data.image_size=28 --set data.mean=[" +
                            format_number("%.17g", meta["normalisation"]["mean"][0].get<double>()) +
                            "] --set data.std=[" + format_number("%.17g", meta["normalisation"]["std"][0].get<double>()) + "]";
-  const std::string any_model = "eval --data synthetic:200 --weights " + (dir / "out/model.pt");
+  // A state_dict alone (as Python's torch.save writes one): no description beside it.
+  std::filesystem::copy_file(dir / "out/model.pt", dir / "bare.pt");
+  const std::string any_model = "eval --data synthetic:200 --weights " + (dir / "bare.pt");
   const std::string weights = any_model + " --model resnet20";
   auto of_run = run_ventral("eval " + (dir / "run") + " --checkpoint best --data synthetic:200 --out " + (dir / "e_run"));
   ASSERT_EQ(of_run.status, 0) << of_run.output;
@@ -346,6 +350,10 @@ TEST(Weights, ExportThenFineTuneThroughTheCli) {
   ASSERT_EQ(of_weights.status, 0) << of_weights.output;
   auto bytes = [](const std::string& path) { return ventral::read_file(path); };
   EXPECT_EQ(bytes(dir / "e_run/results.csv"), bytes(dir / "e_w/results.csv"));
+  // The export with its description beside it needs none of --model, --set and --classes.
+  auto described = run_ventral("eval --data synthetic:200 --weights " + (dir / "out/model.pt") + " --out " + (dir / "e_d"));
+  ASSERT_EQ(described.status, 0) << described.output;
+  EXPECT_EQ(bytes(dir / "e_run/results.csv"), bytes(dir / "e_d/results.csv"));
   // Without --classes the model's classes are its output indices: every prediction, no accuracy.
   auto blind = run_ventral(weights + norm + " --out " + (dir / "e_blind"));
   ASSERT_EQ(blind.status, 0) << blind.output;
@@ -366,7 +374,7 @@ TEST(Weights, ExportThenFineTuneThroughTheCli) {
            {weights + norm + " --classes " + (dir / "run/config.yaml"), "names for a model with 10 outputs"},
            {weights + " --set model.width=4 --set data.image_size=28", "the normalisation the weights were trained with is needed"},
            {weights + " --set model.width=4", "the input size is unknown"},
-           {"eval --data synthetic --weights " + (dir / "out/model.pt"), "needs --model NAME"},
+           {"eval --data synthetic --weights " + (dir / "bare.pt"), "needs --model NAME"},
            {"eval " + (dir / "run") + " --model resnet20", "--model: only with --weights"},
            {weights + " --set train.lr=1" + norm, "only model.*, data.*, threads and memory_format keys apply"},
            {weights + " --set data.resize=256" + norm, "needs data.center_crop"},

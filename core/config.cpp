@@ -178,13 +178,17 @@ namespace {
 constexpr size_t kMaxYamlValues = 100000;
 
 void reject_duplicate_keys(const YAML::Node& node, const std::string& path, const std::string& prefix,
-                           size_t& visited) {
+                           size_t& visited, int depth = 0) {
   if (++visited > kMaxYamlValues)
     throw InputError(path + ": holds more than " + std::to_string(kMaxYamlValues) +
                      " values once its aliases (*name) are expanded (a config holds a few hundred); write the values out");
+  // An alias inside its own anchor (`a: &x {b: *x}`) makes a cycle, endless once followed.
+  if (depth > 64)
+    throw InputError(path + ": line " + std::to_string(node.Mark().line + 1) + ": values nested more than 64 levels "
+                     "deep once aliases (*name) are followed (an alias inside its own anchor?); a config is a few levels");
   if (node.IsSequence()) {
     for (size_t i = 0; i < node.size(); ++i)
-      reject_duplicate_keys(node[i], path, prefix + "[" + std::to_string(i) + "]", visited);
+      reject_duplicate_keys(node[i], path, prefix + "[" + std::to_string(i) + "]", visited, depth + 1);
   } else if (node.IsMap()) {
     std::set<std::string> seen;
     for (const auto& item : node) {
@@ -193,7 +197,7 @@ void reject_duplicate_keys(const YAML::Node& node, const std::string& path, cons
       if (!seen.insert(item.first.Scalar()).second)
         throw InputError(path + ": line " + std::to_string(item.first.Mark().line + 1) + ": key '" + printable(key) +
                          "' appears twice");
-      reject_duplicate_keys(item.second, path, key, visited);
+      reject_duplicate_keys(item.second, path, key, visited, depth + 1);
     }
   }
 }
@@ -505,6 +509,25 @@ void Config::set(const std::string& assignment, const std::string& origin) {
       throw InputError(origin + ": override '" + assignment + "' has no value YAML can read ('" + text +
                        "'); quote it, or give key= to empty it");
     value = YAML::Node(std::string());
+  }
+  // " #" starts a YAML comment: `data.dataset=folder:../h #b` would read as folder:../h.
+  const std::string text = assignment.substr(eq + 1);
+  for (size_t hash = text.find('#'); hash != std::string::npos; hash = text.find('#', hash + 1)) {
+    if (hash == 0 || (text[hash - 1] != ' ' && text[hash - 1] != '\t')) continue;
+    YAML::Emitter e;
+    e << value;
+    if (std::string(e.c_str()).find('#') == std::string::npos)
+      throw InputError(origin + ": override '" + printable(assignment) + "': YAML reads '" + printable(text.substr(hash)) +
+                       "' as a comment, leaving " + printable(e.c_str()) + "; quote the value (" + printable(key) +
+                       "='\"...\"') to keep the '#'");
+    break;
+  }
+  // A section takes a mapping of its keys (`data.augment={flip: true}`), as it does in a file.
+  if (is_section(key) && !find_spec(key)) {
+    if (value.IsMap()) return merge(value, key, origin);
+    throw InputError(origin + ": override '" + printable(assignment) + "': '" + printable(key) +
+                     "' is a section: set one of its keys (" + printable(key) + ".KEY=VALUE) or give a mapping (" +
+                     printable(key) + "={KEY: VALUE})");
   }
   assign(key, value, origin);
 }

@@ -160,10 +160,12 @@ std::string absolute_dataset_spec(const std::string& spec) {
   const size_t colon = spec.find(':');
   if (colon == std::string::npos || spec.compare(0, colon, "synthetic") == 0) return spec;
   const std::string arg = spec.substr(colon + 1);
-  if (arg.empty() || fs::path(arg).is_absolute()) return spec;
+  if (arg.empty()) return spec;
+  // Symbolic links and `..` resolved as the kernel resolves them (`link/..` is the link target's
+  // parent), and one spelling per folder (`imgs/`, `./imgs` and `imgs` are one).
   std::error_code ec;
-  const fs::path absolute = fs::absolute(arg, ec);
-  return ec ? spec : spec.substr(0, colon + 1) + absolute.lexically_normal().string();
+  const fs::path canonical = fs::weakly_canonical(fs::absolute(arg, ec), ec);
+  return ec || canonical.empty() ? spec : spec.substr(0, colon + 1) + canonical.string();
 }
 
 Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& options) {

@@ -110,10 +110,10 @@ struct Dataset {
 /// Checks a data.dataset value without reading images: a known kind, the folder or file it
 /// needs, a valid synthetic:N count; InputError otherwise.
 void check_dataset_spec(const std::string& spec);
-/// The SPEC with a relative folder or file made absolute against the working directory
-/// (`folder:imgs` run in /home/a gives `folder:/home/a/imgs`); other specs unchanged. A run
-/// records its dataset this way, so evaluating or resuming it from another directory reads the
-/// same images, never another folder of the same name.
+/// The SPEC with its folder or file made absolute against the working directory and canonical
+/// (`folder:imgs/` run in /home/a gives `folder:/home/a/imgs`; links resolved); other specs
+/// unchanged. A run records its dataset this way, so evaluating or resuming it from another
+/// directory reads the same images, never another folder of the same name.
 std::string absolute_dataset_spec(const std::string& spec);
 /// Loads a dataset from a SPEC: `fashion-mnist` (the Debian package), `fashion-mnist:DIR`,
 /// `mnist:DIR`, `cifar10:DIR`, `folder:DIR`, `list:FILE`, `synthetic[:N]`. Folders and lists

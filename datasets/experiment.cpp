@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <tuple>
 
 #include <yaml-cpp/yaml.h>
 
@@ -13,6 +14,14 @@
 #include "datasets/perturb.hpp"
 
 namespace ventral {
+
+std::pair<double, double> crop_scale(const Config& cfg) {
+  const std::vector<double> scale = cfg.get_floats("data.augment.random_resized_crop_scale");
+  if (scale.size() != 2 || scale[0] > scale[1])
+    throw InputError(cfg.origin("data.augment.random_resized_crop_scale") +
+                     ": key 'data.augment.random_resized_crop_scale' must be [min, max] with min <= max");
+  return {scale[0], scale[1]};
+}
 
 bool one_image_set(const std::string& spec) {
   namespace fs = std::filesystem;
@@ -193,11 +202,7 @@ LoaderOptions loader_options(const Config& cfg, const ExperimentData& data, bool
   o.augmentation.hflip = cfg.get_bool("data.augment.hflip");
   o.augmentation.erasing = cfg.get_float("data.augment.erasing");
   o.augmentation.resized_crop = cfg.get_bool("data.augment.random_resized_crop");
-  const std::vector<double> scale = cfg.get_floats("data.augment.random_resized_crop_scale");
-  if (scale.size() != 2 || scale[0] > scale[1])
-    throw InputError(cfg.origin("data.augment.random_resized_crop_scale") + ": key 'data.augment.random_resized_crop_scale' must be [min, max] with min <= max");
-  o.augmentation.scale_min = scale[0];
-  o.augmentation.scale_max = scale[1];
+  std::tie(o.augmentation.scale_min, o.augmentation.scale_max) = crop_scale(cfg);
   o.perturbation = training_perturbation(cfg);
   o.mean = data.mean;
   o.std = data.std;

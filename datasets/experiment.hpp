@@ -44,6 +44,10 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test = true);
 /// InputError naming the key for a bad spec.
 LoaderPerturbation training_perturbation(const Config& cfg);
 
+/// data.augment.random_resized_crop_scale as (min, max); InputError naming the key unless it is
+/// two values with min <= max. The one check, for `ventral config` and the training loader alike.
+std::pair<double, double> crop_scale(const Config& cfg);
+
 /// Loader options for training (shuffled, augmented, drop_last) or evaluation.
 LoaderOptions loader_options(const Config& cfg, const ExperimentData& data, bool training);
 /// Evaluation batches of the trained task: evaluation_loader_options() plus the training

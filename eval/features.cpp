@@ -73,18 +73,43 @@ void export_features(LoadedRun& run, const Dataset& data, int64_t steps, const F
   BatchLoader loader(subset, {}, run.loader_options());
   loader.start_epoch(0);
   torch::Device device = run.model->parameters().front().device();
-  while (auto batch = loader.next()) infer(*run.model, run.model->inputs(batch->images.to(device)), steps);
+  // Images that do not decode (data.skip_bad_images) had stand-ins in their batches: their rows
+  // are left out, as every evaluation count leaves them out.
+  std::vector<int64_t> left_out;
+  for (int64_t row0 = 0; auto batch = loader.next(); row0 += batch->images.size(0)) {
+    infer(*run.model, run.model->inputs(batch->images.to(device)), steps);
+    for (int64_t k : batch->stand_ins) left_out.push_back(row0 + k);
+  }
   run.model->set_probe(nullptr);
+  std::vector<float> labels;
+  std::vector<int64_t> kept;
+  for (int64_t i = 0, next = 0; i < n; ++i) {
+    if (next < static_cast<int64_t>(left_out.size()) && left_out[static_cast<size_t>(next)] == i) {
+      ++next;
+      continue;
+    }
+    kept.push_back(i);
+    labels.push_back(static_cast<float>(subset.labels[static_cast<size_t>(i)]));
+  }
+  for (auto& [key, buf] : store) {
+    if (left_out.empty()) break;
+    const size_t row = buf.size() / static_cast<size_t>(n);
+    std::vector<float> rows;
+    rows.reserve(kept.size() * row);
+    for (int64_t i : kept) rows.insert(rows.end(), buf.begin() + i * row, buf.begin() + (i + 1) * row);
+    buf = std::move(rows);
+  }
+  const auto rows = static_cast<int64_t>(kept.size());
   json index;
-  index["n"] = n;
+  index["n"] = rows;
   index["labels"] = "labels.npy";
   index["classes"] = run.classes;
   index["pooled"] = !o.full;
-  std::vector<float> labels(subset.labels.begin(), subset.labels.end());
-  write_npy((fs::path(o.out) / "labels.npy").string(), labels, {n});
+  if (!left_out.empty()) index["left_out"] = left_out;  // positions among the first n that did not decode
+  write_npy((fs::path(o.out) / "labels.npy").string(), labels, {rows});
   for (auto& [key, buf] : store) {
     auto shape = shapes[key];
-    shape[0] = n;
+    shape[0] = rows;
     std::string file = key.first + "_step" + std::to_string(key.second) + ".npy";
     write_npy((fs::path(o.out) / file).string(), buf, shape);
     index["files"].push_back({{"area", key.first}, {"step", key.second}, {"file", file}, {"shape", shape}});

@@ -179,7 +179,15 @@ Dataset evaluation_data(const LoadedRun& run, const std::string& spec_in, const 
   load.channels = run.channels;
   if (load.center_crop == 0) load.image_size = run.image_size;
   if (!spec_in.empty()) load.size_from = "the model's input size";  // another dataset than the run's: said
-  Dataset data = load_dataset(spec, parse_split(split), load);
+  Dataset data = [&] {
+    if (!spec_in.empty()) return load_dataset(spec, parse_split(split), load);
+    try {
+      return load_dataset(spec, parse_split(split), load);
+    } catch (const InputError& e) {  // the run's own dataset, moved or gone since training
+      throw InputError(std::string(e.what()) + " (the run's data.dataset; if the images are elsewhere now, give them "
+                                               "with --data SPEC)");
+    }
+  }();
   if (limit > 0 && static_cast<size_t>(limit) < data.size()) {
     std::vector<int64_t> first(static_cast<size_t>(limit));
     for (int64_t i = 0; i < limit; ++i) first[i] = i;
@@ -408,6 +416,26 @@ std::string run_eval(const EvalOptions& o) {
                        "baseline's run directory");
     reference_run.emplace(load_run(o.reference, "", o.precision));
     configure_threads(run.cfg.get_int_or_auto("threads"));  // loading set the reference's; this run's first
+    // The reference is scored on this evaluation's images and labels: its outputs must mean the
+    // same classes, in the same order, and it must take images of the same shape.
+    const LoadedRun& ref = *reference_run;
+    const std::string evaluated = o.run_dir.empty() ? printable(o.weights) : printable(o.run_dir);
+    auto first_names = [](std::vector<std::string> names) {
+      const size_t n = names.size();
+      if (n > 6) names.resize(5), names.push_back("... " + std::to_string(n) + " in all");
+      for (auto& name : names) name = printable(name);
+      return join(names, ", ");
+    };
+    if (ref.classes != run.classes)
+      throw InputError("--reference " + printable(o.reference) + ": its classes (" + first_names(ref.classes) +
+                       ") are not those of " + evaluated + " (" + first_names(run.classes) +
+                       "), in that order; a reference is scored on the same labels: give a run of the same task");
+    if (ref.channels != run.channels || ref.image_size != run.image_size)
+      throw InputError("--reference " + printable(o.reference) + ": takes " + std::to_string(ref.channels) + "x" +
+                       std::to_string(ref.image_size) + "x" + std::to_string(ref.image_size) + " images, " + evaluated +
+                       " takes " + std::to_string(run.channels) + "x" + std::to_string(run.image_size) + "x" +
+                       std::to_string(run.image_size) + "; a reference is scored on the same images: give a run trained "
+                       "on them");
   }
   std::string unknown;
   Dataset data = evaluation_data(run, o.data, o.split, o.limit, o.class_map, o.weights.empty() ? nullptr : &unknown);
@@ -463,6 +491,9 @@ std::string run_eval(const EvalOptions& o) {
   const std::string dataset = !one_set       ? spec + "/" + o.split
                               : o.data.empty() ? spec + " (the training images: no separate test split)"
                                                : spec;
+  if (one_set && o.data.empty())
+    std::fprintf(stderr, "note: %s has no separate test split: these numbers are on the images the run trained on\n",
+                 printable(spec).c_str());
   EvalProvenance from{source, dataset,
                       count_parameters(*run.model), run.model->recurrent(), o.seed, o.reference,
                       precision_name(run.model->precision())};

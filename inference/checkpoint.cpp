@@ -175,6 +175,18 @@ void save_checkpoint(const std::string& path, VisionModelImpl& model, torch::opt
 }
 
 namespace {
+// The error for a file LibTorch's archive reader could not read as a checkpoint. A PyTorch
+// pickle archive (torch.save, `ventral export`) has no TorchScript constants record.
+InputError not_a_checkpoint(const std::string& path, const c10::Error& e, const std::string& what_for = "") {
+  std::string what = e.what_without_backtrace();
+  what = what.substr(0, what.find('\n'));
+  if (what.find("constants.pkl") != std::string::npos)
+    return InputError(path + ": holds weights saved for PyTorch (torch.save or `ventral export`), not a training "
+                      "checkpoint of ventral: evaluate them with `ventral eval --weights " + path + "`, or start "
+                      "training from them with model.weights=" + path);
+  return InputError(path + ": not a loadable ventral checkpoint" + what_for + " (" + what + ")");
+}
+
 // The string a checkpoint keeps under `key` ("" when it has none).
 std::string checkpoint_string(const std::string& path, const char* key) {
   require_checkpoint_file(path);
@@ -186,8 +198,7 @@ std::string checkpoint_string(const std::string& path, const char* key) {
     if (archive.try_read(key, value) && value.isString()) return value.toStringRef();
     return "";
   } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    throw InputError(path + ": not a loadable ventral checkpoint (" + what.substr(0, what.find('\n')) + ")");
+    throw not_a_checkpoint(path, e);
   }
 }
 }  // namespace
@@ -239,8 +250,7 @@ TrainState load_checkpoint(const std::string& path, VisionModelImpl& model, torc
       generator.set_state(read("rng_state"));
     }
   } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    throw InputError(path + ": not a loadable ventral checkpoint for this model (" + what.substr(0, what.find('\n')) + ")");
+    throw not_a_checkpoint(path, e, " for this model");
   }
   return s;
 }

@@ -147,12 +147,7 @@ LoadedRun load_run(const std::string& run_dir, const std::string& checkpoint, co
       throw InputError(checkpoint_path + ": these weights were trained with another config than " + dir.config() + " (" +
                        join(d, "; ") + "): a checkpoint of another run, or config.yaml edited after training");
     }
-  // A checkpoint of another run of the same config (another seed: the same shapes and meaning).
-  if (saved && saved->contains("run_id") && saved->at("run_id").is_string() && !trained.run_id.empty() &&
-      saved->at("run_id").get<std::string>() != trained.run_id)
-    throw InputError(checkpoint_path + ": written by another run (run id " + trained.run_id + ", this run's is " +
-                     saved->at("run_id").get<std::string>() + " in " + dir.model_json() +
-                     "): evaluate it from the run directory it came from");
+  dir.check_run_id(checkpoint_path, trained.run_id);  // another run of the same config (the same shapes and meaning)
   return r;
 }
 
@@ -213,12 +208,18 @@ namespace {
 
 // load_weights() with the class names given (`classes_from` names where they came from in
 // messages; none: the output indices).
+// The first `described` settings come from the description `described_from` (named in messages).
 LoadedRun weights_model(const std::string& weights, const std::string& model_name, std::vector<std::string> classes,
                         const std::string& classes_from, const std::vector<std::string>& settings,
-                        const std::string& precision) {
+                        const std::string& precision, size_t described = 0, const std::string& described_from = "") {
   LoadedRun r;
-  r.cfg.set("model.name=" + model_name, "--model");
-  for (const auto& s : settings) {
+  r.cfg.set("model.name=" + model_name, described ? described_from : "--model");
+  for (size_t i = 0; i < settings.size(); ++i) {
+    const std::string& s = settings[i];
+    if (i < described) {
+      r.cfg.set(s, described_from);
+      continue;
+    }
     const std::string key = s.substr(0, s.find('='));
     if (s.find('=') == std::string::npos || key.empty())
       throw InputError("--set " + s + ": expected KEY=VALUE, e.g. --set data.preset=imagenet");
@@ -232,12 +233,12 @@ LoadedRun weights_model(const std::string& weights, const std::string& model_nam
   }
   find_model(model_name);  // an unknown name lists the valid ones before the weights are read
   check_model_options(r.cfg);
+  const auto state = read_state_dict(weights);  // a file that holds no weights is said before what it lacks
   const Preprocessing pre = preprocessing(r.cfg);
   r.image_size = pre.load.center_crop ? pre.load.center_crop : pre.load.image_size;
   if (r.image_size == 0)
     throw InputError("--weights: the input size is unknown: set data.preset (e.g. --set data.preset=imagenet), "
                      "data.center_crop or data.image_size");
-  const auto state = read_state_dict(weights);
   std::map<std::string, torch::Tensor> named;
   const bool prefixed = !state.empty() && std::all_of(state.begin(), state.end(), [](const auto& kv) {
     return kv.first.rfind("module.", 0) == 0;
@@ -291,57 +292,98 @@ LoadedRun load_weights(const std::string& weights, const std::string& model_name
                        "--classes " + classes_file, settings, precision);
 }
 
-std::optional<WeightsDescription> read_weights_description(const std::string& weights) {
+std::optional<WeightsDescription> read_weights_description(const std::string& weights, std::string* why_not) {
   const fs::path path = fs::path(weights).replace_extension(".json");
   const std::string name = fs::path(weights).filename().string();
-  if (path == fs::path(weights)) return std::nullopt;
+  std::error_code ec;
+  if (path == fs::path(weights) || !fs::exists(path, ec)) return std::nullopt;
   // Only the description written for these weights: an export records the file it describes.
-  const bool written_for_them = json_file_matches(path.string(), [&](const nlohmann::json& j) {
-    return j.is_object() && j.value("weights", std::string()) == name &&
-           j.value("format", std::string()).rfind("ventral model description", 0) == 0;
-  });
-  if (!written_for_them) return std::nullopt;
-  const nlohmann::json j = read_json_file(path.string());
+  nlohmann::json j;
+  try {
+    j = read_json_file(path.string());
+  } catch (const InputError& e) {
+    if (why_not) *why_not = e.what();
+    return std::nullopt;
+  }
+  if (!j.is_object() || !j.value("format", nlohmann::json()).is_string() ||
+      j["format"].get<std::string>().rfind("ventral model description", 0) != 0) {
+    if (why_not) *why_not = printable(path.string()) + " is not a description written by `ventral export` (no \"format\": \"ventral model description ...\")";
+    return std::nullopt;
+  }
+  if (!j.value("weights", nlohmann::json()).is_string() || j["weights"].get<std::string>() != name) {
+    if (why_not) *why_not = printable(path.string()) + " describes " + j.value("weights", nlohmann::json()).dump() + ", not " + printable(name);
+    return std::nullopt;
+  }
   WeightsDescription d;
   d.path = path.string();
-  try {
-    d.model = j.at("model").get<std::string>();
-    const nlohmann::json& o = j.at("options");
-    auto flag = [](bool b) { return std::string(b ? "true" : "false"); };
-    d.settings = {"model.width=" + std::to_string(o.at("width").get<int64_t>()),
-                  "model.steps=" + std::to_string(o.at("steps").get<int64_t>()),
-                  "model.unroll=" + o.at("unroll").get<std::string>(),
-                  "model.input_every_step=" + flag(o.at("input_every_step").get<bool>()),
-                  "model.cumulative_readout=" + flag(o.at("cumulative_readout").get<bool>()),
-                  "model.shortcut=" + o.at("shortcut").get<std::string>(),
-                  "model.stem=" + o.at("stem").get<std::string>()};
-    const nlohmann::json& in = j.at("input");
-    d.settings.push_back("data.channels=" + std::to_string(in.at("channels").get<int64_t>()));
-    if (const int64_t crop = in.at("center_crop").get<int64_t>(); crop > 0) {
-      d.settings.push_back("data.resize=" + std::to_string(in.at("resize").get<int64_t>()));
-      d.settings.push_back("data.center_crop=" + std::to_string(crop));
-    } else {
-      d.settings.push_back("data.image_size=" + std::to_string(in.at("image_size").get<int64_t>()));
+  // One field, of the JSON type asked for, named in the message when it is missing or another type.
+  auto field = [&](const std::string& pointer, nlohmann::json::value_t type) -> const nlohmann::json& {
+    const nlohmann::json::json_pointer at(pointer);
+    std::string dotted = pointer.substr(1);
+    std::replace(dotted.begin(), dotted.end(), '/', '.');
+    if (!j.contains(at))
+      throw InputError(printable(d.path) + ": field '" + dotted + "' is missing; restore the file from `ventral export`");
+    const nlohmann::json& v = j.at(at);
+    const bool ok = type == nlohmann::json::value_t::number_integer ? v.is_number_integer() : v.type() == type;
+    if (!ok)
+      throw InputError(printable(d.path) + ": field '" + dotted + "' is " + v.dump() + ", not " +
+                       (type == nlohmann::json::value_t::number_integer ? "a whole number"
+                        : type == nlohmann::json::value_t::string       ? "a string"
+                        : type == nlohmann::json::value_t::boolean      ? "true or false"
+                                                                        : "a list") +
+                       "; restore the file from `ventral export`");
+    return v;
+  };
+  using t = nlohmann::json::value_t;
+  auto integer = [&](const std::string& p) { return std::to_string(field(p, t::number_integer).get<int64_t>()); };
+  auto text = [&](const std::string& p) { return field(p, t::string).get<std::string>(); };
+  auto flag = [&](const std::string& p) { return std::string(field(p, t::boolean).get<bool>() ? "true" : "false"); };
+  auto numbers = [&](const std::string& p) {
+    std::vector<double> v;
+    for (const auto& x : field(p, t::array)) {
+      if (!x.is_number())
+        throw InputError(printable(d.path) + ": field '" + p.substr(1) + "' holds " + x.dump() + ", not a number");
+      v.push_back(x.get<double>());
     }
-    d.settings.push_back("data.normalize=true");  // an export without normalisation records mean 0, std 1
-    d.settings.push_back("data.mean=" + yaml_list(j.at("normalisation").at("mean").get<std::vector<double>>()));
-    d.settings.push_back("data.std=" + yaml_list(j.at("normalisation").at("std").get<std::vector<double>>()));
-    d.classes = j.at("classes").get<std::vector<std::string>>();
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(printable(d.path) + ": the description of " + printable(weights) + " is incomplete (" +
-                     std::string(e.what()) + "); restore it from `ventral export`, or move it away");
+    return v;
+  };
+  d.model = text("/model");
+  d.settings = {"model.width=" + integer("/options/width"), "model.steps=" + integer("/options/steps"),
+                "model.unroll=" + text("/options/unroll"), "model.input_every_step=" + flag("/options/input_every_step"),
+                "model.cumulative_readout=" + flag("/options/cumulative_readout"),
+                "model.shortcut=" + text("/options/shortcut"), "model.stem=" + text("/options/stem"),
+                "data.channels=" + integer("/input/channels"),
+                // Written out even when 0, so that a --set of another resize or crop contradicts them.
+                "data.resize=" + integer("/input/resize"), "data.center_crop=" + integer("/input/center_crop")};
+  if (field("/input/center_crop", t::number_integer).get<int64_t>() == 0)
+    d.settings.push_back("data.image_size=" + integer("/input/image_size"));
+  d.settings.push_back("data.normalize=true");  // an export without normalisation records mean 0, std 1
+  d.settings.push_back("data.mean=" + yaml_list(numbers("/normalisation/mean")));
+  d.settings.push_back("data.std=" + yaml_list(numbers("/normalisation/std")));
+  for (const auto& c : field("/classes", t::array)) {
+    if (!c.is_string())
+      throw InputError(printable(d.path) + ": field 'classes' holds " + c.dump() + ", not a class name");
+    d.classes.push_back(c.get<std::string>());
   }
+  if (d.classes.empty())
+    throw InputError(printable(d.path) + ": field 'classes' is empty; it names the model's classes in output order");
+  std::vector<std::string> sorted = d.classes;
+  std::sort(sorted.begin(), sorted.end());
+  if (const auto twice = std::adjacent_find(sorted.begin(), sorted.end()); twice != sorted.end())
+    throw InputError(printable(d.path) + ": field 'classes' names '" + printable(*twice) + "' twice");
   return d;
 }
 
 LoadedRun load_described_weights(const std::string& weights, const std::string& model_name,
                                  const std::string& classes_file, const std::vector<std::string>& settings,
                                  const std::string& precision) {
-  const std::optional<WeightsDescription> d = read_weights_description(weights);
+  std::string why_not;
+  const std::optional<WeightsDescription> d = read_weights_description(weights, &why_not);
   if (!d) {
     if (model_name.empty())
       throw InputError("--weights: needs --model NAME (the architecture; see `ventral models`): " + printable(weights) +
-                       " has no description from `ventral export` beside it");
+                       (why_not.empty() ? " has no description from `ventral export` beside it" : ": " + why_not));
+    if (!why_not.empty()) std::fprintf(stderr, "note: %s; not read\n", why_not.c_str());
     return load_weights(weights, model_name, classes_file, settings, precision);
   }
   const std::string from = printable(d->path) + ", the description exported with " + printable(weights);
@@ -350,6 +392,8 @@ LoadedRun load_described_weights(const std::string& weights, const std::string& 
   // A setting given may repeat the description's value, never change it.
   for (const std::string& given : settings) {
     const std::string key = given.substr(0, given.find('='));
+    if (key == "data.preset")
+      throw InputError("--set " + given + ": " + from + " sets the input size and normalisation; leave data.preset out");
     for (const std::string& described : d->settings) {
       if (described.substr(0, described.find('=')) != key) continue;
       Config mine, theirs;
@@ -368,7 +412,8 @@ LoadedRun load_described_weights(const std::string& weights, const std::string& 
                      "; leave --classes out");
   std::fprintf(stderr, "note: %s: reading the model, input size, normalisation and class names from %s\n",
                printable(weights).c_str(), printable(d->path).c_str());
-  return weights_model(weights, d->model, std::move(classes), from, merged, precision);
+  return weights_model(weights, d->model, std::move(classes), from, merged, precision, d->settings.size(),
+                       printable(d->path));
 }
 
 }  // namespace ventral

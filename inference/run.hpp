@@ -48,9 +48,10 @@ struct WeightsDescription {
   std::string path, model;
   std::vector<std::string> settings, classes;
 };
-/// nullopt when the weights have no such description beside them; InputError naming the file
-/// when one is there but incomplete.
-std::optional<WeightsDescription> read_weights_description(const std::string& weights);
+/// nullopt when the weights have no such description beside them (`why_not`, when given, says
+/// why a FILE.json that is there is not one: not JSON, not ventral's, another file's); InputError
+/// naming the file and field when it is theirs but incomplete or of the wrong types.
+std::optional<WeightsDescription> read_weights_description(const std::string& weights, std::string* why_not = nullptr);
 /// `model_name`, `classes_file` and `settings` given for `weights` merged with its description
 /// (when there is one): what the description says fills what was not given, and anything given
 /// that contradicts it is an InputError naming both. Then load_weights().

@@ -116,4 +116,18 @@ std::vector<std::pair<int64_t, double>> RunDir::read_validation_curve() const {
   return curve;
 }
 
+void RunDir::check_run_id(const std::string& checkpoint_path, const std::string& run_id) const {
+  if (run_id.empty()) return;  // a checkpoint from before run ids
+  std::error_code ec;
+  if (!fs::exists(model_json(), ec)) return;  // the caller requires model.json where it must be there
+  const json saved = read_json_file(model_json());
+  if (!saved.is_object() || !saved.contains("run_id") || !saved["run_id"].is_string())
+    throw InputError(model_json() + ": holds no run id (\"run_id\": a string), though " + checkpoint_path +
+                     " records one (" + run_id + "): restore the file; it tells this run's checkpoints from another's");
+  if (saved["run_id"].get<std::string>() != run_id)
+    throw InputError(checkpoint_path + ": written by another run (run id " + run_id + ", this run's is " +
+                     printable(saved["run_id"].get<std::string>()) + " in " + model_json() +
+                     "): evaluate or resume it from the run directory it came from");
+}
+
 }  // namespace ventral

@@ -71,6 +71,11 @@ class RunDir {
   TestRecord read_test() const;
   /// metrics.csv: (epoch, validation accuracy at the readout step) per epoch.
   std::vector<std::pair<int64_t, double>> read_validation_curve() const;
+  /// InputError unless the checkpoint at `checkpoint_path`, whose TrainState::run_id is
+  /// `run_id`, was written by this run: model.json's "run_id" must be that id (checkpoints from
+  /// before run ids, with an empty one, pass; model.json without a string "run_id" beside a
+  /// checkpoint that has one does not).
+  void check_run_id(const std::string& checkpoint_path, const std::string& run_id) const;
 
  private:
   std::string file(const std::string& name) const;

@@ -184,10 +184,7 @@ void check_training_config(const Config& cfg) {
     throw InputError(cfg.origin("data.image_size") + ": key 'data.image_size' is " + std::to_string(side) +
                      ": the smallest image side ventral trains on is 8 (0 keeps the dataset's own size)");
   if (cfg.get_string("train.optimizer") != "sgd") adam_betas(cfg);
-  const std::vector<double> scale = cfg.get_floats("data.augment.random_resized_crop_scale");
-  if (scale.size() != 2 || scale[0] > scale[1])
-    throw InputError(cfg.origin("data.augment.random_resized_crop_scale") +
-                     ": key 'data.augment.random_resized_crop_scale' must be [min, max] with min <= max");
+  crop_scale(cfg);
   const int64_t side = cfg.get_int("data.image_size") > 0 ? cfg.get_int("data.image_size") : 32;
   check_step_weights(cfg, *create_model(cfg.get_string("model.name"), model_options(cfg, 1, 10, side)));
 }
@@ -483,6 +480,7 @@ void Run::setup() {
   if (lead_) make_directories(dir_.checkpoints());
   if (resume_) {  // every rank reads last.pt (the run directory is shared, as it is for torchrun's restarts)
     state_ = load_checkpoint(dir_.last(), *model_, optimizer_.get());
+    dir_.check_run_id(dir_.last(), state_.run_id);  // another run's last.pt continues no run
     apply_memory_format(*model_, o_.memory_format);  // the load adopted the saved layout
     if (lead_)
       append_jsonl(dir_.log(), {{"event", "resume"}, {"epoch", state_.epoch}, {"global_step", state_.global_step},
@@ -562,8 +560,13 @@ void Run::stop(const std::string& why, bool saved) {
 bool Run::train_epoch() {
   train_loader_->start_epoch(state_.epoch, state_.step_in_epoch);
   const int64_t per_epoch = train_loader_->batches_per_epoch();
-  Progress progress("epoch " + std::to_string(state_.epoch + 1) + "/" + std::to_string(o_.epochs),
-                    (per_epoch - state_.step_in_epoch) * o_.batch_size, "img", o_.log_every);
+  // A resumed epoch says where it resumed: its count covers the steps left (none when the stop
+  // fell on the epoch's last step).
+  const std::string resumed = state_.step_in_epoch == 0 ? ""
+                              : " (resumed after step " + std::to_string(state_.step_in_epoch) + " of " +
+                                    std::to_string(per_epoch) + ")";
+  Progress progress("epoch " + std::to_string(state_.epoch + 1) + "/" + std::to_string(o_.epochs) + resumed,
+                    std::max<int64_t>(0, per_epoch - state_.step_in_epoch) * o_.batch_size, "img", o_.log_every);
   // A resumed epoch continues the sums of its batches before the stop.
   if (state_.step_in_epoch == 0) state_.epoch_loss_sum = state_.epoch_correct = state_.epoch_seen = state_.epoch_seconds = state_.epoch_lr = 0;
   loss_sum_ = state_.epoch_loss_sum, lr_ = state_.epoch_lr, comm_seconds_ = 0;

@@ -221,8 +221,10 @@ def main():
                      f"{e['ventral']:.0f} | {e['ventral_nchw']:.0f} | {e['ventral'] / e['ventral_nchw']:.2f}x |")
     lines += ["",
               "Inference folds eval-mode batch norms into the convolutions before them (ResNets; folded afresh on "
-              "every call, since LibTorch 1.13 gives a cache no reliable signal that the weights changed) and runs the "
-              "residual sum and its ReLU as one in-place pass (fp32; bf16 has no fused kernel in LibTorch 1.13).", "",
+              "every call, since LibTorch 1.13 gives a cache no reliable signal that the weights changed) and runs "
+              "each convolution through oneDNN with its batch norm, drive sum, residual and ReLU as post-ops, in fp32 "
+              "and, where oneDNN runs bf16 convolutions on the CPU, in bf16 (`--fused off` measures LibTorch's path; "
+              "`bench/fused` compares the two).", "",
               "## Data and perturbations", "",
               f"- Loader (Fashion-MNIST train, crop after 2-px padding + flip + random erasing + normalisation, "
               f"{loader['loader_threads']} loader thread(s), batch {loader['batch']}): **{loader['images_per_s']:.0f} images/s**, "

@@ -299,7 +299,7 @@ void add_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--fused", a->fused,
                   "inference: batch norms, sums and ReLUs in the convolutions' own oneDNN passes where the model and "
-                  "layout allow (fp32, channels-last); off: LibTorch's operations one by one")
+                  "layout allow (channels-last, fp32 or bf16); off: LibTorch's operations one by one")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
   cmd->add_option("--profile", a->profile, "write a chrome://tracing profile of the timed inference iterations to FILE");

@@ -24,9 +24,17 @@ inline void refuse_repeated_overrides(const std::vector<std::string>& overrides)
   for (size_t i = 0; i < overrides.size(); ++i)
     for (size_t j = 0; j < i; ++j) {
       const std::string key = overrides[i].substr(0, overrides[i].find('='));
-      if (key == overrides[j].substr(0, overrides[j].find('=')))
+      const std::string earlier = overrides[j].substr(0, overrides[j].find('='));
+      if (key == earlier)
         throw InputError("'" + key + "' is given twice on the command line ('" + overrides[j] + "', then '" +
                          overrides[i] + "'); give it once");
+      // A section given whole (`train={lr: 0.2}`) and one of its keys (`train.lr=0.1`): the later
+      // would silently win.
+      const bool within = key.rfind(earlier + ".", 0) == 0 || earlier.rfind(key + ".", 0) == 0;
+      if (within)
+        throw InputError("'" + overrides[j] + "' and '" + overrides[i] + "' on the command line: one sets the section '" +
+                         (key.size() < earlier.size() ? key : earlier) + "' whole, the other one of its keys; give "
+                         "them one way (a KEY=VALUE each, or one mapping)");
     }
 }
 

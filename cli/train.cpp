@@ -78,7 +78,8 @@ void add_train_command(CLI::App& app) {
           const auto edited = training_differences(Config::from_text(kept, last), cfg);
           if (!edited.empty())
             throw InputError(saved_path + ": differs from the config " + last + " was trained with (" + join(edited, ", ") +
-                             "); the file was edited after training started: restore it, or start a new --run-dir");
+                             "); the file was edited after training started, or " + last +
+                             " was copied from another run: restore it, or start a new --run-dir");
         }
       Config wanted = Config::load(config_path.empty() ? saved_path : config_path, overrides);
       auto diff = training_differences(cfg, wanted);

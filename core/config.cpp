@@ -315,6 +315,17 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
   auto fail = [&](const std::string& why) -> InputError {
     return InputError(origin + ": key '" + spec.key + "' " + why);
   };
+  // A YAML tag (`!!float 2`, `!custom 0`) would change how the text reads, or mean nothing here.
+  std::function<void(const YAML::Node&)> untagged = [&](const YAML::Node& n) {
+    if (const std::string tag = n.Tag(); !tag.empty() && tag != "?" && tag != "!")
+      throw fail("has the YAML tag '" + printable(tag) + "', which ventral does not read; write the value alone");
+    if (n.IsSequence() || n.IsMap())
+      for (const auto& item : n) {
+        if (n.IsMap()) untagged(item.second);
+        else untagged(static_cast<const YAML::Node&>(item));
+      }
+  };
+  untagged(value);
   // Bounds as written (1048576, not 1.04858e+06).
   auto bound = [](double b) {
     return std::abs(b) < 9e15 && b == std::floor(b) ? std::to_string(static_cast<int64_t>(b)) : format_number("%g", b);
@@ -447,6 +458,9 @@ void Config::merge(const YAML::Node& node, const std::string& prefix, const std:
   for (const auto& item : node) {
     std::string name = key_text(item.first, origin);
     std::string key = prefix.empty() ? name : prefix + "." + name;
+    if (name == "<<")
+      throw InputError(origin + ": key '" + key + "' is a YAML merge key, which ventral does not read (yaml-cpp keeps "
+                       "it as a key); write the merged keys out, or use an alias for a whole value");
     if (std::find(seen.begin(), seen.end(), name) != seen.end())
       throw InputError(origin + ": key '" + key + "' appears twice");
     seen.push_back(name);

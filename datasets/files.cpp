@@ -491,7 +491,8 @@ template <class Decode>
 void decode_or_skip(const Dataset& d, size_t i, Decode decode) {
   std::string why;
   if (decode(static_cast<size_t>(d.ids[i]), &why)) return;
-  if (!d.files->options.skip_bad_images) throw InputError(why);
+  if (!d.files->options.skip_bad_images)
+    throw InputError(why + "; remove or replace the file, or set data.skip_bad_images=true to leave such files out");
   if (d.files->mark_skipped(d.ids[i])) std::fprintf(stderr, "warning: %s; skipped (data.skip_bad_images)\n", why.c_str());
   throw UndecodableImage(why);
 }
@@ -593,7 +594,7 @@ Dataset open_images(ImageIndex index, const LoadOptions& options, const std::str
     } else if (options.skip_bad_images) {
       std::fprintf(stderr, "warning: %s; skipped (data.skip_bad_images)\n", why.c_str());
     } else {
-      throw InputError(why);
+      throw InputError(why + "; remove or replace the file, or set data.skip_bad_images=true to leave such files out");
     }
   }
   if (keep.size() < n) {

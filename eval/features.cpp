@@ -76,9 +76,11 @@ void export_features(LoadedRun& run, const Dataset& data, int64_t steps, const F
   // Images that do not decode (data.skip_bad_images) had stand-ins in their batches: their rows
   // are left out, as every evaluation count leaves them out.
   std::vector<int64_t> left_out;
-  for (int64_t row0 = 0; auto batch = loader.next(); row0 += batch->images.size(0)) {
+  int64_t row0 = 0;  // the batch's first row
+  while (auto batch = loader.next()) {
     infer(*run.model, run.model->inputs(batch->images.to(device)), steps);
     for (int64_t k : batch->stand_ins) left_out.push_back(row0 + k);
+    row0 += batch->images.size(0);
   }
   run.model->set_probe(nullptr);
   std::vector<float> labels;

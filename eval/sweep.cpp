@@ -41,7 +41,9 @@ std::map<std::string, std::string> read_class_map(const std::string& path) {
   std::map<std::string, std::string> map;
   if (path.empty()) return map;
   auto bytes = read_file(path);
-  std::stringstream in(std::string(bytes.begin(), bytes.end()));
+  std::string text(bytes.begin(), bytes.end());
+  if (text.rfind("\xEF\xBB\xBF", 0) == 0) text.erase(0, 3);  // a UTF-8 byte-order mark (editors on Windows)
+  std::stringstream in(text);
   int line_no = 0;
   for (std::string line; std::getline(in, line);) {
     ++line_no;

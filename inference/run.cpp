@@ -177,6 +177,8 @@ int64_t read_off(const std::map<std::string, torch::Tensor>& weights, const std:
 
 std::vector<std::string> read_class_names(const std::string& path) {
   auto bytes = read_file(path);
+  if (bytes.size() >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF)
+    bytes.erase(bytes.begin(), bytes.begin() + 3);  // a UTF-8 byte-order mark (editors on Windows)
   std::vector<std::string> names;
   std::set<std::string> seen;
   std::string line;
@@ -301,15 +303,19 @@ std::optional<WeightsDescription> read_weights_description(const std::string& we
   nlohmann::json j;
   try {
     j = read_json_file(path.string());
-  } catch (const InputError& e) {
-    if (why_not) *why_not = e.what();
-    return std::nullopt;
+  } catch (const InputError& e) {  // the description's name, damaged: read as one, it would say what to fix
+    throw InputError(std::string(e.what()) + "; it is read as the description of " + printable(weights) +
+                     ": restore it from `ventral export`, or move it away");
   }
   if (!j.is_object() || !j.value("format", nlohmann::json()).is_string() ||
       j["format"].get<std::string>().rfind("ventral model description", 0) != 0) {
     if (why_not) *why_not = printable(path.string()) + " is not a description written by `ventral export` (no \"format\": \"ventral model description ...\")";
     return std::nullopt;
   }
+  if (const std::string format = j["format"].get<std::string>();
+      format != "ventral model description 1" && format.rfind("ventral model description 1;", 0) != 0)
+    throw InputError(printable(path.string()) + ": field 'format' is \"" + printable(format) +
+                     "\": this ventral reads descriptions of format 1; export the weights again with it");
   if (!j.value("weights", nlohmann::json()).is_string() || j["weights"].get<std::string>() != name) {
     if (why_not) *why_not = printable(path.string()) + " describes " + j.value("weights", nlohmann::json()).dump() + ", not " + printable(name);
     return std::nullopt;
@@ -347,7 +353,51 @@ std::optional<WeightsDescription> read_weights_description(const std::string& we
     }
     return v;
   };
+  // Only the fields an export writes: anything else is from another writer, or a typo.
+  const std::map<std::string, std::vector<std::string>> known = {
+      {"", {"format", "model", "options", "steps", "input", "normalisation", "classes", "weights", "source"}},
+      {"/options", {"width", "steps", "unroll", "input_every_step", "cumulative_readout", "shortcut", "stem"}},
+      {"/input", {"channels", "image_size", "layout", "channel_order", "scale", "resize", "center_crop"}},
+      {"/normalisation", {"mean", "std"}}};
+  for (const auto& [object, names] : known) {
+    const nlohmann::json& o = object.empty() ? j : j.value(nlohmann::json::json_pointer(object), nlohmann::json::object());
+    if (!o.is_object()) continue;  // field() names its type below
+    for (const auto& item : o.items())
+      if (std::find(names.begin(), names.end(), item.key()) == names.end())
+        throw InputError(printable(d.path) + ": field '" + (object.empty() ? "" : object.substr(1) + ".") +
+                         printable(item.key()) + "' is not one `ventral export` writes; restore the file from it");
+  }
   d.model = text("/model");
+  try {
+    find_model(d.model);
+  } catch (const InputError& e) {
+    throw InputError(printable(d.path) + ": field 'model': " + e.what());
+  }
+  // What the export states about the input: the only values ventral writes.
+  const int64_t channels = field("/input/channels", t::number_integer).get<int64_t>();
+  if (channels != 1 && channels != 3)
+    throw InputError(printable(d.path) + ": field 'input.channels' is " + std::to_string(channels) +
+                     ", not 1 (gray) or 3 (RGB)");
+  for (const auto& [pointer, value] : std::vector<std::pair<std::string, std::string>>{
+           {"/input/layout", "NCHW"},
+           {"/input/channel_order", channels == 3 ? "RGB" : "gray"},
+           {"/input/scale", "pixel / 255, then (x - mean) / std per channel"}})
+    if (text(pointer) != value)
+      throw InputError(printable(d.path) + ": field '" + pointer.substr(1, pointer.find('/', 1) - 1) + "." +
+                       pointer.substr(pointer.find('/', 1) + 1) + "' is \"" + printable(text(pointer)) +
+                       "\", but ventral's models take \"" + value + "\"; restore the file from `ventral export`");
+  const int64_t side = field("/input/image_size", t::number_integer).get<int64_t>();
+  const int64_t resize = field("/input/resize", t::number_integer).get<int64_t>();
+  const int64_t crop = field("/input/center_crop", t::number_integer).get<int64_t>();
+  if (side < 8 || resize < 0 || crop < 0 || (resize > 0) != (crop > 0) || (crop > 0 && (side != crop || resize < crop)))
+    throw InputError(printable(d.path) + ": fields 'input.image_size' " + std::to_string(side) + ", 'input.resize' " +
+                     std::to_string(resize) + " and 'input.center_crop' " + std::to_string(crop) +
+                     " do not describe an input (image_size >= 8, and equal to center_crop when images are resized "
+                     "and cropped, resize >= center_crop; both 0 otherwise); restore the file from `ventral export`");
+  d.steps = field("/steps", t::number_integer).get<int64_t>();
+  if (d.steps < 1 || d.steps > 1000)
+    throw InputError(printable(d.path) + ": field 'steps' is " + std::to_string(d.steps) +
+                     ", not a number of steps (1 to 1000); restore the file from `ventral export`");
   d.settings = {"model.width=" + integer("/options/width"), "model.steps=" + integer("/options/steps"),
                 "model.unroll=" + text("/options/unroll"), "model.input_every_step=" + flag("/options/input_every_step"),
                 "model.cumulative_readout=" + flag("/options/cumulative_readout"),
@@ -358,12 +408,23 @@ std::optional<WeightsDescription> read_weights_description(const std::string& we
   if (field("/input/center_crop", t::number_integer).get<int64_t>() == 0)
     d.settings.push_back("data.image_size=" + integer("/input/image_size"));
   d.settings.push_back("data.normalize=true");  // an export without normalisation records mean 0, std 1
-  d.settings.push_back("data.mean=" + yaml_list(numbers("/normalisation/mean")));
-  d.settings.push_back("data.std=" + yaml_list(numbers("/normalisation/std")));
+  const std::vector<double> mean = numbers("/normalisation/mean"), std = numbers("/normalisation/std");
+  if (mean.size() != static_cast<size_t>(channels) || std.size() != mean.size() ||
+      std::any_of(std.begin(), std.end(), [](double s) { return !(s > 0) || !std::isfinite(s); }) ||
+      std::any_of(mean.begin(), mean.end(), [](double m) { return !std::isfinite(m); }))
+    throw InputError(printable(d.path) + ": fields 'normalisation.mean' and 'normalisation.std' need " +
+                     std::to_string(channels) + " finite value(s) each (one per channel of 'input.channels'), the "
+                     "std above 0; restore the file from `ventral export`");
+  d.settings.push_back("data.mean=" + yaml_list(mean));
+  d.settings.push_back("data.std=" + yaml_list(std));
   for (const auto& c : field("/classes", t::array)) {
     if (!c.is_string())
       throw InputError(printable(d.path) + ": field 'classes' holds " + c.dump() + ", not a class name");
-    d.classes.push_back(c.get<std::string>());
+    const std::string name = c.get<std::string>();
+    if (name.empty() || std::any_of(name.begin(), name.end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x20; }))
+      throw InputError(printable(d.path) + ": field 'classes' holds " + c.dump() +
+                       ", not a class name (empty, or with a line break or control character)");
+    d.classes.push_back(name);
   }
   if (d.classes.empty())
     throw InputError(printable(d.path) + ": field 'classes' is empty; it names the model's classes in output order");
@@ -410,10 +471,15 @@ LoadedRun load_described_weights(const std::string& weights, const std::string& 
   if (!classes_file.empty() && read_class_names(classes_file) != d->classes)
     throw InputError("--classes " + classes_file + ": names other classes, or another order, than " + from +
                      "; leave --classes out");
-  std::fprintf(stderr, "note: %s: reading the model, input size, normalisation and class names from %s\n",
+  LoadedRun r = weights_model(weights, d->model, std::move(classes), from, merged, precision, d->settings.size(),
+                              printable(d->path));
+  if (r.model->default_steps() != d->steps)
+    throw InputError(printable(d->path) + ": field 'steps' is " + std::to_string(d->steps) + ", but the model it " +
+                     "describes runs " + std::to_string(r.model->default_steps()) + " step(s); restore the file from " +
+                     "`ventral export`");
+  std::fprintf(stderr, "note: %s: read the model, input size, normalisation and class names from %s\n",
                printable(weights).c_str(), printable(d->path).c_str());
-  return weights_model(weights, d->model, std::move(classes), from, merged, precision, d->settings.size(),
-                       printable(d->path));
+  return r;
 }
 
 }  // namespace ventral

@@ -47,6 +47,7 @@ LoadedRun load_weights(const std::string& weights, const std::string& model_name
 struct WeightsDescription {
   std::string path, model;
   std::vector<std::string> settings, classes;
+  int64_t steps = 0;  // the model's default number of steps
 };
 /// nullopt when the weights have no such description beside them (`why_not`, when given, says
 /// why a FILE.json that is there is not one: not JSON, not ventral's, another file's); InputError

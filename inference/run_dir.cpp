@@ -121,13 +121,15 @@ void RunDir::check_run_id(const std::string& checkpoint_path, const std::string&
   std::error_code ec;
   if (!fs::exists(model_json(), ec)) return;  // the caller requires model.json where it must be there
   const json saved = read_json_file(model_json());
-  if (!saved.is_object() || !saved.contains("run_id") || !saved["run_id"].is_string())
+  if (!saved.is_object() || !saved.contains("run_id") || !saved["run_id"].is_string() ||
+      saved["run_id"].get<std::string>().empty())
     throw InputError(model_json() + ": holds no run id (\"run_id\": a string), though " + checkpoint_path +
-                     " records one (" + run_id + "): restore the file; it tells this run's checkpoints from another's");
-  if (saved["run_id"].get<std::string>() != run_id)
-    throw InputError(checkpoint_path + ": written by another run (run id " + run_id + ", this run's is " +
-                     printable(saved["run_id"].get<std::string>()) + " in " + model_json() +
-                     "): evaluate or resume it from the run directory it came from");
+                     " records one (" + printable(run_id.substr(0, 64)) +
+                     "): restore the file; it tells this run's checkpoints from another's");
+  if (const std::string saved_id = saved["run_id"].get<std::string>(); saved_id != run_id)
+    throw InputError(checkpoint_path + ": written by another run (run id " + printable(run_id.substr(0, 64)) +
+                     ", this run's is " + printable(saved_id.substr(0, 64)) + (saved_id.size() > 64 ? "..." : "") +
+                     " in " + model_json() + "): evaluate or resume it from the run directory it came from");
 }
 
 }  // namespace ventral

@@ -13,7 +13,7 @@ using T = ValueType;
 constexpr double kBig = 1e300;
 
 const ConfigKeys kModelOptions({
-    {"model.width", T::Int, "0", "base width (0 = the model's default)", 0, 4096},
+    {"model.width", T::Int, "0", "base width (0 = the model's default; at most 512, 32x resnet20's 16: wider models of the deepest architectures outgrow memory)", 0, 512},
     {"model.steps", T::Int, "0", "recurrent steps / unroll count (0 = the model's default)", 0, 1000},
     {"model.unroll", T::Choice, "default", "cortical unrolling", -kBig, kBig, {"default", "sequential", "synchronous"}},
     {"model.input_every_step", T::Bool, "true", "cortical: present the image at every step"},

@@ -135,6 +135,9 @@ std::string run_compare(const Experiment& x, const std::string& out, const Train
       const std::string dataset =
           one_image_set(spec) ? spec + " (the training images: no separate test split)" : spec + "/test";
       Dataset images = evaluation_data(run, "", "test", x.limit);
+      if (x.limit > 0 && static_cast<int64_t>(images.size()) < x.limit)
+        throw InputError(x.path + ": eval.limit " + std::to_string(x.limit) + ": " + dataset + " holds only " +
+                         std::to_string(images.size()) + " images; give at most that (0 = all)");
       SweepResult result = sweep(run, images, conditions, steps_or_default(x.steps, run), x.seed);
       // Paired statistics need the reference's predictions on the very same images.
       if (reference && result.predictions.front().labels != reference->predictions.front().labels)

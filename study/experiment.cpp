@@ -246,8 +246,15 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
                          "model once per seed, which replaces it; remove it");
   for (const auto& m : x.models) {
     const Config cfg = model_config(x, m, x.seeds.empty() ? std::nullopt : std::optional<uint64_t>(x.seeds.front()));
-    check_training_config(cfg);
-    const ModelPtr model = create_model(cfg.get_string("model.name"), model_options(cfg, 1, 10, 32));
+    ModelPtr model;
+    try {
+      check_training_config(cfg);
+      model = create_model(cfg.get_string("model.name"), model_options(cfg, 1, 10, 32));
+    } catch (const InputError& e) {  // messages that name no file (an unknown model) get the entry's
+      const std::string what = e.what();
+      if (what.find(path) != std::string::npos) throw;
+      throw InputError(path + ": models[" + m.name + "]: " + what);
+    }
     any_recurrent = any_recurrent || model->recurrent();
     any_maskable = any_maskable || model->takes_input_every_step();
     // With seeds, every model trains once per seed: a seed of its own would be replaced.
@@ -257,6 +264,14 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
           throw InputError(path + ": models[" + m.name + "].config sets seed, but 'seeds' (or --seeds) trains every "
                            "model once per seed, which replaces it; remove the entry's seed");
     check_dataset_spec(cfg.get_string("data.dataset"));
+    if (x.limit > 0) {  // counted now (folders indexed, not decoded), not after the training
+      LoadOptions count;
+      count.stream = "on";
+      const std::string spec = cfg.get_string("data.dataset");
+      if (const size_t n = load_dataset(spec, Split::Test, count).size(); static_cast<size_t>(x.limit) > n)
+        throw InputError(path + ": eval.limit " + std::to_string(x.limit) + ": the test images of " + printable(spec) +
+                         " (models[" + m.name + "]) are only " + std::to_string(n) + "; give at most that (0 = all)");
+    }
     if (const std::string weights = cfg.get_string("model.weights"); !weights.empty()) {
       std::error_code ec;
       if (!fs::is_regular_file(weights, ec))

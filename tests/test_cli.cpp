@@ -25,6 +25,20 @@ void expect_input_error(const std::string& args, const std::string& needle) {
   EXPECT_NE(r.output.find(needle), std::string::npos) << "expected '" << needle << "' in: " << r.output;
 }
 
+// A flat gray 28x28 PNG.
+std::vector<unsigned char> gray_png() {
+  std::vector<unsigned char> png;
+  cv::imencode(".png", cv::Mat(28, 28, CV_8UC1, cv::Scalar(9)), png);
+  return png;
+}
+
+// An image folder of two classes, x and y, with `per_class` gray PNGs each.
+void write_two_class_folder(const std::string& folder, int per_class) {
+  for (const char* c : {"x", "y"})
+    for (int i = 0; i < per_class; ++i)
+      write_bytes(folder + "/" + c + "/" + std::to_string(i) + ".png", gray_png());
+}
+
 }  // namespace
 
 TEST(Cli, DataSummaryOfTheFashionMnistTestSet) {
@@ -1010,10 +1024,7 @@ TEST(Cli, NinthProbeRoundReferencesDescriptionsAnchorsAndRunIds) {
   write_text(dir / "base.yaml", base);
   ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " --run-dir " + (dir / "run")).status, 0);
   ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " data.image_size=16 --run-dir " + (dir / "small")).status, 0);
-  std::vector<unsigned char> png;
-  cv::imencode(".png", cv::Mat(28, 28, CV_8UC1, cv::Scalar(9)), png);
-  for (const char* c : {"x", "y"})
-    for (int i = 0; i < 8; ++i) write_bytes(dir / ("xy/" + std::string(c) + "/" + std::to_string(i) + ".png"), png);
+  write_two_class_folder(dir / "xy", 8);
   ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " data.dataset=folder:" + (dir / "xy") + " train.batch_size=4 --run-dir " +
                         (dir / "xyrun")).status,
             0);
@@ -1046,7 +1057,7 @@ TEST(Cli, NinthProbeRoundReferencesDescriptionsAnchorsAndRunIds) {
   expect_input_error("eval " + (dir / "run") + " --out " + (dir / "e2"), "model.json: holds no run id");
   // link/.. is the link target's parent, as the kernel reads it; imgs/ and imgs are one folder.
   for (const char* c : {"p", "q"})
-    for (int i = 0; i < 8; ++i) write_bytes(dir / ("deep/imgs/" + std::string(c) + "/" + std::to_string(i) + ".png"), png);
+    for (int i = 0; i < 8; ++i) write_bytes(dir / ("deep/imgs/" + std::string(c) + "/" + std::to_string(i) + ".png"), gray_png());
   fs::create_directories(dir / "deep/x");
   fs::create_symlink(dir / "deep/x", dir / "lx");
   const std::string here = "cd " + std::string(dir / "") + " && " + VENTRAL_BINARY + " ";
@@ -1089,10 +1100,7 @@ TEST(Cli, TenthRoundMessagesSayWhatToDo) {
   EXPECT_NE(tiny.output.find("tiny.yaml"), std::string::npos) << tiny.output;
   EXPECT_EQ(tiny.output.find("input size is unknown"), std::string::npos) << tiny.output;
   // A run whose image folder moved after training: the message says how to evaluate it anyway.
-  std::vector<unsigned char> png;
-  cv::imencode(".png", cv::Mat(28, 28, CV_8UC1, cv::Scalar(9)), png);
-  for (const char* c : {"x", "y"})
-    for (int i = 0; i < 8; ++i) write_bytes(dir / ("xy/" + std::string(c) + "/" + std::to_string(i) + ".png"), png);
+  write_two_class_folder(dir / "xy", 8);
   ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " data.dataset=folder:" + (dir / "xy") +
                         " train.batch_size=4 --run-dir " + (dir / "xyrun")).status,
             0);
@@ -1100,4 +1108,86 @@ TEST(Cli, TenthRoundMessagesSayWhatToDo) {
   expect_input_error("eval " + (dir / "xyrun") + " --out " + (dir / "e2"), "give them with --data SPEC");
   auto elsewhere = run_ventral("eval " + (dir / "xyrun") + " --data folder:" + (dir / "moved") + " --out " + (dir / "e2"));
   EXPECT_EQ(elsewhere.status, 0) << elsewhere.output;
+}
+
+// Probe round ten: descriptions checked field by field, resumes that need model.json, keys given
+// twice through a section, limits above the data, tags and merge keys.
+TEST(Cli, TenthProbeRoundDescriptionsResumesAndKeys) {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  const std::string base = "seed: 0\ndata:\n  dataset: synthetic:64\n  val_fraction: 0.25\nmodel:\n  name: cortical_b\n"
+                           "  width: 4\ntrain:\n  epochs: 1\n  batch_size: 16\n";
+  write_text(dir / "base.yaml", base);
+  ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " --run-dir " + (dir / "run")).status, 0);
+  ASSERT_EQ(run_ventral("export " + (dir / "run") + " --out " + (dir / "w.pt")).status, 0);
+  const std::string original = read_text(dir / "w.json");
+  // Each edit of the description is refused naming the field (it was read, or ignored, silently).
+  auto edited = [&](const std::string& from, const std::string& to) {
+    std::string text = original;
+    const size_t at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) text.replace(at, from.size(), to);
+    write_text(dir / "w.json", text);
+    return "eval --weights " + (dir / "w.pt") + " --data synthetic:64 --out " + (dir / "e");
+  };
+  expect_input_error(edited("\"steps\": 1,", "\"steps\": 5,"), "field 'steps' is 5, but the model it describes runs 1");
+  expect_input_error(edited("\"layout\": \"NCHW\"", "\"layout\": \"NHWC\""), "field 'input.layout' is \"NHWC\"");
+  expect_input_error(edited("\"center_crop\": 0", "\"center_crop\": 100"), "do not describe an input");
+  expect_input_error(edited("\"width\": 4", "\"width\": 4, \"bogus\": 1"), "field 'options.bogus' is not one");
+  expect_input_error(edited("\"model\": \"cortical_b\"", "\"model\": \"\""), "field 'model': unknown model ''");
+  expect_input_error(edited("\"channels\": 1", "\"channels\": 3"), "field 'input.channel_order' is \"gray\"");
+  expect_input_error(edited("ventral model description 1;", "ventral model description 2;"), "descriptions of format 1");
+  expect_input_error(edited("\"model\": \"cortical_b\",", "\"model\": \"cortical_b\", \"model\": \"resnet20\","),
+                     "key \"model\" appears twice in one object");
+  expect_input_error(edited("\"circle\"", "\"circ\\nle\""), "not a class name (empty, or with a line break");
+  // A damaged description is named as such, not answered with "needs --model".
+  write_text(dir / "w.json", original + "trailing");
+  expect_input_error("eval --weights " + (dir / "w.pt") + " --data synthetic:64 --out " + (dir / "e"),
+                     "restore it from `ventral export`, or move it away");
+  write_text(dir / "w.json", original);
+  // A class-names file that starts with a byte-order mark names the same classes.
+  std::string classes = "\xEF\xBB\xBF";
+  for (const char* c : {"circle", "square", "triangle", "cross", "ring", "hbar", "vbar", "diagonal", "diamond", "dots"})
+    classes += std::string(c) + "\n";
+  write_text(dir / "classes.txt", classes);
+  auto bom = run_ventral("eval --weights " + (dir / "w.pt") + " --data synthetic:64 --classes " + (dir / "classes.txt") +
+                         " --out " + (dir / "e"));
+  EXPECT_EQ(bom.status, 0) << bom.output;
+
+  // Resuming: without model.json another run's last.pt would be adopted; an empty run id is none.
+  ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " train.epochs=2 train.stop_after_steps=1 --run-dir " + (dir / "t1")).status, 75);
+  ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " train.epochs=2 train.stop_after_steps=2 --run-dir " + (dir / "t2")).status, 75);
+  fs::copy_file(dir / "t2/checkpoints/last.pt", dir / "t1/checkpoints/last.pt", fs::copy_options::overwrite_existing);
+  fs::rename(dir / "t1/model.json", dir / "t1/model.json.away");
+  expect_input_error("train --resume --run-dir " + (dir / "t1"), "t1/model.json: missing, though the run has started");
+  auto model = nlohmann::json::parse(read_text(dir / "t1/model.json.away"));
+  model["run_id"] = "";
+  write_text(dir / "t1/model.json", model.dump(2));
+  expect_input_error("train --resume --run-dir " + (dir / "t1"), "model.json: holds no run id");
+
+  // A section given whole and one of its keys on one command line; YAML tags and merge keys.
+  expect_input_error("config " + (dir / "base.yaml") + " train.lr=0.1 'train={lr: 0.2}'", "one sets the section 'train' whole");
+  expect_input_error("config " + (dir / "base.yaml") + " 'train.epochs=!!float 2'", "has the YAML tag");
+  write_text(dir / "tag.yaml", base + "seed: !custom 0\n");
+  write_text(dir / "tag.yaml", "seed: !custom 0\n");
+  expect_input_error("config " + (dir / "tag.yaml"), "key 'seed' has the YAML tag '!custom'");
+  write_text(dir / "merge.yaml", "m: &m {lr: 0.1}\n");
+  write_text(dir / "merge.yaml", "train: {<<: {lr: 0.1}, epochs: 1}\n");
+  expect_input_error("config " + (dir / "merge.yaml"), "is a YAML merge key");
+  expect_input_error("config " + (dir / "base.yaml") + " model.width=4096", "key 'model.width' value 4096 is out of range [0, 512]");
+
+  // perturb --write refuses what eval --perturb refuses; compare's eval.limit above the test set.
+  const std::string perturb = "perturb --data synthetic:20 --write " + (dir / "pw") + " --family ";
+  expect_input_error(perturb + "block:1,block:1", "block at severity 1 is listed twice");
+  expect_input_error(perturb + "block:0", "block at severity 0 is the clean image");
+  EXPECT_FALSE(fs::exists(dir / "pw"));
+  write_text(dir / "exp.yaml", "base: base.yaml\nmodels:\n  - name: cortical_b\neval:\n  limit: 100000\n");
+  expect_input_error("compare " + (dir / "exp.yaml") + " --out " + (dir / "cmp"), "eval.limit 100000:");
+  write_text(dir / "exp2.yaml", "base: base.yaml\nmodels:\n  - name: foo\n");
+  expect_input_error("compare " + (dir / "exp2.yaml") + " --out " + (dir / "cmp2"), "exp2.yaml: models[foo]: unknown model 'foo'");
+  // An image that does not decode says how to go on.
+  write_two_class_folder(dir / "xy", 4);
+  const std::vector<unsigned char> png = gray_png();
+  write_bytes(dir / "xy/x/cut.png", std::vector<unsigned char>(png.begin(), png.begin() + 40));
+  expect_input_error("data folder:" + (dir / "xy"), "or set data.skip_bad_images=true");
 }

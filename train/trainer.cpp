@@ -368,6 +368,10 @@ void Run::setup() {
   if (!resume_ && dir_.started())
     throw InputError(dir_.path() + " already holds a run (checkpoints/last.pt): add --resume to continue it or choose another --run-dir");
   if (resume_ && !dir_.started()) throw InputError(dir_.path() + ": nothing to resume (no checkpoints/last.pt)");
+  // model.json holds the run's identity: without it another run's last.pt would be adopted.
+  if (std::error_code ec; resume_ && !fs::exists(dir_.model_json(), ec))
+    throw InputError(dir_.model_json() + ": missing, though the run has started (checkpoints/last.pt); it tells this "
+                     "run's checkpoints from another's: restore it, or start a new --run-dir");
   if (!resume_) check_new_run_dir();
   if (group_) group_->barrier();  // every rank has checked the run directory before rank 0 writes to it
 

@@ -389,11 +389,12 @@ std::optional<WeightsDescription> read_weights_description(const std::string& we
   const int64_t side = field("/input/image_size", t::number_integer).get<int64_t>();
   const int64_t resize = field("/input/resize", t::number_integer).get<int64_t>();
   const int64_t crop = field("/input/center_crop", t::number_integer).get<int64_t>();
-  if (side < 8 || resize < 0 || crop < 0 || (resize > 0) != (crop > 0) || (crop > 0 && (side != crop || resize < crop)))
+  // As data.* allows them: a crop alone, or a resize and a crop; the crop is the model's input.
+  if (side < 8 || resize < 0 || crop < 0 || (resize > 0 && crop == 0) || (crop > 0 && side != crop))
     throw InputError(printable(d.path) + ": fields 'input.image_size' " + std::to_string(side) + ", 'input.resize' " +
                      std::to_string(resize) + " and 'input.center_crop' " + std::to_string(crop) +
-                     " do not describe an input (image_size >= 8, and equal to center_crop when images are resized "
-                     "and cropped, resize >= center_crop; both 0 otherwise); restore the file from `ventral export`");
+                     " do not describe an input (image_size at least 8 and equal to center_crop where there is one; "
+                     "a resize only with a crop); restore the file from `ventral export`");
   d.steps = field("/steps", t::number_integer).get<int64_t>();
   if (d.steps < 1 || d.steps > 1000)
     throw InputError(printable(d.path) + ": field 'steps' is " + std::to_string(d.steps) +

@@ -1140,6 +1140,14 @@ TEST(Cli, TenthProbeRoundDescriptionsResumesAndKeys) {
   expect_input_error(edited("\"model\": \"cortical_b\",", "\"model\": \"cortical_b\", \"model\": \"resnet20\","),
                      "key \"model\" appears twice in one object");
   expect_input_error(edited("\"circle\"", "\"circ\\nle\""), "not a class name (empty, or with a line break");
+  // A crop without a resize is an input data.* allows: its export is read as written.
+  ASSERT_EQ(run_ventral("train " + (dir / "base.yaml") + " data.center_crop=24 --run-dir " + (dir / "crop")).status, 0);
+  ASSERT_EQ(run_ventral("export " + (dir / "crop") + " --out " + (dir / "c.pt")).status, 0);
+  auto cropped = run_ventral("eval --weights " + (dir / "c.pt") + " --data synthetic:64 --out " + (dir / "ec"));
+  EXPECT_EQ(cropped.status, 0) << cropped.output;
+  auto cropped_run = run_ventral("eval " + (dir / "crop") + " --data synthetic:64 --out " + (dir / "ecr"));
+  EXPECT_EQ(cropped_run.status, 0) << cropped_run.output;
+  EXPECT_EQ(read_text(dir / "ec/results.csv"), read_text(dir / "ecr/results.csv"));
   // A damaged description is named as such, not answered with "needs --model".
   write_text(dir / "w.json", original + "trailing");
   expect_input_error("eval --weights " + (dir / "w.pt") + " --data synthetic:64 --out " + (dir / "e"),

@@ -49,6 +49,13 @@ std::ostream& failure_stream() {
   }
   return std::cerr;
 }
+
+// What an out-of-memory error says to change: what a run holds grows with the images, the batch
+// and the model's width (and, for recurrent models, its steps).
+constexpr const char* kOutOfMemoryFix =
+    "use smaller images (data.resize, data.center_crop, data.image_size), smaller batches (train.batch_size, "
+    "--batch), or a narrower or shallower model (model.width, model.steps)";
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -132,7 +139,7 @@ int main(int argc, char** argv) {
       const std::string detail =
           at == std::string::npos ? "" : " (" + what.substr(at, what.find_first_of(".\n", at) - at) + ")";
       failure_stream() << "error: out of memory" << detail
-                << "; use smaller images (data.resize, data.center_crop, data.image_size) or batches\n";
+                << "; " << kOutOfMemoryFix << "\n";
       return 2;
     }
     // A batch of one image reaching a 1x1 feature map leaves a training batch norm one value
@@ -148,8 +155,7 @@ int main(int argc, char** argv) {
     failure_stream() << "internal error: " << what << "\n";
     return 1;
   } catch (const std::bad_alloc&) {
-    failure_stream() << "error: out of memory; use smaller images (data.resize, data.center_crop, data.image_size) or "
-                 "batches\n";
+    failure_stream() << "error: out of memory; " << kOutOfMemoryFix << "\n";
     return 2;
   } catch (const std::filesystem::filesystem_error& e) {
     // A path the user gave that the system refuses (a link loop, a name too long, a permission):

@@ -83,17 +83,11 @@ void add_perturb_command(CLI::App& app) {
     // Written sets are what `eval --perturb` would score: each family and severity once, and
     // severity 0 (the clean image, a row of the sheet) is no set of its own.
     if (!a->write.empty()) {
-      std::vector<std::pair<std::string, int>> sets;
-      for (const auto& s : specs)
-        for (int sev : s.severities) {
-          if (sev == 0)
-            throw InputError("--family " + a->family + " with --write: " + s.family + " at severity 0 is the clean "
-                             "image, no perturbed set; give severities 1-5");
-          if (std::find(sets.begin(), sets.end(), std::make_pair(s.family, sev)) != sets.end())
-            throw InputError("--family " + a->family + " with --write: " + s.family + " at severity " +
-                             std::to_string(sev) + " is listed twice; list each once");
-          sets.emplace_back(s.family, sev);
-        }
+      try {
+        perturbation_sets(specs);
+      } catch (const InputError& e) {
+        throw InputError("--family " + a->family + " with --write: " + e.what());
+      }
     }
     if (!a->out.empty()) {
       if (static_cast<size_t>(a->n) > data.size())

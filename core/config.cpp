@@ -479,6 +479,10 @@ Config Config::load(const std::string& path, const std::vector<std::string>& ove
     YAML::Node root = load_yaml_file(path);
     if (!root.IsNull()) {
       if (!root.IsMap()) throw InputError(path + ": expected a mapping of keys at the top level");
+      const YAML::Node& top = root;  // const: looking a key up must not add it
+      if (top["models"] && !top["model"])  // an experiment file lists models; a training config has one
+        throw InputError(path + ": is an experiment file (it lists 'models'), not a training config; run it with "
+                         "`ventral compare " + path + "`, or give a training config (configs/resnet20.yaml is one)");
       cfg.merge(root, "", path);
     }
     cfg.source_ = path;

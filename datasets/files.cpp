@@ -484,6 +484,9 @@ ImageIndex index_list(const std::string& list, const std::string& classes_from) 
 
 namespace {
 
+// What an error for a file that does not decode says to do, streamed or read into memory.
+constexpr const char* kBadImageFix = "; remove or replace the file, or set data.skip_bad_images=true to leave such files out";
+
 // Image i of a streamed dataset through `decode(file, why)`, which returns false (and why) when
 // the file does not decode: an InputError; with data.skip_bad_images an UndecodableImage, after
 // one warning per file, which the loader answers with a stand-in from its own images.
@@ -492,7 +495,7 @@ void decode_or_skip(const Dataset& d, size_t i, Decode decode) {
   std::string why;
   if (decode(static_cast<size_t>(d.ids[i]), &why)) return;
   if (!d.files->options.skip_bad_images)
-    throw InputError(why + "; remove or replace the file, or set data.skip_bad_images=true to leave such files out");
+    throw InputError(why + kBadImageFix);
   if (d.files->mark_skipped(d.ids[i])) std::fprintf(stderr, "warning: %s; skipped (data.skip_bad_images)\n", why.c_str());
   throw UndecodableImage(why);
 }
@@ -594,7 +597,7 @@ Dataset open_images(ImageIndex index, const LoadOptions& options, const std::str
     } else if (options.skip_bad_images) {
       std::fprintf(stderr, "warning: %s; skipped (data.skip_bad_images)\n", why.c_str());
     } else {
-      throw InputError(why + "; remove or replace the file, or set data.skip_bad_images=true to leave such files out");
+      throw InputError(why + kBadImageFix);
     }
   }
   if (keep.size() < n) {

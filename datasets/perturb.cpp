@@ -373,6 +373,19 @@ std::vector<int> all_severities() {
 }
 }  // namespace
 
+std::vector<std::pair<std::string, int>> perturbation_sets(const std::vector<PerturbationSpec>& specs) {
+  std::vector<std::pair<std::string, int>> sets;
+  for (const auto& spec : specs)
+    for (int severity : spec.severities) {
+      if (severity == 0)
+        throw InputError(spec.family + " at severity 0 is the clean image, no perturbed set; give severities 1-5");
+      if (std::find(sets.begin(), sets.end(), std::make_pair(spec.family, severity)) != sets.end())
+        throw InputError(spec.family + " at severity " + std::to_string(severity) + " is listed twice; list each once");
+      sets.emplace_back(spec.family, severity);
+    }
+  return sets;
+}
+
 std::vector<PerturbationSpec> parse_perturbations(const std::string& text) {
   std::vector<PerturbationSpec> specs;
   if (text.empty()) return specs;

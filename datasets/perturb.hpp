@@ -10,6 +10,7 @@
 /// higher severity occludes a superset of a lower one and noise grows monotonically.
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "datasets/dataset.hpp"
@@ -57,5 +58,8 @@ struct PerturbationSpec {
 };
 /// Parses a comma-separated list of specs, or "all"; InputError naming the bad item.
 std::vector<PerturbationSpec> parse_perturbations(const std::string& text);
+/// The perturbed sets `specs` name, each family and severity once: InputError when a set is
+/// listed twice or at severity 0 (the clean image, which is no perturbed set of its own).
+std::vector<std::pair<std::string, int>> perturbation_sets(const std::vector<PerturbationSpec>& specs);
 
 }  // namespace ventral

@@ -156,18 +156,9 @@ std::vector<int64_t> steps_or_default(const std::string& text, const LoadedRun& 
 }
 
 std::vector<Condition> parse_conditions(const std::string& perturb) {
-  std::vector<Condition> conditions = {{"clean", 0}};
-  for (const auto& spec : parse_perturbations(perturb))
-    for (int severity : spec.severities) {
-      if (severity == 0)
-        throw InputError(spec.family + " at severity 0 is the clean image, which every evaluation includes; give "
-                         "severities 1-5");
-      Condition c{spec.family, severity};
-      if (std::any_of(conditions.begin(), conditions.end(),
-                      [&](const Condition& u) { return u.family == c.family && u.severity == c.severity; }))
-        throw InputError(spec.family + " at severity " + std::to_string(severity) + " is listed twice; list each once");
-      conditions.push_back(c);
-    }
+  std::vector<Condition> conditions = {{"clean", 0}};  // every evaluation includes the clean image
+  for (const auto& [family, severity] : perturbation_sets(parse_perturbations(perturb)))
+    conditions.push_back({family, severity});
   return conditions;
 }
 

@@ -76,7 +76,7 @@ void check_study_folder(const std::string& out) {
   static const std::set<std::string> written = {"plan", "runs", "eval", "figures", "REPORT.md"};
   std::error_code ec;
   if (fs::exists(out, ec) && !fs::is_directory(out, ec))
-    throw InputError("--out " + printable(out) + ": is a file, not a folder");
+    throw InputError("--out " + printable(out) + ": exists and is not a folder; give a new or empty folder");
   if (!fs::is_directory(out, ec)) return;
   for (fs::directory_iterator it(out, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();

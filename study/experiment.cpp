@@ -81,7 +81,12 @@ std::string perturb_override(const std::string& spec) {
 
 Config model_config(const Experiment& x, const CompareModel& m, std::optional<uint64_t> seed) {
   // Each value is set with where it came from, which a message about its key then names.
-  Config cfg = Config::load(m.base.empty() ? x.base : m.base);
+  Config cfg;
+  try {
+    cfg = Config::load(m.base.empty() ? x.base : m.base);
+  } catch (const InputError& e) {  // name the key that pointed there
+    throw InputError(x.path + ": " + (m.base.empty() ? "base" : "models[" + m.name + "].base") + ": " + e.what());
+  }
   for (size_t i = 0; i < x.overrides.size(); ++i)
     cfg.set(x.overrides[i], i < x.file_overrides ? x.path + " (overrides)" : "command line");
   const std::string entry = x.path + " (models[" + m.name + "])";
@@ -111,6 +116,11 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
                            const std::vector<std::string>& only, const std::vector<uint64_t>& seeds) {
   YAML::Node root = load_yaml_file(path);
   if (!root.IsMap()) throw InputError(path + ": expected a mapping with base, models, reference, eval");
+  const YAML::Node& top = root;  // const: looking a key up must not add it
+  if (!top["models"] && !top["base"] && (top["model"] || top["train"] || top["data"]))  // a training config: one model, no base
+    throw InputError(path + ": is a training config (it has no 'models' list), not an experiment file; train it with "
+                     "`ventral train " + path + "`, or name it as an experiment's 'base' (configs/compare_quick.yaml "
+                     "is an experiment)");
   check_keys(root, {"base", "overrides", "train_perturb", "seeds", "models", "reference", "eval"}, "", path);
   Experiment x;
   x.path = path;

@@ -1082,6 +1082,13 @@ TEST(Cli, TenthRoundMessagesSayWhatToDo) {
   expect_input_error("config " + (dir / "base.yaml") + " 'data.dataset=folder:../h #b'", "YAML reads '#b' as a comment");
   // Quoted, the '#' is part of the folder's name (which does not exist here).
   expect_input_error("config " + (dir / "base.yaml") + " 'data.dataset=\"folder:h #b\"'", "h #b: no such folder");
+  // A training config given to compare, or an experiment given to train or as a base, is named as
+  // the wrong kind of file (not as an unknown key).
+  write_text(dir / "x.yaml", "base: base.yaml\nmodels:\n  - name: cortical_b\nreference: cortical_b\n");
+  write_text(dir / "xx.yaml", "base: x.yaml\nmodels:\n  - name: cortical_b\nreference: cortical_b\n");
+  expect_input_error("compare " + (dir / "base.yaml") + " --plan", "is a training config (it has no 'models' list)");
+  expect_input_error("train " + (dir / "x.yaml"), "is an experiment file (it lists 'models'), not a training config");
+  expect_input_error("compare " + (dir / "xx.yaml") + " --plan", "xx.yaml: base: ");
   // A section takes a mapping of its keys, as in a file; anything else names the section.
   auto section = run_ventral("config " + (dir / "base.yaml") + " 'data.augment={hflip: true, crop_padding: 2}'");
   ASSERT_EQ(section.status, 0) << section.output;

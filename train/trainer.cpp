@@ -529,7 +529,7 @@ void Run::check_new_run_dir() const {
   std::error_code ec;
   const fs::path path(dir_.path());
   if (!fs::exists(path, ec)) return;
-  if (!fs::is_directory(path, ec)) throw InputError("--run-dir " + dir_.path() + ": is a file, not a folder");
+  if (!fs::is_directory(path, ec)) throw InputError("--run-dir " + dir_.path() + ": exists and is not a folder; give a new or empty folder, or a run to --resume");
   if (dir_.holds_config()) {
     if (!written_by_ventral(dir_.config()))
       throw InputError("--run-dir " + dir_.path() + ": its config.yaml was not written by ventral (the first line is not '" +

@@ -58,6 +58,31 @@ constexpr const char* kOutOfMemoryFix =
 
 }  // namespace
 
+namespace {
+// CLI11's wording for two mistakes, in the words the rest of ventral uses: "--limit: Value 1e3
+// not in range 0 to 100000000" (1e3 is no decimal integer) and "--steps: At Most 1 required but
+// received 2" (the option was given twice).
+std::string plain_parse_error(const std::string& what) {
+  const size_t colon = what.find(": ");
+  if (colon == std::string::npos || what.compare(0, 2, "--") != 0) return what;
+  const std::string option = what.substr(0, colon), rest = what.substr(colon + 2);
+  const std::string value_word = "Value ", range_word = " not in range ";
+  if (rest.rfind(value_word, 0) == 0 && rest.find(range_word) != std::string::npos) {
+    const size_t at = rest.find(range_word);
+    const std::string value = rest.substr(value_word.size(), at - value_word.size());
+    std::string range = rest.substr(at + range_word.size());
+    if (const size_t to = range.find(" to "); to != std::string::npos) range = range.substr(0, to) + " to " + range.substr(to + 4);
+    if (!ventral::is_decimal_integer(value))
+      return option + ": '" + value + "' is not a decimal integer (digits only, no leading zero, no exponent); give " + range;
+    return option + ": " + value + " is out of range (" + range + ")";
+  }
+  if (rest.rfind("At Most 1 required but received ", 0) == 0)
+    return option + ": given " + rest.substr(std::strlen("At Most 1 required but received ")) +
+           " times; give it once (a list goes in one value, e.g. 1:2,3)";
+  return what;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP})
     if (std::signal(sig, on_stop_signal) == SIG_IGN) std::signal(sig, SIG_IGN);  // nohup stays nohup
@@ -121,8 +146,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);
-    std::string what = e.what();
-    failure_stream() << "error: " << what << " (see ventral --help)\n";
+    failure_stream() << "error: " << plain_parse_error(e.what()) << " (see ventral --help)\n";
     return 2;
   } catch (const ventral::InputError& e) {
     // One line whatever a file name or a file's bytes held (a newline, a NUL).

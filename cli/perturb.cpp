@@ -39,9 +39,12 @@ void add_perturb_command(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "perturbation seed")
       ->check(seed_value(UINT64_MAX))
       ->capture_default_str();
-  cmd->callback([a] {
+  cmd->callback([a, cmd] {
     refuse_repeated_overrides(a->settings);
     if (a->out.empty() && a->write.empty()) throw InputError("perturb: give --out sheet.png and/or --write DIR");
+    if (a->out.empty() && cmd->count("--n") > 0)
+      throw InputError("--n: sets the contact sheet's columns, and there is no sheet without --out; give --out sheet.png "
+                       "or leave --n out");
     if (!a->out.empty() && std::filesystem::path(a->out).extension() != ".png")
       throw InputError("--out " + a->out + ": the contact sheet is a PNG; name it *.png");
     if (!a->out.empty()) {  // replaces only a PNG ventral wrote, never someone's picture
@@ -80,14 +83,13 @@ void add_perturb_command(CLI::App& app) {
     } catch (const InputError& e) {
       throw InputError(std::string("--family: ") + e.what());
     }
-    // Written sets are what `eval --perturb` would score: each family and severity once, and
-    // severity 0 (the clean image, a row of the sheet) is no set of its own.
-    if (!a->write.empty()) {
-      try {
-        perturbation_sets(specs);
-      } catch (const InputError& e) {
-        throw InputError("--family " + a->family + " with --write: " + e.what());
-      }
+    // Written sets are what `eval --perturb` would score, and a sheet's rows are those sets: each
+    // family and severity once, and severity 0 (the clean image, which heads every family's rows)
+    // is no set of its own.
+    try {
+      perturbation_sets(specs);
+    } catch (const InputError& e) {
+      throw InputError("--family " + a->family + ": " + e.what());
     }
     if (!a->out.empty()) {
       if (static_cast<size_t>(a->n) > data.size())

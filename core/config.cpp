@@ -309,6 +309,12 @@ std::string render(const YAML::Node& n) {
   return e.c_str();
 }
 
+std::string hex_byte(unsigned char c) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "0x%02x", c);
+  return buf;
+}
+
 // Checks `value` against `spec` and returns a fresh node holding it (never shared with the
 // caller's tree).
 YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::string& origin) {
@@ -357,9 +363,10 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
       int64_t v;
       if (!is_decimal_integer(text))
         throw fail("expects " + type_name(spec) + " in decimal digits (no leading zeros), got '" + printable(text) + "'");
-      if (!YAML::convert<int64_t>::decode(value, v))  // digits beyond what 64 bits hold
-        throw fail("value " + printable(text) + " is out of range [" + bound(spec.min) + ", " + bound(spec.max) + "]");
-      range(static_cast<double>(v));
+      // Compared as integers: in double, 9200000000000000500 rounds to the bound 9.2e18 and passed.
+      const auto lo = static_cast<int64_t>(std::ceil(spec.min)), hi = static_cast<int64_t>(std::floor(spec.max));
+      if (!YAML::convert<int64_t>::decode(value, v) || v < lo || v > hi)  // or digits beyond what 64 bits hold
+        throw fail("value " + printable(text) + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
       return YAML::Node(value.Scalar());
     }
     case T::Float: {
@@ -380,7 +387,17 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
     }
     case T::String: {
       expect_scalar();
-      return YAML::Node(value.Scalar());
+      // A NUL cut a path short (the rest silently dropped) and a line break split messages and
+      // saved configs: no key's text holds a control character.
+      const std::string& text = value.Scalar();
+      const auto control = std::find_if(text.begin(), text.end(), [](char c) {
+        return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+      });
+      if (control != text.end())
+        throw fail("value " + printable(text) + " holds a control character (byte " +
+                   hex_byte(static_cast<unsigned char>(*control)) + " at position " +
+                   std::to_string(control - text.begin()) + "); write the value without it");
+      return YAML::Node(text);
     }
     case T::Choice: {
       expect_scalar();
@@ -701,6 +718,10 @@ void check_keys_take_effect(const Config& cfg) {
     throw InputError(cfg.origin("train.warmup_epochs") + ": key 'train.warmup_epochs' is " + format_number("%g", warmup) +
                      ", so the warm-up would last the whole run of train.epochs " + std::to_string(epochs) +
                      " and never reach train.lr; give fewer than " + std::to_string(epochs));
+  // Nesterov momentum with no momentum was plain SGD without a word (PyTorch refuses the pair).
+  if (sgd && cfg.get_float("train.momentum") == 0 && cfg.get_bool("train.nesterov"))
+    throw InputError(cfg.origin("train.momentum") + ": key 'train.momentum' is 0 but train.nesterov is true, and Nesterov "
+                     "momentum needs momentum; for plain SGD set train.nesterov=false as well");
   if (cfg.get_float("train.lr") == 0)
     throw InputError(cfg.origin("train.lr") + ": key 'train.lr' is 0, so training would change no weight; give a learning rate "
                      "above 0 (the default is 0.1)");

@@ -13,7 +13,10 @@ Dataset read_cifar10(const std::vector<std::string>& batch_paths, std::vector<st
   d.channels = 3;
   for (const auto& path : batch_paths) {
     auto bytes = read_file(path);
-    if (bytes.empty() || bytes.size() % kRecord != 0)
+    if (bytes.empty())
+      throw InputError(path + ": empty file (a CIFAR-10 batch holds records of " + std::to_string(kRecord) +
+                       " bytes); download the binary version again (cifar-10-binary.tar.gz)");
+    if (bytes.size() % kRecord != 0)
       throw InputError(path + ": truncated CIFAR-10 record (" + std::to_string(bytes.size()) +
                        " bytes is not a multiple of " + std::to_string(kRecord) + ")");
     size_t n = bytes.size() / kRecord;

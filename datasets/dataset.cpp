@@ -1,6 +1,7 @@
 #include "datasets/dataset.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -238,12 +239,35 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
                        (control ? "holds a line break, tab or other control character" : "is not valid UTF-8 text") +
                        "; rename the class (its folder, list label or classes.txt line)");
   }
+  // Classes are matched by name with case, spaces and punctuation ignored (eval --data, compare,
+  // --class-map), so `Cat` and `cat` would be one class there and two here.
+  for (size_t a = 0; a < d.classes.size(); ++a)
+    for (size_t b = a + 1; b < d.classes.size(); ++b)
+      if (class_key(d.classes[a]) == class_key(d.classes[b]))
+        throw InputError("dataset '" + printable(spec) + "': classes '" + printable(d.classes[a]) + "' and '" +
+                         printable(d.classes[b]) + "' differ only in case, spaces or punctuation, and ventral matches "
+                         "class names ignoring those; merge them or rename one");
   if (d.size() == 0)  // nothing to train on or score: every number would be 0 or NaN
     throw InputError("dataset '" + spec + "': the " + split_name(split) + " split holds no images");
   // A folder's images are decoded straight to the geometry asked for; the rest convert now.
-  d = convert(d, kind == "folder" || kind == "list" ? LoadOptions{options.channels} : options);
+  const bool files = kind == "folder" || kind == "list";
+  const int64_t stored_height = d.height, stored_width = d.width;
+  d = convert(d, files ? LoadOptions{options.channels} : options);
+  // As image folders say it (open_images): a size the caller chose, not the user, is said.
+  if (!files && !options.size_from.empty() && options.center_crop == 0 &&
+      (stored_height != d.height || stored_width != d.width))
+    std::fprintf(stderr, "note: %s: %zu of %zu images are not %lldx%lld (%s) and were resized to it (they are %lldx%lld)\n",
+                 printable(spec).c_str(), d.size(), d.size(), (long long)d.width, (long long)d.height,
+                 options.size_from.c_str(), (long long)stored_width, (long long)stored_height);
   d.name = kind + "/" + split_name(split);
   return d;
+}
+
+std::string class_key(const std::string& name) {
+  std::string key;
+  for (unsigned char c : name)
+    if (std::isalnum(c)) key += static_cast<char>(std::tolower(c));
+  return key;
 }
 
 TrainValSplit split_train_val(const Dataset& data, double val_fraction, uint64_t seed) {

@@ -63,9 +63,12 @@ class ImageFiles {
   bool mark_skipped(int64_t k) const;
   /// True the first time a streamed image is found to differ in size (worth one note).
   bool first_resize() const { return !resize_noted_.exchange(true); }
+  /// True the first time a streamed image is found to be stored with other channels (colour in
+  /// a gray dataset, or gray in a colour one) and converted.
+  bool first_recolour() const { return !recolour_noted_.exchange(true); }
 
  private:
-  mutable std::atomic<bool> resize_noted_{false};
+  mutable std::atomic<bool> resize_noted_{false}, recolour_noted_{false};
   std::vector<char> text_;
   std::vector<uint64_t> offsets_{0};
   mutable std::mutex mutex_;
@@ -73,6 +76,10 @@ class ImageFiles {
 };
 
 enum class Split { Train, Test };
+
+/// A class name with case, spaces and punctuation ignored ("T-shirt-top", a folder name, is
+/// "tshirttop" like "T-shirt/top"): how evaluation matches a dataset's classes to a model's.
+std::string class_key(const std::string& name);
 
 /// Parses "train" / "test"; InputError otherwise.
 Split parse_split(const std::string& name);

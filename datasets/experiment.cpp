@@ -87,19 +87,37 @@ Preprocessing preprocessing(const Config& cfg) {
   out.std = cfg.get_floats("data.std");
   if (out.mean.empty()) out.mean = p.mean;
   if (out.std.empty()) out.std = p.std;
+  // The channels are known before any image is read when data.channels (or the preset) sets
+  // them, or the dataset is a built-in one: `ventral config` refuses a wrong data.mean then too.
+  const std::string dataset = cfg.get_string("data.dataset"), kind = dataset.substr(0, dataset.find(':'));
+  const int64_t stored = kind == "fashion-mnist" || kind == "mnist" || kind == "synthetic" ? 1 : kind == "cifar10" ? 3 : 0;
   if (out.load.channels != 0)
-    check_mean_std(out.mean, out.std, out.load.channels, cfg.source(),
+    check_mean_std(cfg, out.mean, out.std, out.load.channels,
                    "data.channels" + (name != "none" ? ", or data.preset " + name : std::string()), true);
+  else if (stored != 0)
+    check_mean_std(cfg, out.mean, out.std, stored, kind + (stored == 1 ? " is gray" : " is RGB"), true);
   return out;
 }
 
+namespace {
+void check_channel_values(const char* key, const std::vector<double>& values, int64_t channels, const std::string& where,
+                          const std::string& why, bool allow_empty) {
+  if (values.size() != static_cast<size_t>(channels) && !(allow_empty && values.empty()))
+    throw InputError(where + ": key '" + key + "' has " + std::to_string(values.size()) + " values for " +
+                     std::to_string(channels) + "-channel images (" + why + ")");
+}
+}  // namespace
+
 void check_mean_std(const std::vector<double>& mean, const std::vector<double>& std, int64_t channels,
                     const std::string& where, const std::string& why, bool allow_empty) {
-  for (const auto& [key, values] : {std::pair<const char*, const std::vector<double>*>{"data.mean", &mean},
-                                    {"data.std", &std}})
-    if (values->size() != static_cast<size_t>(channels) && !(allow_empty && values->empty()))
-      throw InputError(where + ": key '" + key + "' has " + std::to_string(values->size()) + " values for " +
-                       std::to_string(channels) + "-channel images (" + why + ")");
+  check_channel_values("data.mean", mean, channels, where, why, allow_empty);
+  check_channel_values("data.std", std, channels, where, why, allow_empty);
+}
+
+void check_mean_std(const Config& cfg, const std::vector<double>& mean, const std::vector<double>& std,
+                    int64_t channels, const std::string& why, bool allow_empty) {
+  check_channel_values("data.mean", mean, channels, cfg.origin("data.mean"), why, allow_empty);
+  check_channel_values("data.std", std, channels, cfg.origin("data.std"), why, allow_empty);
 }
 
 ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
@@ -155,7 +173,7 @@ ExperimentData load_experiment_data(const Config& cfg, bool need_test) {
       if (d.mean.empty()) d.mean = s.mean;
       if (d.std.empty()) d.std = s.std;
     }
-    check_mean_std(d.mean, d.std, d.train.channels, cfg.source(), "the dataset's");
+    check_mean_std(cfg, d.mean, d.std, d.train.channels, "the dataset's");
     for (double& s : d.std) s = std::max(s, 1e-6);
   }
   return d;

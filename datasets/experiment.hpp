@@ -26,6 +26,9 @@ Preprocessing preprocessing(const Config& cfg);
 /// C-channel images (`why`)", where `why` says where C comes from.
 void check_mean_std(const std::vector<double>& mean, const std::vector<double>& std, int64_t channels,
                     const std::string& where, const std::string& why, bool allow_empty = false);
+/// The same, naming where each key was set in `cfg` (its file, or the command line).
+void check_mean_std(const Config& cfg, const std::vector<double>& mean, const std::vector<double>& std,
+                    int64_t channels, const std::string& why, bool allow_empty = false);
 
 /// Sets data.dataset to absolute_dataset_spec() of itself (keeping where it was set): what a new
 /// run records, and what a config given to `train --resume` or a study is compared in.

@@ -63,9 +63,10 @@ cv::Mat to_channels(const cv::Mat& img, int channels) {
 }
 
 // File k of `files`, decoded and brought to channels × height × width, into `out`. False (and
-// `why`) when it does not decode; `resized` is set when its size differed.
+// `why`) when it does not decode; `resized` is set when its size differed, `recoloured` when
+// its channels did (colour in a gray dataset, or gray in a colour one).
 bool decode_fitted(const ImageFiles& files, size_t k, int64_t channels, int64_t height, int64_t width, uint8_t* out,
-                   std::string* why, bool* resized = nullptr) {
+                   std::string* why, bool* resized = nullptr, bool* recoloured = nullptr) {
   cv::Mat img;
   try {
     img = decode_image_file(files.path(k));
@@ -74,6 +75,7 @@ bool decode_fitted(const ImageFiles& files, size_t k, int64_t channels, int64_t 
     return false;
   }
   if (resized) *resized = img.rows != height || img.cols != width;
+  if (recoloured) *recoloured = img.channels() != channels;
   cv::Mat fitted = fit_image(to_channels(img, static_cast<int>(channels)), files.options, height, width);
   cv::Mat dst(static_cast<int>(height), static_cast<int>(width), CV_8UC(static_cast<int>(channels)), out);
   fitted.copyTo(dst);
@@ -344,13 +346,16 @@ std::vector<std::string> list_classes(const std::string& list, const std::string
 
 namespace {
 // The class folders of ROOT (sub-folders not starting with '.'), sorted; `loose` counts the
-// other entries (files at the top, which belong to no class).
-std::vector<fs::path> class_folders(const std::string& root, size_t* loose = nullptr) {
+// other entries (files at the top, which belong to no class), `hidden_dirs` the hidden folders.
+std::vector<fs::path> class_folders(const std::string& root, size_t* loose = nullptr, size_t* hidden_dirs = nullptr) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) throw InputError(printable(root) + ": no such folder");
   std::vector<fs::path> class_dirs;
   for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
-    if (hidden(it->path())) continue;
+    if (hidden(it->path())) {
+      if (std::error_code dir_ec; hidden_dirs && it->is_directory(dir_ec)) ++*hidden_dirs;
+      continue;
+    }
     if (std::error_code dir_ec; it->is_directory(dir_ec)) class_dirs.push_back(it->path());
     else if (loose) ++*loose;
   }
@@ -378,8 +383,8 @@ void use_training_classes(ImageIndex& index, const std::string& root, const std:
 }
 
 ImageIndex index_folder(const std::string& root) {
-  size_t loose = 0;
-  const std::vector<fs::path> class_dirs = class_folders(root, &loose);
+  size_t loose = 0, hidden_dirs = 0;
+  const std::vector<fs::path> class_dirs = class_folders(root, &loose, &hidden_dirs);
   std::string key;
   std::vector<int64_t> stamps;
   for (const auto& dir : class_dirs) {
@@ -423,6 +428,8 @@ ImageIndex index_folder(const std::string& root) {
     parts.push_back(count(found.not_files, "entry that is not a file", "entries that are not files") +
                     " (dangling links, pipes or devices)");
   if (loose) parts.push_back(count(loose, "file", "files") + " beside the class folders (in no class)");
+  if (hidden_dirs)
+    parts.push_back(count(hidden_dirs, "hidden folder", "hidden folders") + " (names starting with '.': no class)");
   if (!parts.empty()) {
     std::string text;
     for (size_t k = 0; k < parts.size(); ++k) text += (k ? (k + 1 == parts.size() ? " and " : ", ") : "") + parts[k];
@@ -506,8 +513,13 @@ const uint8_t* Dataset::fetch(size_t i, std::vector<uint8_t>& scratch) const {
   if (!files) return image(i);
   scratch.resize(image_bytes());
   decode_or_skip(*this, i, [&](size_t k, std::string* why) {
-    bool differs = false;
-    const bool ok = decode_fitted(*files, k, channels, height, width, scratch.data(), why, &differs);
+    bool differs = false, recoloured = false;
+    const bool ok = decode_fitted(*files, k, channels, height, width, scratch.data(), why, &differs, &recoloured);
+    if (ok && recoloured && files->first_recolour())
+      std::fprintf(stderr, "note: %s: %s is stored %s and was converted to %s like the first image (streamed images are "
+                   "converted one by one; others may be too); set data.channels to say which is meant\n",
+                   printable(files->root).c_str(), printable(files->name(k)).c_str(),
+                   channels == 1 ? "in colour" : "in gray", channels == 1 ? "gray" : "RGB");
     // As the in-memory load says it once for all: a size the options did not ask for is said.
     if (ok && differs && files->options.center_crop == 0 && files->first_resize()) {
       if (files->options.image_size == 0)
@@ -567,6 +579,7 @@ Dataset open_images(ImageIndex index, const LoadOptions& options, const std::str
   d.labels = std::move(index.labels);
   d.channels = options.channels ? options.channels : (first.channels() == 1 ? 1 : 3);
   files.options.channels = d.channels;
+  if (options.channels != 0) files.first_recolour();  // channels asked for: converting is no news
   const int64_t side = options.center_crop ? options.center_crop : options.image_size;
   d.height = side ? side : first.rows;
   d.width = side ? side : first.cols;
@@ -586,14 +599,15 @@ Dataset open_images(ImageIndex index, const LoadOptions& options, const std::str
   // In memory: every image decoded now, through the same code the streamed path runs.
   d.pixels.resize(n * d.image_bytes());
   std::vector<int64_t> keep;
-  size_t resized = 0;
+  size_t resized = 0, recoloured = 0;
   for (size_t k = 0; k < n; ++k) {
     std::string why;
-    bool differs = false;
+    bool differs = false, other_channels = false;
     if (decode_fitted(files, k, d.channels, d.height, d.width, d.pixels.data() + keep.size() * d.image_bytes(), &why,
-                      &differs)) {
+                      &differs, &other_channels)) {
       keep.push_back(static_cast<int64_t>(k));
       resized += differs;
+      recoloured += other_channels;
     } else if (options.skip_bad_images) {
       std::fprintf(stderr, "warning: %s; skipped (data.skip_bad_images)\n", why.c_str());
     } else {
@@ -608,6 +622,10 @@ Dataset open_images(ImageIndex index, const LoadOptions& options, const std::str
     d.labels = std::move(labels);
     d.pixels.resize(keep.size() * d.image_bytes());
   }
+  if (recoloured > 0 && options.channels == 0)
+    std::fprintf(stderr, "note: %s: %zu of %zu images are stored %s and were converted to %s like the first image; set "
+                 "data.channels to say which is meant (1 = gray, 3 = RGB)\n", what.c_str(), recoloured, d.labels.size(),
+                 d.channels == 1 ? "in colour" : "in gray", d.channels == 1 ? "gray" : "RGB");
   if (resized > 0 && options.image_size == 0 && options.center_crop == 0)
     std::fprintf(stderr, "note: %s: %zu of %zu images differ in size from the first (%lldx%lld) and were resized to it; "
                  "set data.image_size, or data.resize and data.center_crop\n",

@@ -26,14 +26,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A class name without case, spaces or punctuation: "ankle-boot" = "Ankle boot",
-// "T-shirt-top" (a folder name) = "T-shirt/top".
-std::string class_key(const std::string& name) {
-  std::string key;
-  for (unsigned char c : name)
-    if (std::isalnum(c)) key += static_cast<char>(std::tolower(c));
-  return key;
-}
 
 // `--class-map FILE`: one "folder name<TAB>model class name" pair a line; # comments. A folder
 // mapped twice is an error (which line would win?).
@@ -49,12 +41,18 @@ std::map<std::string, std::string> read_class_map(const std::string& path) {
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.empty() || line[0] == '#') continue;
+    if (std::any_of(line.begin(), line.end(), [](char c) { return c != '\t' && (static_cast<unsigned char>(c) < 0x20 || c == 0x7f); }))
+      throw InputError(path + ":" + std::to_string(line_no) + ": holds a control character other than the tab (" +
+                       printable(line) + "); write 'folder name<TAB>model class name' in plain text");
     auto tab = line.find('\t');
     if (tab == std::string::npos || tab == 0 || tab + 1 == line.size())
       throw InputError(path + ":" + std::to_string(line_no) + ": expected 'folder name<TAB>model class name', got '" + line + "'");
     if (!map.emplace(line.substr(0, tab), line.substr(tab + 1)).second)
       throw InputError(path + ":" + std::to_string(line_no) + ": folder '" + line.substr(0, tab) + "' is mapped twice");
   }
+  if (map.empty())
+    throw InputError(path + ": holds no 'folder name<TAB>model class name' line, so it maps nothing; add the pairs, "
+                     "or leave --class-map out");
   return map;
 }
 
@@ -171,7 +169,8 @@ Dataset evaluation_data(const LoadedRun& run, const std::string& spec_in, const 
   LoadOptions load = preprocessing(run.cfg).load;  // the run's resize and crop, at the size it was built for
   load.channels = run.channels;
   if (load.center_crop == 0) load.image_size = run.image_size;
-  if (!spec_in.empty()) load.size_from = "the model's input size";  // another dataset than the run's: said
+  // Another dataset than the run's, or the run's at another size than it was stored at: said.
+  if (!spec_in.empty() || run.cfg.get_int("data.image_size") == 0) load.size_from = "the model's input size";
   Dataset data = [&] {
     if (!spec_in.empty()) return load_dataset(spec, parse_split(split), load);
     try {
@@ -324,6 +323,11 @@ std::string run_eval(const EvalOptions& o) {
   const std::vector<int64_t> steps = steps_or_default(o.steps, run);
   if (!run.model->recurrent() && steps != std::vector<int64_t>{1})
     throw InputError("--steps: " + run.cfg.get_string("model.name") + " is feed-forward (one step); omit --steps");
+  if (const int64_t trained = run.model->default_steps(); run.model->recurrent() &&
+      *std::max_element(steps.begin(), steps.end()) > trained)
+    std::fprintf(stderr, "note: --steps %s goes past the %lld steps %s was trained with; the network runs on, and the "
+                 "accuracy there measures how it extrapolates\n", printable(o.steps).c_str(), (long long)trained,
+                 run.cfg.get_string("model.name").c_str());
   if (!run.model->recurrent() && !o.exit_thresholds.empty())
     throw InputError("--exit-threshold: " + run.cfg.get_string("model.name") +
                      " is feed-forward (one step), so there is no step to exit early at; omit --exit-threshold");

@@ -330,6 +330,10 @@ std::optional<WeightsDescription> read_weights_description(const std::string& we
     if (!j.contains(at))
       throw InputError(printable(d.path) + ": field '" + dotted + "' is missing; restore the file from `ventral export`");
     const nlohmann::json& v = j.at(at);
+    // A whole number past int64 (2**63) would wrap around negative when read.
+    if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX))
+      throw InputError(printable(d.path) + ": field '" + dotted + "' is " + v.dump() +
+                       ", larger than any value ventral takes; restore the file from `ventral export`");
     const bool ok = type == nlohmann::json::value_t::number_integer ? v.is_number_integer() : v.type() == type;
     if (!ok)
       throw InputError(printable(d.path) + ": field '" + dotted + "' is " + v.dump() + ", not " +
@@ -390,10 +394,11 @@ std::optional<WeightsDescription> read_weights_description(const std::string& we
   const int64_t resize = field("/input/resize", t::number_integer).get<int64_t>();
   const int64_t crop = field("/input/center_crop", t::number_integer).get<int64_t>();
   // As data.* allows them: a crop alone, or a resize and a crop; the crop is the model's input.
-  if (side < 8 || resize < 0 || crop < 0 || (resize > 0 && crop == 0) || (crop > 0 && side != crop))
+  if (side < 8 || side > 4096 || resize < 0 || resize > 4096 || crop < 0 || (resize > 0 && crop == 0) ||
+      (crop > 0 && side != crop))
     throw InputError(printable(d.path) + ": fields 'input.image_size' " + std::to_string(side) + ", 'input.resize' " +
                      std::to_string(resize) + " and 'input.center_crop' " + std::to_string(crop) +
-                     " do not describe an input (image_size at least 8 and equal to center_crop where there is one; "
+                     " do not describe an input (image_size 8 to 4096 and equal to center_crop where there is one; "
                      "a resize only with a crop); restore the file from `ventral export`");
   d.steps = field("/steps", t::number_integer).get<int64_t>();
   if (d.steps < 1 || d.steps > 1000)

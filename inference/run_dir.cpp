@@ -52,8 +52,9 @@ std::optional<InputShape> RunDir::read_input() const {
   if (!fs::exists(input())) return std::nullopt;
   json j = read_json_file(input());
   try {
-    if (!j.at("channels").is_number_integer() || !j.at("image_size").is_number_integer())
-      throw InputError(input() + ": channels and image_size must be whole numbers, got " + printable(j.dump(), 200));
+    auto whole = [](const json& v) { return v.is_number_integer() && !(v.is_number_unsigned() && v.get<uint64_t>() > 1u << 30); };
+    if (!whole(j.at("channels")) || !whole(j.at("image_size")))
+      throw InputError(input() + ": channels and image_size must be whole numbers (channels 1-64, image_size 8-4096), got " + printable(j.dump(), 200));
     InputShape s{j.at("channels").get<int64_t>(), j.at("image_size").get<int64_t>()};
     if (s.channels < 1 || s.channels > 64 || s.image_size < 8 || s.image_size > 4096)
       throw InputError(input() + ": channels must be 1-64 and image_size 8-4096, got " + std::to_string(s.channels) +

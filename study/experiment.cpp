@@ -81,12 +81,13 @@ std::string perturb_override(const std::string& spec) {
 
 Config model_config(const Experiment& x, const CompareModel& m, std::optional<uint64_t> seed) {
   // Each value is set with where it came from, which a message about its key then names.
-  Config cfg;
-  try {
-    cfg = Config::load(m.base.empty() ? x.base : m.base);
-  } catch (const InputError& e) {  // name the key that pointed there
-    throw InputError(x.path + ": " + (m.base.empty() ? "base" : "models[" + m.name + "].base") + ": " + e.what());
-  }
+  Config cfg = [&] {
+    try {
+      return Config::load(m.base.empty() ? x.base : m.base);
+    } catch (const InputError& e) {  // name the key that pointed there
+      throw InputError(x.path + ": " + (m.base.empty() ? "base" : "models[" + m.name + "].base") + ": " + e.what());
+    }
+  }();
   for (size_t i = 0; i < x.overrides.size(); ++i)
     cfg.set(x.overrides[i], i < x.file_overrides ? x.path + " (overrides)" : "command line");
   const std::string entry = x.path + " (models[" + m.name + "])";

@@ -1206,3 +1206,89 @@ TEST(Cli, TenthProbeRoundDescriptionsResumesAndKeys) {
   write_bytes(dir / "xy/x/cut.png", std::vector<unsigned char>(png.begin(), png.begin() + 40));
   expect_input_error("data folder:" + (dir / "xy"), "or set data.skip_bad_images=true");
 }
+
+// Probe round twelve: what was cut, resized, converted or skipped without a word, and CLI11's
+// own wording.
+TEST(Cli, TwelfthProbeRoundNothingSilent) {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  // A NUL byte in a path cut it short: training read "fashion-mnist".
+  write_text(dir / "nul.yaml", "data:\n  dataset: \"fashion-mnist\\u0000junk\"\n");
+  expect_input_error("config " + (dir / "nul.yaml"), "holds a control character (byte 0x00 at position 13)");
+  // Integer keys are bounded as integers: in double, this rounded to the bound and passed.
+  expect_input_error("config seed=9200000000000000500", "out of range [0, 9200000000000000000]");
+  EXPECT_EQ(run_ventral("config seed=9200000000000000000").status, 0);
+  // A wrong data.std on a built-in gray dataset: named where it was set, and `config` refuses it too.
+  expect_input_error("config 'data.std=[0.3,0.3]'", "command line: key 'data.std' has 2 values for 1-channel images");
+  // Nesterov momentum without momentum was plain SGD without a word.
+  expect_input_error("config train.momentum=0", "set train.nesterov=false as well");
+  EXPECT_EQ(run_ventral("config train.momentum=0 train.nesterov=false").status, 0);
+  // CLI11's wording, in ventral's.
+  expect_input_error("eval r --steps 1:2 --steps 3", "--steps: given 2 times; give it once");
+  expect_input_error("eval r --limit 1e3", "--limit: '1e3' is not a decimal integer");
+  expect_input_error("eval r --limit 200000000", "--limit: 200000000 is out of range (0 to 100000000)");
+  // A sheet row of severity 0 repeats the clean row; --n has no sheet without --out.
+  expect_input_error("perturb --data synthetic:8 --family block:0 --out " + (dir / "s.png"), "is the clean image");
+  expect_input_error("perturb --data synthetic:8 --family block:1 --n 3 --write " + (dir / "w"), "--n: sets the contact sheet");
+  // An empty CIFAR batch is named as empty.
+  write_bytes(dir / "cifar/test_batch.bin", {});
+  expect_input_error("data cifar10:" + (dir / "cifar") + " --split test", "test_batch.bin: empty file");
+  // Classes that class matching would take for one.
+  write_two_class_folder(dir / "cats", 2);
+  fs::rename(dir / "cats/x", dir / "cats/Cat");
+  fs::rename(dir / "cats/y", dir / "cats/cat");
+  expect_input_error("data folder:" + (dir / "cats"), "classes 'Cat' and 'cat' differ only in case");
+  // A hidden folder and a colour image in a gray folder are said.
+  write_two_class_folder(dir / "mixed", 3);
+  write_bytes(dir / "mixed/.hidden/0.png", gray_png());
+  std::vector<unsigned char> rgb;
+  cv::imencode(".png", cv::Mat(28, 28, CV_8UC3, cv::Scalar(10, 200, 30)), rgb);
+  write_bytes(dir / "mixed/y/9.png", rgb);
+  auto mixed = run_ventral("data folder:" + (dir / "mixed"));
+  ASSERT_EQ(mixed.status, 0) << mixed.output;
+  EXPECT_NE(mixed.output.find("skipped 1 hidden folder"), std::string::npos) << mixed.output;
+  EXPECT_NE(mixed.output.find("1 of 7 images are stored in colour and were converted to gray"), std::string::npos)
+      << mixed.output;
+  EXPECT_EQ(run_ventral("data folder:" + (dir / "mixed") + " --channels 1").output.find("converted"),
+            std::string::npos);
+  // An IDX test set of another size than the run's is resized with a note, as folders are.
+  auto idx = [&](const std::string& folder, const std::string& prefix, uint32_t n, uint32_t h, uint32_t w) {
+    auto images = idx_header({n, h, w});
+    for (uint32_t i = 0; i < n * h * w; ++i) images.push_back(static_cast<unsigned char>((i * 7) % 251));
+    auto labels = idx_header({n});
+    for (uint32_t i = 0; i < n; ++i) labels.push_back(static_cast<unsigned char>(i % 10));
+    write_bytes(dir / (folder + "/" + prefix + "-images-idx3-ubyte"), images);
+    write_bytes(dir / (folder + "/" + prefix + "-labels-idx1-ubyte"), labels);
+  };
+  idx("digits", "train", 20, 28, 28);
+  idx("digits", "t10k", 10, 28, 28);
+  idx("wide", "t10k", 10, 14, 56);
+  write_text(dir / "tiny.yaml", "seed: 0\ndata:\n  dataset: mnist:" + (dir / "digits") + "\n  val_fraction: 0\n"
+             "model:\n  name: cortical_bl\n  width: 4\n  steps: 2\ntrain:\n  epochs: 1\n  batch_size: 10\n");
+  ASSERT_EQ(run_ventral("train " + (dir / "tiny.yaml") + " --run-dir " + (dir / "run")).status, 0);
+  auto wide = run_ventral("eval " + (dir / "run") + " --data mnist:" + (dir / "wide") + " --out " + (dir / "e1"));
+  ASSERT_EQ(wide.status, 0) << wide.output;
+  EXPECT_NE(wide.output.find("10 of 10 images are not 28x28 (the model's input size) and were resized to it (they are "
+                             "56x14)"), std::string::npos) << wide.output;
+  // Steps past those trained are said.
+  auto past = run_ventral("eval " + (dir / "run") + " --steps 1:3 --out " + (dir / "e2"));
+  ASSERT_EQ(past.status, 0) << past.output;
+  EXPECT_NE(past.output.find("goes past the 2 steps cortical_bl was trained with"), std::string::npos) << past.output;
+  // A class map that maps nothing, or holds a NUL after a class name.
+  write_text(dir / "empty.map", "# nothing\n");
+  const std::string own = " --data mnist:" + (dir / "digits") + " --out " + (dir / "e3");
+  expect_input_error("eval " + (dir / "run") + " --class-map " + (dir / "empty.map") + own,
+                     "maps nothing");
+  write_bytes(dir / "nul.map", {'3', '\t', '3', 0, '\n'});
+  expect_input_error("eval " + (dir / "run") + " --class-map " + (dir / "nul.map") + own,
+                     "holds a control character other than the tab");
+  // A description's size past int64 is refused as it reads, not wrapped negative.
+  ASSERT_EQ(run_ventral("export " + (dir / "run") + " --out " + (dir / "w.pt")).status, 0);
+  std::string description = read_text(dir / "w.json");
+  const size_t at = description.find("\"image_size\": 28");
+  ASSERT_NE(at, std::string::npos) << description;
+  description.replace(at, 16, "\"image_size\": 9223372036854775808");
+  write_text(dir / "w.json", description);
+  expect_input_error("eval --weights " + (dir / "w.pt") + " --data mnist:" + (dir / "digits"),
+                     "field 'input.image_size' is 9223372036854775808, larger than any value ventral takes");
+}

@@ -490,14 +490,21 @@ void Config::merge(const YAML::Node& node, const std::string& prefix, const std:
   }
 }
 
+YamlFileKind yaml_file_kind(const YAML::Node& node) {
+  const YAML::Node& top = node;  // const: looking a key up must not add it
+  if (!top.IsMap()) return YamlFileKind::Unclear;
+  if (top["models"] && !top["model"]) return YamlFileKind::Experiment;
+  if (!top["models"] && !top["base"] && (top["model"] || top["train"] || top["data"])) return YamlFileKind::TrainingConfig;
+  return YamlFileKind::Unclear;
+}
+
 Config Config::load(const std::string& path, const std::vector<std::string>& overrides) {
   Config cfg;
   if (!path.empty()) {
     YAML::Node root = load_yaml_file(path);
     if (!root.IsNull()) {
       if (!root.IsMap()) throw InputError(path + ": expected a mapping of keys at the top level");
-      const YAML::Node& top = root;  // const: looking a key up must not add it
-      if (top["models"] && !top["model"])  // an experiment file lists models; a training config has one
+      if (yaml_file_kind(root) == YamlFileKind::Experiment)
         throw InputError(path + ": is an experiment file (it lists 'models'), not a training config; run it with "
                          "`ventral compare " + path + "`, or give a training config (configs/resnet20.yaml is one)");
       cfg.merge(root, "", path);

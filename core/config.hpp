@@ -46,6 +46,12 @@ std::vector<std::string> keys_not_affecting_training();
 /// not valid YAML.
 YAML::Node load_yaml_file(const std::string& path);
 
+/// Which kind of ventral YAML file a top-level mapping is, by its keys: an experiment lists
+/// `models` and has no `model`; a training config has `model`, `train` or `data` and neither
+/// `models` nor `base`. Config::load and load_experiment name a file of the other kind as such.
+enum class YamlFileKind { TrainingConfig, Experiment, Unclear };
+YamlFileKind yaml_file_kind(const YAML::Node& top);
+
 /// A mapping key's text; InputError naming `origin` and the line when the key is not a plain
 /// scalar (YAML allows `? [a, b]` or `{x: 1}` as keys; configs never use them).
 std::string key_text(const YAML::Node& key, const std::string& origin);

@@ -117,8 +117,7 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
                            const std::vector<std::string>& only, const std::vector<uint64_t>& seeds) {
   YAML::Node root = load_yaml_file(path);
   if (!root.IsMap()) throw InputError(path + ": expected a mapping with base, models, reference, eval");
-  const YAML::Node& top = root;  // const: looking a key up must not add it
-  if (!top["models"] && !top["base"] && (top["model"] || top["train"] || top["data"]))  // a training config: one model, no base
+  if (yaml_file_kind(root) == YamlFileKind::TrainingConfig)
     throw InputError(path + ": is a training config (it has no 'models' list), not an experiment file; train it with "
                      "`ventral train " + path + "`, or name it as an experiment's 'base' (configs/compare_quick.yaml "
                      "is an experiment)");

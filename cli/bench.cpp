@@ -186,6 +186,8 @@ void bench_loader(const Args& a) {
   try {
     refuse_repeated_overrides(a.overrides);
     cfg = Config::load("", a.overrides);
+    set_dataset_spec(cfg, a.data, "--data");
+    check_keys_take_effect(cfg);  // as train and config refuse keys that would do nothing here
   } catch (const InputError& e) {
     throw InputError(std::string("bench --loader: ") + e.what());
   }
@@ -216,6 +218,9 @@ void bench_loader(const Args& a) {
   if (o.perturbation.on())
     what += "+perturbation " + cfg.get_string("data.augment.perturb") + " (" +
             format_number("%g", 100 * o.perturbation.fraction) + "% of images)";
+  if (a.loader_images > static_cast<int64_t>(data.size()))
+    throw InputError("--loader-images " + std::to_string(a.loader_images) + ": " + printable(a.data) + " holds " +
+                     std::to_string(data.size()) + " training images; give at most that (0 = all)");
   std::vector<int64_t> first;  // --loader-images bounds the epoch (empty: all)
   for (int64_t i = 0; i < std::min<int64_t>(a.loader_images, static_cast<int64_t>(data.size())); ++i) first.push_back(i);
   BatchLoader loader(data, first, o);

@@ -20,7 +20,8 @@ void add_data_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("data", "Summarise a dataset: images, shape, classes, pixel statistics");
   cmd->add_option("spec", args->spec,
                   "fashion-mnist (default, the Debian package), fashion-mnist:DIR, mnist:DIR, "
-                  "cifar10:DIR, folder:DIR (ROOT/<class>/<image>), list:FILE (CSV path,label), synthetic[:N]")
+                  "cifar10:DIR, folder:DIR (ROOT/<class>/<image>; names starting with '.' skipped, with a note), list:FILE "
+                  "(CSV path,label), synthetic[:N]")
       ->capture_default_str();
   cmd->add_option("--split", args->split, "train or test")
       ->check(CLI::IsMember({"train", "test"}))

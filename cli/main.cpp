@@ -70,15 +70,16 @@ std::string plain_parse_error(const std::string& what) {
   if (rest.rfind(value_word, 0) == 0 && rest.find(range_word) != std::string::npos) {
     const size_t at = rest.find(range_word);
     const std::string value = rest.substr(value_word.size(), at - value_word.size());
-    std::string range = rest.substr(at + range_word.size());
-    if (const size_t to = range.find(" to "); to != std::string::npos) range = range.substr(0, to) + " to " + range.substr(to + 4);
+    const std::string range = rest.substr(at + range_word.size());  // every CLI::Range here is of integers
     if (!ventral::is_decimal_integer(value))
       return option + ": '" + value + "' is not a decimal integer (digits only, no leading zero, no exponent); give " + range;
     return option + ": " + value + " is out of range (" + range + ")";
   }
-  if (rest.rfind("At Most 1 required but received ", 0) == 0)
-    return option + ": given " + rest.substr(std::strlen("At Most 1 required but received ")) +
-           " times; give it once (a list goes in one value, e.g. 1:2,3)";
+  if (rest.rfind("At Most 1 required but received ", 0) == 0) {
+    const bool list = option == "--steps" || option == "--perturb" || option == "--family" || option == "--present";
+    return option + ": given " + rest.substr(std::strlen("At Most 1 required but received ")) + " times; give it once" +
+           (list ? " (a list goes in one value, e.g. 1:2,4)" : "");
+  }
   return what;
 }
 }  // namespace
@@ -121,10 +122,21 @@ int main(int argc, char** argv) {
                                        "leading zero, no 0x)";
       },
       "");
+  // A line break or other control character in a path or value: files named with one, and
+  // messages and results that print it split over lines (config values refuse them too).
+  const CLI::Validator plain_text(
+      [](std::string& text) {
+        const auto c = std::find_if(text.begin(), text.end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f; });
+        return c == text.end() ? std::string()
+                               : "'" + ventral::printable(text) + "' holds a control character (a tab, line break or "
+                                 "other); give the value without it";
+      },
+      "");
   for (CLI::App* command : app.get_subcommands({}))
     for (CLI::Option* option : command->get_options())
       if (option->get_type_size_max() > 0 && option->get_expected_max() > 0) {
         option->check(not_empty);
+        option->check(plain_text);
         const std::string type = option->get_type_name();
         if (type.rfind("INT", 0) == 0 || type.rfind("UINT", 0) == 0) option->check(decimal);
       }

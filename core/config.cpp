@@ -364,7 +364,10 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
       if (!is_decimal_integer(text))
         throw fail("expects " + type_name(spec) + " in decimal digits (no leading zeros), got '" + printable(text) + "'");
       // Compared as integers: in double, 9200000000000000500 rounds to the bound 9.2e18 and passed.
-      const auto lo = static_cast<int64_t>(std::ceil(spec.min)), hi = static_cast<int64_t>(std::floor(spec.max));
+      // (A bound at or past 2^63, such as kBig, is int64's own: casting it would be undefined.)
+      constexpr double kTwo63 = 9223372036854775808.0;
+      const int64_t lo = spec.min <= -kTwo63 ? INT64_MIN : static_cast<int64_t>(std::ceil(spec.min));
+      const int64_t hi = spec.max >= kTwo63 ? INT64_MAX : static_cast<int64_t>(std::floor(spec.max));
       if (!YAML::convert<int64_t>::decode(value, v) || v < lo || v > hi)  // or digits beyond what 64 bits hold
         throw fail("value " + printable(text) + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
       return YAML::Node(value.Scalar());

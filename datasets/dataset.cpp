@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -59,6 +60,10 @@ Dataset load_cifar_dir(const std::string& dir, Split split) {
     for (int i = 1; i <= 5; ++i) paths.push_back((fs::path(dir) / ("data_batch_" + std::to_string(i) + ".bin")).string());
   else
     paths.push_back((fs::path(dir) / "test_batch.bin").string());
+  for (const std::string& path : paths)
+    if (!fs::exists(path, ec) && fs::exists(path + ".gz", ec))
+      throw InputError(printable(path) + ".gz: CIFAR-10 batches are read unpacked; run gunzip on it (IDX files may "
+                       "stay gzipped)");
   std::vector<std::string> classes = kCifarClasses;
   // batches.meta.txt (optional) names the 10 classes, one a line, as the CIFAR-10 binary
   // release ships it; present, it must be exactly that.
@@ -239,14 +244,17 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
                        (control ? "holds a line break, tab or other control character" : "is not valid UTF-8 text") +
                        "; rename the class (its folder, list label or classes.txt line)");
   }
-  // Classes are matched by name with case, spaces and punctuation ignored (eval --data, compare,
-  // --class-map), so `Cat` and `cat` would be one class there and two here.
-  for (size_t a = 0; a < d.classes.size(); ++a)
-    for (size_t b = a + 1; b < d.classes.size(); ++b)
-      if (class_key(d.classes[a]) == class_key(d.classes[b]))
-        throw InputError("dataset '" + printable(spec) + "': classes '" + printable(d.classes[a]) + "' and '" +
-                         printable(d.classes[b]) + "' differ only in case, spaces or punctuation, and ventral matches "
-                         "class names ignoring those; merge them or rename one");
+  // Another dataset's classes are matched to a model's by name, exactly or with case, spaces and
+  // punctuation ignored: `Cat` and `cat` are two classes here, and only their exact names (or a
+  // --class-map) tell them apart there.
+  std::map<std::string, std::string> keys;
+  for (const std::string& name : d.classes)
+    if (auto [it, fresh] = keys.emplace(class_key(name), name); !fresh) {
+      std::fprintf(stderr, "note: %s: classes '%s' and '%s' differ only in case, spaces or punctuation; they are two "
+                   "classes, and evaluating on other data matches them by exact name only (or --class-map)\n",
+                   printable(spec).c_str(), printable(it->second).c_str(), printable(name).c_str());
+      break;
+    }
   if (d.size() == 0)  // nothing to train on or score: every number would be 0 or NaN
     throw InputError("dataset '" + spec + "': the " + split_name(split) + " split holds no images");
   // A folder's images are decoded straight to the geometry asked for; the rest convert now.
@@ -256,7 +264,7 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
   // As image folders say it (open_images): a size the caller chose, not the user, is said.
   if (!files && !options.size_from.empty() && options.center_crop == 0 &&
       (stored_height != d.height || stored_width != d.width))
-    std::fprintf(stderr, "note: %s: %zu of %zu images are not %lldx%lld (%s) and were resized to it (they are %lldx%lld)\n",
+    std::fprintf(stderr, "note: %s: %zu of %zu images are not %lldx%lld (%s) and were resized to it (they are %lldx%lld, width x height)\n",
                  printable(spec).c_str(), d.size(), d.size(), (long long)d.width, (long long)d.height,
                  options.size_from.c_str(), (long long)stored_width, (long long)stored_height);
   d.name = kind + "/" + split_name(split);
@@ -266,7 +274,7 @@ Dataset load_dataset(const std::string& spec, Split split, const LoadOptions& op
 std::string class_key(const std::string& name) {
   std::string key;
   for (unsigned char c : name)
-    if (std::isalnum(c)) key += static_cast<char>(std::tolower(c));
+    if (c >= 0x80 || std::isalnum(c)) key += static_cast<char>(c >= 0x80 ? c : std::tolower(c));  // UTF-8 kept whole
   return key;
 }
 

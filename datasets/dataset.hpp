@@ -96,6 +96,9 @@ struct Dataset {
   std::vector<int64_t> ids;
   /// How the images are held, for run headers: "in memory" or "streamed from N files (why)".
   std::string storage = "in memory";
+  /// When this dataset is the first size() images of a larger one (`eval --limit N`): that one,
+  /// from which debris cuts its fragments, so that an image is perturbed as it is in the full set.
+  std::shared_ptr<const Dataset> pool;
 
   size_t size() const { return labels.size(); }
   size_t image_bytes() const { return static_cast<size_t>(height * width * channels); }

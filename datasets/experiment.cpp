@@ -32,13 +32,15 @@ bool one_image_set(const std::string& spec) {
          (spec.rfind("list:", 0) == 0 && arg.find("{split}") == std::string::npos);
 }
 
+void set_dataset_spec(Config& cfg, const std::string& spec, const std::string& origin) {
+  YAML::Emitter quoted;  // a path may hold what YAML reads otherwise (" #", ": ")
+  quoted << YAML::DoubleQuoted << spec;
+  cfg.set("data.dataset=" + std::string(quoted.c_str()), origin);
+}
+
 void make_dataset_absolute(Config& cfg) {
   const std::string spec = cfg.get_string("data.dataset"), absolute = absolute_dataset_spec(spec);
-  if (absolute == spec) return;
-  YAML::Emitter quoted;  // a path may hold what YAML reads otherwise (" #", ": ")
-  quoted << YAML::DoubleQuoted << absolute;
-  const std::string where = cfg.origin("data.dataset");
-  cfg.set("data.dataset=" + std::string(quoted.c_str()), where);
+  if (absolute != spec) set_dataset_spec(cfg, absolute, cfg.origin("data.dataset"));
 }
 
 Preprocessing preprocessing(const Config& cfg) {
@@ -79,7 +81,7 @@ Preprocessing preprocessing(const Config& cfg) {
     out.load.image_size = 0;
   }
   if (out.load.resize != 0 && out.load.center_crop == 0)
-    throw InputError("key 'data.resize' needs data.center_crop (after resizing the shorter side, images of other "
+    throw InputError(cfg.origin("data.resize") + ": key 'data.resize' needs data.center_crop (after resizing the shorter side, images of other "
                      "aspect ratios differ in shape), e.g. data.resize=256 data.center_crop=224");
   out.load.stream = cfg.get_string("data.stream");
   out.load.skip_bad_images = cfg.get_bool("data.skip_bad_images");
@@ -87,15 +89,9 @@ Preprocessing preprocessing(const Config& cfg) {
   out.std = cfg.get_floats("data.std");
   if (out.mean.empty()) out.mean = p.mean;
   if (out.std.empty()) out.std = p.std;
-  // The channels are known before any image is read when data.channels (or the preset) sets
-  // them, or the dataset is a built-in one: `ventral config` refuses a wrong data.mean then too.
-  const std::string dataset = cfg.get_string("data.dataset"), kind = dataset.substr(0, dataset.find(':'));
-  const int64_t stored = kind == "fashion-mnist" || kind == "mnist" || kind == "synthetic" ? 1 : kind == "cifar10" ? 3 : 0;
   if (out.load.channels != 0)
     check_mean_std(cfg, out.mean, out.std, out.load.channels,
                    "data.channels" + (name != "none" ? ", or data.preset " + name : std::string()), true);
-  else if (stored != 0)
-    check_mean_std(cfg, out.mean, out.std, stored, kind + (stored == 1 ? " is gray" : " is RGB"), true);
   return out;
 }
 

@@ -30,6 +30,8 @@ void check_mean_std(const std::vector<double>& mean, const std::vector<double>& 
 void check_mean_std(const Config& cfg, const std::vector<double>& mean, const std::vector<double>& std,
                     int64_t channels, const std::string& why, bool allow_empty = false);
 
+/// Sets data.dataset to `spec` (quoted for YAML), recorded as set by `origin`.
+void set_dataset_spec(Config& cfg, const std::string& spec, const std::string& origin);
 /// Sets data.dataset to absolute_dataset_spec() of itself (keeping where it was set): what a new
 /// run records, and what a config given to `train --resume` or a study is compared in.
 void make_dataset_absolute(Config& cfg);

@@ -110,7 +110,7 @@ void apply_debris(const Target& t) {
   for (const Fragment& f : debris_fragments(t.data, t.index, t.severity, t.seed)) {
     const uint8_t* frag = nullptr;
     try {
-      frag = t.data.fetch(static_cast<size_t>(f.source), scratch);
+      frag = (t.data.pool ? *t.data.pool : t.data).fetch(static_cast<size_t>(f.source), scratch);
     } catch (const UndecodableImage&) {
       continue;  // data.skip_bad_images: no fragment from a file that does not decode
     }
@@ -271,13 +271,16 @@ std::vector<Fragment> debris_fragments(const Dataset& data, int64_t index, int s
   int lo = std::max(1, static_cast<int>(std::lround(6 * std::min(H, W) / 32.0)));
   int hi = std::max(lo, static_cast<int>(std::lround(9 * std::min(H, W) / 32.0)));
   Rng rng({seed, family_id("debris"), static_cast<uint64_t>(index)});
+  // Fragments come from the whole set that `data` is the start of, if it is one (its labels:
+  // evaluation may have renumbered data's since).
+  const Dataset& pool = data.pool ? *data.pool : data;
   std::vector<Fragment> fragments;
   for (int f = 0; f < count; ++f) {
     Fragment fr{};
     fr.side = lo + static_cast<int>(rng.below(hi - lo + 1));
     fr.source = index;
-    for (int tries = 0; tries < 100 && (fr.source == index || data.labels[fr.source] == data.labels[index]); ++tries)
-      fr.source = static_cast<int64_t>(rng.below(data.size()));
+    for (int tries = 0; tries < 100 && (fr.source == index || pool.labels[fr.source] == pool.labels[index]); ++tries)
+      fr.source = static_cast<int64_t>(rng.below(pool.size()));
     fr.sx = static_cast<int>(rng.below(W - fr.side + 1));
     fr.sy = static_cast<int>(rng.below(H - fr.side + 1));
     fr.dx = static_cast<int>(rng.below(W - fr.side + 1));
@@ -406,6 +409,9 @@ std::vector<PerturbationSpec> parse_perturbations(const std::string& text) {
   }
   items.push_back(cur);
   for (const auto& item : items) {
+    if (item.empty())
+      throw InputError("'" + printable(text) + "' has an empty item (a comma at the start or end, or two in a row); "
+                       "list families as block:1-5,jpeg");
     auto colon = item.find(':');
     PerturbationSpec s{item.substr(0, colon), {}};
     family(s.family);  // an unknown name is an error naming the valid ones

@@ -53,7 +53,8 @@ void export_features(LoadedRun& run, const Dataset& data, int64_t steps, const F
   make_directories(o.out);
   const auto size = static_cast<int64_t>(data.size());
   if (o.n > size)
-    throw InputError("--features-n " + std::to_string(o.n) + ": the dataset holds only " + std::to_string(size) + " images");
+    throw InputError("--features-n " + std::to_string(o.n) + ": only " + std::to_string(size) +
+                     " images are evaluated (the dataset's, or --limit's); give at most that");
   const int64_t n = o.n ? o.n : std::min<int64_t>(1000, size);
   std::vector<int64_t> first(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) first[i] = i;

@@ -26,7 +26,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-
 // `--class-map FILE`: one "folder name<TAB>model class name" pair a line; # comments. A folder
 // mapped twice is an error (which line would win?).
 std::map<std::string, std::string> read_class_map(const std::string& path) {
@@ -167,10 +166,13 @@ Dataset evaluation_data(const LoadedRun& run, const std::string& spec_in, const 
     std::fprintf(stderr, "note: the run's data.dataset %s is a relative path, read from the working directory (%s)\n",
                  printable(spec).c_str(), fs::current_path().c_str());
   LoadOptions load = preprocessing(run.cfg).load;  // the run's resize and crop, at the size it was built for
+  const bool size_asked = load.image_size != 0 || load.center_crop != 0;  // by the run's config or preset
   load.channels = run.channels;
   if (load.center_crop == 0) load.image_size = run.image_size;
-  // Another dataset than the run's, or the run's at another size than it was stored at: said.
-  if (!spec_in.empty() || run.cfg.get_int("data.image_size") == 0) load.size_from = "the model's input size";
+  // Another dataset than the run's, or the run's own built-in files at another size than it
+  // trained on (replaced since): said. A folder's own sizes were said when it trained.
+  const std::string kind = spec.substr(0, spec.find(':'));
+  if (!spec_in.empty() || (!size_asked && kind != "folder" && kind != "list")) load.size_from = "the model's input size";
   Dataset data = [&] {
     if (!spec_in.empty()) return load_dataset(spec, parse_split(split), load);
     try {
@@ -183,7 +185,10 @@ Dataset evaluation_data(const LoadedRun& run, const std::string& spec_in, const 
   if (limit > 0 && static_cast<size_t>(limit) < data.size()) {
     std::vector<int64_t> first(static_cast<size_t>(limit));
     for (int64_t i = 0; i < limit; ++i) first[i] = i;
-    data = data.subset(first);
+    // The first N images, perturbed as in the full set (debris cuts fragments from all of it).
+    auto full = std::make_shared<const Dataset>(std::move(data));
+    data = full->subset(first);
+    data.pool = full;
   }
   align_classes(data, run.classes, spec, class_map, unknown);
   require(data.channels == run.channels && data.height == run.image_size,
@@ -445,8 +450,10 @@ std::string run_eval(const EvalOptions& o) {
     unknown = "the model's outputs have no names (no --classes) to match the classes of " + o.data +
               " against; give --classes FILE (the model's class names, one per line in output order)";
   if (o.features_n > static_cast<int64_t>(data.size()))  // checked before the sweep, not after it
-    throw InputError("--features-n " + std::to_string(o.features_n) + ": the dataset holds only " +
-                     std::to_string(data.size()) + " images");
+    throw InputError("--features-n " + std::to_string(o.features_n) + ": " +
+                     (o.limit > 0 ? "--limit " + std::to_string(o.limit) + " evaluates only "
+                                  : std::string("the dataset holds only ")) +
+                     std::to_string(data.size()) + " images; give at most that");
   const std::string source = o.weights.empty() ? o.run_dir : o.weights;
   auto export_features_if_asked = [&](int64_t step) {
     if (!o.features.empty())

@@ -73,8 +73,8 @@ void check_fits(torch::serialize::InputArchive& model_archive, VisionModelImpl& 
   require_valid_statistics(saved, path);
   const std::string why = weights_mismatch(saved, model);
   if (why.empty()) return;
-  throw InputError(path + ": the weights do not fit the model the config describes (was config.yaml changed after "
-                   "training?): " + why);
+  throw InputError(path + ": the weights do not fit the model the config describes (is it another run's "
+                   "checkpoint, or was config.yaml changed after training?): " + why);
 }
 }  // namespace
 

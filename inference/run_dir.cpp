@@ -45,6 +45,7 @@ std::vector<std::string> RunDir::read_classes() const {
   for (std::string line; std::getline(in, line);)
     if (!line.empty()) classes.push_back(line);
   if (classes.empty()) throw InputError(path_ + ": missing classes.txt (train the run with this version)");
+  if (classes[0].rfind("\xEF\xBB\xBF", 0) == 0) classes[0].erase(0, 3);  // a byte-order mark an editor added
   return classes;
 }
 

@@ -79,7 +79,13 @@ void apply_memory_format(VisionModelImpl& model, const std::string& setting) {
 
 void check_model_options(const Config& cfg) {
   const std::string name = cfg.get_string("model.name");
-  const ModelEntry& entry = find_model(name);
+  const ModelEntry& entry = [&]() -> const ModelEntry& {
+    try {
+      return find_model(name);
+    } catch (const InputError& e) {  // name where it was set, as every other key's error does
+      throw InputError(cfg.origin("model.name") + ": key 'model.name': " + e.what());
+    }
+  }();
   static const Config defaults;
   for (const std::string& key : cfg.differing_keys(defaults)) {
     if (key.rfind("model.", 0) != 0 || key == "model.name" || key == "model.weights" || key == "model.weights_strict")

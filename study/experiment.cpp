@@ -52,7 +52,9 @@ int64_t count_at(const YAML::Node& n, const std::string& key, const std::string&
   errno = 0;
   long long v = std::strtoll(text.c_str(), &end, 10);
   if (*end || v < 0 || errno == ERANGE)
-    throw InputError(path + ": key '" + key + "' expects a non-negative integer below 2^63, got '" + printable(text) + "'");
+    throw InputError(path + ": key '" + key + "' expects a whole number, 0 or more" +
+                     (key == "seeds" ? " (at most " + std::to_string(kMaxSeed) + ")" : std::string()) +
+                     ", got '" + printable(text) + "'");
   return v;
 }
 
@@ -130,7 +132,7 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
     x.base = (fs::path(path).parent_path() / text_at(root["base"], "base", path, "a config file name")).string();
     if (std::error_code ec; fs::equivalent(x.base, path, ec))
       throw InputError(path + ": key 'base' names this experiment file itself; give the training config every model "
-                       "starts from (e.g. configs/fashion_resnet20.yaml)");
+                       "starts from (e.g. configs/resnet20.yaml)");
     if (root["overrides"]) {
       expect_map(root["overrides"], "overrides", path);
       flatten(root["overrides"], "", x.overrides, path);

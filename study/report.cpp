@@ -212,7 +212,7 @@ void models_table(std::ostream& md, const Experiment& x, const std::vector<Study
        << num(mean_of(m, [](const StudyRun& r) { return r.train_seconds; }) / 60, "%.1f min") << " |\n";
   }
   md << "\nAccuracies in %; mCA: mean accuracy over the group's families and severities evaluated ("
-     << (x.perturb == "all" ? std::string("all: severities 1–5") : x.perturb) << "); mCE: mean corruption "
+     << (x.perturb == "all" ? std::string("all families, severities 1–5") : x.perturb.empty() ? std::string("none") : x.perturb) << "); mCE: mean corruption "
         "error over families relative to the reference (100 = as good as the reference, lower is better); Δrec: "
         "final step minus step 1 in points. Final step: the number of steps the model was trained with (steps; the "
         "figures show every evaluated step, including those beyond it).";

@@ -74,6 +74,8 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& cfg, Visio
   };
   if (kind == "sgd") {
     double momentum = cfg.get_float("train.momentum");
+    // momentum 0 with Nesterov is refused for new runs (check_keys_take_effect); a run begun
+    // before that resumes as plain SGD, as it trained.
     bool nesterov = cfg.get_bool("train.nesterov") && momentum > 0;
     return std::make_unique<torch::optim::SGD>(groups([&](double w) {
       return std::make_unique<torch::optim::SGDOptions>(
@@ -171,18 +173,32 @@ void check_step_weights(const Config& cfg, VisionModelImpl& model) {
 }
 }  // namespace
 
+namespace {
+// data.image_size and data.center_crop: 0 (the dataset's size) or at least 8.
+void check_image_side_keys(const Config& cfg) {
+  for (const char* key : {"data.image_size", "data.center_crop"})
+    if (const int64_t side = cfg.get_int(key); side > 0 && side < 8)
+      throw InputError(cfg.origin(key) + ": key '" + key + "' is " + std::to_string(side) +
+                       ": the smallest image side ventral trains on is 8 (0 keeps the dataset's own size)");
+}
+}  // namespace
+
 void check_training_config(const Config& cfg) {
   check_model_options(cfg);
   training_perturbation(cfg);
   LrSchedule::from_config(cfg, 1);
   check_keys_take_effect(cfg);
   TrainOptions::from_config(cfg);
-  preprocessing(cfg);
+  const Preprocessing pre = preprocessing(cfg);
   check_dataset_spec(cfg.get_string("data.dataset"));
+  // A built-in dataset's channels are known before it is read: `ventral config` refuses a wrong
+  // data.mean or data.std then too (train checks every dataset once it has the images).
+  const std::string dataset = cfg.get_string("data.dataset"), kind = dataset.substr(0, dataset.find(':'));
+  if (const int64_t stored = kind == "fashion-mnist" || kind == "mnist" || kind == "synthetic" ? 1 : kind == "cifar10" ? 3 : 0;
+      pre.load.channels == 0 && stored != 0)
+    check_mean_std(cfg, pre.mean, pre.std, stored, kind + (stored == 1 ? " is gray" : " is RGB"), true);
   // What train checks once it has the data, where it needs none.
-  if (const int64_t side = cfg.get_int("data.image_size"); side > 0 && side < 8)
-    throw InputError(cfg.origin("data.image_size") + ": key 'data.image_size' is " + std::to_string(side) +
-                     ": the smallest image side ventral trains on is 8 (0 keeps the dataset's own size)");
+  check_image_side_keys(cfg);
   if (cfg.get_string("train.optimizer") != "sgd") adam_betas(cfg);
   crop_scale(cfg);
   const int64_t side = cfg.get_int("data.image_size") > 0 ? cfg.get_int("data.image_size") : 32;
@@ -377,6 +393,7 @@ void Run::setup() {
 
   check_model_options(cfg_);
   if (!resume_) check_keys_take_effect(cfg_);  // a run begun before this check resumes as it began
+  check_image_side_keys(cfg_);
   torch::manual_seed(o_.seed);
   data_ = load_experiment_data(cfg_);
   {  // one class is no classification: every model would score 100% on it
@@ -409,6 +426,11 @@ void Run::setup() {
     cfg_.set("data.std=" + yaml_list(data_.std), "normalisation");
   }
 
+  if (data_.train.height < 8 || data_.train.width < 8)  // the model's own check named no key
+    throw InputError(cfg_.origin("data.dataset") + ": key 'data.dataset' (" + printable(cfg_.get_string("data.dataset")) +
+                     "): the images are " + std::to_string(data_.train.height) + "x" + std::to_string(data_.train.width) +
+                     " (height x width) after preprocessing, and the smallest ventral trains on is 8x8; set "
+                     "data.image_size (or data.center_crop) to 8 or more");
   const InputShape input{data_.train.channels, data_.train.height};
   ModelOptions mo = model_options(cfg_, input.channels, static_cast<int64_t>(data_.train.classes.size()), input.image_size);
   model_ = create_model(cfg_.get_string("model.name"), mo);

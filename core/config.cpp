@@ -409,7 +409,9 @@ YAML::Node check_value(const KeySpec& spec, const YAML::Node& value, const std::
       return YAML::Node(value.Scalar());
     }
     case T::FloatList: {
-      if (!value.IsSequence()) throw fail("expects " + type_name(spec) + ", got " + printable(render(value)));
+      if (!value.IsSequence())
+        throw fail("expects " + type_name(spec) + ", got " + printable(render(value)) +
+                   (value.IsScalar() ? " (write a list in brackets, e.g. [" + printable(value.Scalar()) + "])" : ""));
       out = YAML::Node(YAML::NodeType::Sequence);
       for (const auto& item : value) {
         double v;

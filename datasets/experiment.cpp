@@ -63,6 +63,11 @@ Preprocessing preprocessing(const Config& cfg) {
     const int64_t v = cfg.get_int(key);
     return v != 0 ? v : preset_value;
   };
+  // 0 keeps the stored size; below 8 no model trains, and images written or timed at it mean nothing.
+  for (const char* key : {"data.image_size", "data.center_crop", "data.resize"})
+    if (const int64_t side = cfg.get_int(key); side > 0 && side < 8)
+      throw InputError(cfg.origin(key) + ": key '" + key + "' is " + std::to_string(side) +
+                       ": the smallest image side ventral takes is 8 (0 keeps the dataset's own size)");
   Preprocessing out;
   out.load.channels = value("data.channels", p.channels);
   if (out.load.channels != 0 && out.load.channels != 1 && out.load.channels != 3)

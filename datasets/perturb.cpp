@@ -409,7 +409,7 @@ std::vector<PerturbationSpec> parse_perturbations(const std::string& text) {
   }
   items.push_back(cur);
   for (const auto& item : items) {
-    if (item.empty())
+    if (item.empty() || item[0] == ',')  // ",," after a severity list leaves ",3"
       throw InputError("'" + printable(text) + "' has an empty item (a comma at the start or end, or two in a row); "
                        "list families as block:1-5,jpeg");
     auto colon = item.find(':');
@@ -419,7 +419,10 @@ std::vector<PerturbationSpec> parse_perturbations(const std::string& text) {
       s.severities = all_severities();
     } else {
       std::string list = item.substr(colon + 1);
-      auto bad = [&] { return InputError("bad severities in '" + item + "' (severities are 0 to 5: e.g. block:1-5 or jpeg:2,4)"); };
+      auto bad = [&] {
+        return InputError("bad severities in '" + printable(item) + "' (severities are 0 to 5: e.g. block:1-5 or jpeg:2,4" +
+                          (item.find_first_of(" \t") != std::string::npos ? "; no spaces in the list" : "") + ")");
+      };
       size_t pos = 0;
       while (true) {  // every item, the empty ones of "1,,2" and "1," too
         size_t end = list.find(',', pos);

@@ -58,6 +58,18 @@ int64_t count_at(const YAML::Node& n, const std::string& key, const std::string&
   return v;
 }
 
+// eval.seed: as `eval --seed` takes it, 0 to 2^64 - 1.
+uint64_t eval_seed_at(const YAML::Node& n, const std::string& path) {
+  const std::string text = text_at(n, "eval.seed", path, "a non-negative integer");
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long v = std::strtoull(text.c_str(), &end, 10);
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || *end || errno == ERANGE)
+    throw InputError(path + ": key 'eval.seed' expects a whole number from 0 to " + std::to_string(UINT64_MAX) +
+                     " (as eval --seed), got '" + printable(text) + "'");
+  return v;
+}
+
 void expect_map(const YAML::Node& n, const std::string& key, const std::string& path) {
   if (!n.IsMap()) throw InputError(path + ": key '" + key + "' expects a mapping of keys, got " + printable(render_value(n)));
 }
@@ -221,7 +233,7 @@ Experiment load_experiment(const std::string& path, const std::vector<std::strin
       if (root["eval"]["steps"]) x.steps = text_at(root["eval"]["steps"], "eval.steps", path, "a step list such as 1:8");
       if (root["eval"]["perturb"]) x.perturb = text_at(root["eval"]["perturb"], "eval.perturb", path, "a perturbation list");
       if (root["eval"]["limit"]) x.limit = count_at(root["eval"]["limit"], "eval.limit", path);
-      if (root["eval"]["seed"]) x.seed = static_cast<uint64_t>(count_at(root["eval"]["seed"], "eval.seed", path));
+      if (root["eval"]["seed"]) x.seed = eval_seed_at(root["eval"]["seed"], path);
     }
     if (!x.steps.empty()) steps_source = path + ": key 'eval.steps'";
     for (const auto& o : eval_overrides) {

@@ -139,7 +139,7 @@ TEST(Cli, PathsKeysAndFlagsThatCannotWorkAreNamedWithTheFix) {
     return "compare " + (dir / "x.yaml");
   };
   expect_input_error(experiment("eval:\n  limit: abc\n"), "key 'eval.limit' expects a whole number, 0 or more");
-  expect_input_error(experiment("eval:\n  seed: -1\n"), "key 'eval.seed' expects a whole number, 0 or more");
+  expect_input_error(experiment("eval:\n  seed: -1\n"), "key 'eval.seed' expects a whole number from 0 to 18446744073709551615");
   expect_input_error(experiment("eval:\n  steps: [1, 2]\n"), "key 'eval.steps' expects a step list such as 1:8, got [1, 2]");
   expect_input_error(experiment("eval: [1]\n"), "key 'eval' expects a mapping of keys");
   expect_input_error(experiment("overrides: 5\n"), "key 'overrides' expects a mapping of keys");
@@ -765,7 +765,7 @@ TEST(Cli, SeventhProbeRoundWrongNumbersAndIdleValuesAreRefused) {
   // ventral config passed what train refuses before reading data.
   expect_input_error("config " + (dir / "base.yaml") + " train.optimizer=adam train.betas=[0.9,0.99,0.9]",
                      "key 'train.betas' needs two values, got 3");
-  expect_input_error("config " + (dir / "base.yaml") + " data.image_size=1", "the smallest image side ventral trains on is 8");
+  expect_input_error("config " + (dir / "base.yaml") + " data.image_size=1", "the smallest image side ventral takes is 8");
   expect_input_error("config " + (dir / "base.yaml") + " data.dataset=foo:bar", "foo:bar");
   expect_input_error("config " + (dir / "base.yaml") + " train.step_loss=weights train.step_weights=[1,2]",
                      "train.step_weights has 2 values but cortical_blt reads out at 3 steps");
@@ -1309,9 +1309,20 @@ TEST(Cli, TwelfthProbeRoundNothingSilent) {
   expect_input_error("eval " + (dir / "run") + " --out \"$(printf '" + (dir / "a") + "\\tb')\"", "holds a control character");
   expect_input_error("perturb --data synthetic:8 --family 'block:1,,jpeg' --out " + (dir / "s.png"), "has an empty item");
   expect_input_error("train " + (dir / "tiny.yaml") + " data.image_size=7 --run-dir " + (dir / "r7"),
-                     "key 'data.image_size' is 7: the smallest image side ventral trains on is 8");
+                     "key 'data.image_size' is 7: the smallest image side ventral takes is 8");
   expect_input_error("config data.center_crop=7", "key 'data.center_crop' is 7");
   expect_input_error("config model.name=nosuch", "command line: key 'model.name': unknown model 'nosuch'");
+  // Round fourteen: keys bench --loader does not read, --threads there, image sides below 8 where
+  // images are written or timed, and an empty item after a severity list.
+  expect_input_error("bench --loader --data synthetic:64 --batch 4 data.max_train_images=10", "the loader timing reads only");
+  expect_input_error("bench --loader --data synthetic:64 --batch 4 data.val_fraction=0.5", "the loader timing reads only");
+  expect_input_error("bench --loader --data synthetic:64 --batch 4 --threads 2", "--threads applies to");
+  expect_input_error("bench --loader --data synthetic:64 --batch 4 data.image_size=7", "key 'data.image_size' is 7");
+  expect_input_error("perturb --data synthetic:8 --set data.image_size=4 --family block:3 --out " + (dir / "s.png"),
+                     "key 'data.image_size' is 4: the smallest image side ventral takes is 8");
+  expect_input_error("config data.resize=3 data.center_crop=8", "key 'data.resize' is 3");
+  expect_input_error("perturb --data synthetic:8 --family block:1,2,,3 --out " + (dir / "s.png"), "has an empty item");
+  expect_input_error("config data.mean=0.28", "(write a list in brackets, e.g. [0.28])");
   write_bytes(dir / "cifargz/test_batch.bin.gz", {0x1f, 0x8b, 8, 0});
   expect_input_error("data cifar10:" + (dir / "cifargz") + " --split test", "are read unpacked; run gunzip");
   // The run's own IDX files, replaced by another size since: said too.

@@ -173,16 +173,6 @@ void check_step_weights(const Config& cfg, VisionModelImpl& model) {
 }
 }  // namespace
 
-namespace {
-// data.image_size and data.center_crop: 0 (the dataset's size) or at least 8.
-void check_image_side_keys(const Config& cfg) {
-  for (const char* key : {"data.image_size", "data.center_crop"})
-    if (const int64_t side = cfg.get_int(key); side > 0 && side < 8)
-      throw InputError(cfg.origin(key) + ": key '" + key + "' is " + std::to_string(side) +
-                       ": the smallest image side ventral trains on is 8 (0 keeps the dataset's own size)");
-}
-}  // namespace
-
 void check_training_config(const Config& cfg) {
   check_model_options(cfg);
   training_perturbation(cfg);
@@ -198,7 +188,6 @@ void check_training_config(const Config& cfg) {
       pre.load.channels == 0 && stored != 0)
     check_mean_std(cfg, pre.mean, pre.std, stored, kind + (stored == 1 ? " is gray" : " is RGB"), true);
   // What train checks once it has the data, where it needs none.
-  check_image_side_keys(cfg);
   if (cfg.get_string("train.optimizer") != "sgd") adam_betas(cfg);
   crop_scale(cfg);
   const int64_t side = cfg.get_int("data.image_size") > 0 ? cfg.get_int("data.image_size") : 32;
@@ -393,7 +382,7 @@ void Run::setup() {
 
   check_model_options(cfg_);
   if (!resume_) check_keys_take_effect(cfg_);  // a run begun before this check resumes as it began
-  check_image_side_keys(cfg_);
+  preprocessing(cfg_);  // the image keys, before a model is built at a size no model takes
   torch::manual_seed(o_.seed);
   data_ = load_experiment_data(cfg_);
   {  // one class is no classification: every model would score 100% on it

@@ -35,6 +35,7 @@ namespace {
 struct Args {
   std::string model = "resnet20", memory_format = "auto", precision = "fp32", profile, data = "fashion-mnist", perturb;
   std::string fused = "on";
+  std::string fused_training = "off";
   int64_t batch = 128, iters = 20, warmup = 3, steps = 0, threads = 0, channels = 1, size = 28, classes = 10;
   int64_t loader_threads = 0, images = 2000, loader_images = 0;
   bool images_given = false;  ///< --images was given (the default is capped at the test set)
@@ -102,6 +103,8 @@ void bench_model(const Args& a, int64_t threads) {
     return a.batch * a.iters / seconds_since(t0);
   };
   m->train();
+  nn::set_fused_training(a.fused_training == "on");
+  const int64_t fused_before = nn::fused_batch_norms();
   double train = time([&] {
     opt.zero_grad();
     auto logits = forward_logits(*m, x, steps);
@@ -111,6 +114,11 @@ void bench_model(const Args& a, int64_t threads) {
     opt.step();
   });
   double train_peak = peak_rss_mib();
+  // Whether the fused training batch norm ran (bf16, NCHW and CORnet's widths take LibTorch's path).
+  const bool fused_training = nn::fused_batch_norms() > fused_before;
+  if (a.fused_training == "on" && !fused_training)
+    std::fprintf(stderr, "note: --fused-training on took no effect here: it runs channels-last fp32 batch norms of "
+                         "16 to 512 channels (%s)\n", a.model.c_str());
   m->eval();
   nn::set_fused_inference(a.fused == "on");
   double eval = time([&] { infer(*m, x, steps); });
@@ -139,7 +147,7 @@ void bench_model(const Args& a, int64_t threads) {
          {"precision", precision_name(m->precision())}, {"precision_reason", precision.reason},
          {"train_images_per_s", train}, {"eval_images_per_s", eval}, {"train_ms_per_batch", 1000.0 * a.batch / train},
          {"peak_rss_mib", train_peak}, {"macs_per_image", macs}, {"train_gflops", train_gflops},
-         {"eval_gflops", eval_gflops}, {"fused", a.fused == "on"}},
+         {"eval_gflops", eval_gflops}, {"fused", a.fused == "on"}, {"fused_training", fused_training}},
         text);
 }
 
@@ -317,6 +325,11 @@ void add_bench_command(CLI::App& app) {
                   "layout allow (channels-last, fp32 or bf16); off: LibTorch's operations one by one")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
+  cmd->add_option("--fused-training", a->fused_training,
+                  "training: each batch norm with its ReLU (and residual sum) as one operation over channels-last fp32 "
+                  "(off by default: slower here at 2 threads, bench/RESULTS.md)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   cmd->add_option("--profile", a->profile, "write a chrome://tracing profile of the timed inference iterations to FILE");
   cmd->add_flag("--peak", a->peak, "time a large 3x3 convolution in fp32 and bf16: the GFLOP/s the models are measured against");
   cmd->add_flag("--loader", a->loader,
@@ -351,7 +364,7 @@ void add_bench_command(CLI::App& app) {
          "the dataset's own images; set data.image_size for the loader)");
     only({"--iters", "--warmup"}, model || a->peak, "timing a model or --peak (--loader and --perturb go through the data once)");
     only({"--batch"}, a->perturb.empty(), "timing a model, --peak and --loader (--perturb works image by image)");
-    only({"--model", "--steps", "--classes", "--memory-format", "--precision", "--profile", "--fused"}, model,
+    only({"--model", "--steps", "--classes", "--memory-format", "--precision", "--profile", "--fused", "--fused-training"}, model,
          "timing a model (without --peak, --loader or --perturb)");
     a->images_given = cmd->count("--images") > 0;
     if (a->threads > available_cores())  // measured, but oversubscribed: not what the cores give

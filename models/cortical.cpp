@@ -121,7 +121,7 @@ class CorticalNetImpl : public VisionModelImpl {
           add(long_range(torch::upsample_bilinear2d(prev.back(), sizes[0], /*align_corners=*/false)));
         if (!drive.defined())  // nothing has reached this area yet
           drive = torch::zeros({n, spec_.widths[k], sizes[k][0], sizes[k][1]}, images.options());
-        cur[k] = area->norm(drive, t).relu_();  // batch norm's backward reads its input, not its output
+        cur[k] = nn::bn_relu(area->norm->at(t), drive);
         record(kAreas[k], t, cur[k]);
       }
       torch::Tensor pooled = nn::global_pool(cur.back());

@@ -39,4 +39,26 @@ torch::Tensor fused_conv(const torch::Tensor& x, const torch::Tensor& weight, co
 void fused_conv_into(torch::Tensor& out, const torch::Tensor& x, const torch::Tensor& weight, at::IntArrayRef stride,
                      at::IntArrayRef padding, bool relu);
 
+/// Training: relu(batch_norm(x) [+ residual]) of a training-mode batch norm (statistics of the
+/// batch, running statistics updated) as one autograd operation of two passes forward and two
+/// backward (models/fused_bn.cpp), where LibTorch runs four or five each way; closer to float64
+/// than LibTorch's fp32 path. Off by default: it measured slower inside a whole training step at
+/// 2 threads (bench/RESULTS.md); `ventral bench --fused-training on` measures it, tests run it.
+bool fused_training_enabled();
+void set_fused_training(bool on);
+/// Batch norms run by the fused training path since the program started (for tests: it was taken).
+int64_t fused_batch_norms();
+
+/// Whether batch_norm_relu() takes x (and the residual; undefined: none): on, CPU, fp32,
+/// channels-last, 4-D, 16, 32, 64, 128, 256 or 512 channels, the element count a multiple of 64,
+/// more than one value per channel; the residual of x's shape, fp32 channels-last.
+/// Everything else (bf16 under autocast, NCHW, CORnet's widths) takes LibTorch's path.
+bool batch_norm_relu_fusable(const torch::Tensor& x, const torch::Tensor& residual);
+
+/// relu(batch_norm(x; weight, bias) [+ residual]) over the batch's statistics, moving
+/// running_mean/var by `factor` (torch's exponential_average_factor); x must be fusable.
+torch::Tensor batch_norm_relu(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                              const torch::Tensor& residual, torch::Tensor& running_mean, torch::Tensor& running_var,
+                              double factor, double eps);
+
 }  // namespace ventral::nn

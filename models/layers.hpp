@@ -181,6 +181,44 @@ inline torch::Tensor fused_conv_bn(Conv2dImpl& conv, BatchNorm2dImpl& bn, const 
   return y;
 }
 
+/// relu(y [+ residual]), in place on y where its type allows; without autograd the sum and the
+/// ReLU are ATen's one fused pass (fp32; _add_relu has no backward and no bf16 kernel).
+inline torch::Tensor add_relu(torch::Tensor y, const torch::Tensor& residual) {
+  if (!residual.defined()) return y.relu_();
+  // Under bf16 autocast the residual can be fp32, and y + residual is then fp32.
+  if (y.scalar_type() != residual.scalar_type()) return torch::relu(y + residual);
+  if (!torch::GradMode::is_enabled() && y.scalar_type() == torch::kFloat) return at::_add_relu_(y, residual);
+  return y.add_(residual).relu_();
+}
+
+/// relu(bn(x) [+ residual]) (`residual` undefined: none). With fused training on
+/// (models/fused.hpp; off by default), a training-mode batch norm over channels-last fp32
+/// activations runs as one operation; everything else runs LibTorch's operations. Both are
+/// tested against float64 after real training steps (tests/test_models.cpp).
+inline torch::Tensor bn_relu(BatchNorm2dImpl& bn, const torch::Tensor& x, const torch::Tensor& residual = {}) {
+  const auto& o = bn.options;
+  if (!fused_training_enabled() || !bn.is_training() || !o.affine() || !o.track_running_stats() ||
+      !bn.num_batches_tracked.defined() || batch_norm_collective() || !batch_norm_relu_fusable(x, residual))
+    return add_relu(bn.forward(x), residual);
+  // The running-average factor as torch's BatchNorm2d derives it (momentum None: the cumulative
+  // average over the batches seen).
+  double factor;
+  {
+    torch::NoGradGuard no_grad;
+    bn.num_batches_tracked.add_(1);
+    factor = o.momentum() ? *o.momentum() : 1.0 / bn.num_batches_tracked.item<double>();
+  }
+  return batch_norm_relu(x, bn.weight, bn.bias, residual, bn.running_mean, bn.running_var, factor, o.eps());
+}
+
+/// relu(bn(conv(x)) [+ residual]): the batch norm fused with the ReLU in training (bn_relu), folded
+/// into the convolution in eval mode without autograd (conv_bn).
+inline torch::Tensor conv_bn_relu(Conv2dImpl& conv, BatchNorm2dImpl& bn, const torch::Tensor& x,
+                                  const torch::Tensor& residual = {}) {
+  if (bn.is_training()) return bn_relu(bn, conv.forward(x), residual);
+  return add_relu(conv_bn(conv, bn, x), residual);
+}
+
 /// A k×k convolution with "same" padding and no bias (a batch norm follows).
 inline Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1, bool bias = false) {
   return Conv2d(torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2).bias(bias));

@@ -41,10 +41,8 @@ BasicBlockImpl::BasicBlockImpl(int64_t in, int64_t planes, int64_t stride, char 
 
 torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x, int64_t step) {
   // The ReLUs run in place on the batch norms' outputs (batch norm's backward reads its input,
-  // not its output; ReLU's reads its result), as torchvision's ResNet does in training too.
-  // Without autograd the residual sum and its ReLU are one pass (ATen's fused _add_relu, which
-  // has no backward).
-  bool inference = !torch::GradMode::is_enabled();
+  // not its output), as torchvision's ResNet does in training too; without autograd the residual
+  // sum and its ReLU are one pass (ATen's _add_relu). nn::conv_bn_relu chooses (models/layers.hpp).
   nn::BatchNorm2dImpl &norm1 = bn1 ? *bn1 : tbn1->at(step), &norm2 = bn2 ? *bn2 : tbn2->at(step);
   if (torch::Tensor fused = nn::fused_conv_bn(*conv1, norm1, x, {}, true); fused.defined()) {
     // Inference through oneDNN's post-ops: the ReLU, and the residual sum with its ReLU, happen
@@ -63,19 +61,14 @@ torch::Tensor BasicBlockImpl::forward(const torch::Tensor& x, int64_t step) {
     out = nn::conv_bn(*conv2, norm2, fused);
     return at::_add_relu_(out, identity);
   }
-  torch::Tensor out = nn::conv_bn(*conv1, norm1, x).relu_();
-  out = nn::conv_bn(*conv2, norm2, out);
+  torch::Tensor out = nn::conv_bn_relu(*conv1, norm1, x);
   torch::Tensor identity = x;
   if (downsample) {
     identity = downsample->forward(x);
   } else if (pad_channels_ > 0 || stride_ != 1) {
     identity = shortcut_a(x);
   }
-  // In place only where the sum keeps out's type (under bf16 autocast the identity can be fp32,
-  // and out + identity is then fp32).
-  if (!inference) return out.scalar_type() == identity.scalar_type() ? out.add_(identity).relu_() : torch::relu(out + identity);
-  // One fused in-place pass where LibTorch 1.13 has it (fp32); it has no bf16 kernel.
-  return out.scalar_type() == torch::kFloat ? at::_add_relu_(out, identity) : out.add_(identity).relu_();
+  return nn::conv_bn_relu(*conv2, norm2, out, identity);
 }
 
 torch::Tensor BasicBlockImpl::shortcut_a(const torch::Tensor& x) const {
@@ -160,7 +153,7 @@ class ResNetImpl : public VisionModelImpl {
 
   std::vector<torch::Tensor> forward(const torch::Tensor& images, int64_t) override {
     torch::Tensor x = nn::fused_conv_bn(*conv1, *bn1, images, {}, true);
-    if (!x.defined()) x = nn::conv_bn(*conv1, *bn1, images).relu_();
+    if (!x.defined()) x = nn::conv_bn_relu(*conv1, *bn1, images);
     if (!small_stem_) x = torch::max_pool2d(x, 3, 2, 1);
     record("stem", 0, x);
     for (size_t s = 0; s < layers_.size(); ++s) {

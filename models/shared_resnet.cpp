@@ -39,7 +39,7 @@ class SharedResNetImpl : public VisionModelImpl {
 
   std::vector<torch::Tensor> forward(const torch::Tensor& images, int64_t steps) override {
     TORCH_CHECK(steps >= 1, "shared_resnet: steps must be >= 1, got ", steps);
-    torch::Tensor x = torch::relu(nn::conv_bn(*conv1, *bn1, images));
+    torch::Tensor x = nn::conv_bn_relu(*conv1, *bn1, images);
     for (size_t s = 0; s < widths_.size(); ++s) {
       if (s > 0) x = torch::relu(transitions_[s - 1]->forward(x));
       BasicBlock& block = blocks_[share_all_ ? 0 : s];

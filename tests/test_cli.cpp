@@ -1233,18 +1233,19 @@ TEST(Cli, TwelfthProbeRoundNothingSilent) {
   // An empty CIFAR batch is named as empty.
   write_bytes(dir / "cifar/test_batch.bin", {});
   expect_input_error("data cifar10:" + (dir / "cifar") + " --split test", "test_batch.bin: empty file");
+  // A two-class folder whose classes are named `a` and `b`, read by `ventral data`.
+  auto two_classes_named = [&](const std::string& folder, const std::string& a, const std::string& b) {
+    write_two_class_folder(dir / folder, 2);
+    fs::rename(dir / (folder + "/x"), dir / (folder + "/" + a));
+    fs::rename(dir / (folder + "/y"), dir / (folder + "/" + b));
+    return run_ventral("data folder:" + (dir / folder));
+  };
   // Classes that class matching would take for one.
-  write_two_class_folder(dir / "cats", 2);
-  fs::rename(dir / "cats/x", dir / "cats/Cat");
-  fs::rename(dir / "cats/y", dir / "cats/cat");
-  auto cats = run_ventral("data folder:" + (dir / "cats"));
+  auto cats = two_classes_named("cats", "Cat", "cat");
   ASSERT_EQ(cats.status, 0) << cats.output;
   EXPECT_NE(cats.output.find("classes 'Cat' and 'cat' differ only in case"), std::string::npos) << cats.output;
   // Names in other scripts are distinct classes (class matching keeps non-ASCII letters whole).
-  write_two_class_folder(dir / "animals", 2);
-  fs::rename(dir / "animals/x", dir / "animals/\u732b");
-  fs::rename(dir / "animals/y", dir / "animals/\u72ac");
-  auto animals = run_ventral("data folder:" + (dir / "animals"));
+  auto animals = two_classes_named("animals", "\u732b", "\u72ac");
   ASSERT_EQ(animals.status, 0) << animals.output;
   EXPECT_EQ(animals.output.find("differ only"), std::string::npos) << animals.output;
   // A hidden folder and a colour image in a gray folder are said.

@@ -382,7 +382,6 @@ void Run::setup() {
 
   check_model_options(cfg_);
   if (!resume_) check_keys_take_effect(cfg_);  // a run begun before this check resumes as it began
-  preprocessing(cfg_);  // the image keys, before a model is built at a size no model takes
   torch::manual_seed(o_.seed);
   data_ = load_experiment_data(cfg_);
   {  // one class is no classification: every model would score 100% on it

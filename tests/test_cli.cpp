@@ -198,6 +198,9 @@ ChildRun run_measured(const std::string& args, const std::string& log) {
   for (std::string w; in >> w;) words.push_back(w);
   const pid_t pid = fork();
   if (pid == 0) {
+    // One malloc arena for all threads: fewer arenas, less of the peak that comes and goes
+    // between runs of the same data (see StreamedTrainingMemoryDoesNotGrowWithTheDataset).
+    setenv("MALLOC_ARENA_MAX", "1", 1);
     const int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(fd, 1);
     dup2(fd, 2);
@@ -226,18 +229,24 @@ std::string read_text(const std::string& path) {
 
 // Streaming keeps memory bounded by the batches in flight, not by the dataset: training at 112 px
 // on 3,000 images peaks within 10% of training on 300 (the bound). The control: the same
-// 3,000 images held in memory (113 MB decoded) break that bound, so the test can fail.
+// 3,000 images held in memory (113 MB decoded) break that bound, so the test can fail. One
+// streamed run's peak varies between runs of the same data by more than the bound (586-715 MiB
+// on one machine, with either folder; it once failed the bound by 0.1% in CI), so each streamed
+// peak is the lowest of three runs, the part that does not come and go (measured then: 3,000
+// images 0.99x-1.04x of 300, the in-memory control 1.37x-1.45x).
 TEST(Cli, StreamedTrainingMemoryDoesNotGrowWithTheDataset) {
   TempDir dir;
   write_jpeg_folder(dir / "small", 300);
   write_jpeg_folder(dir / "large", 3000);
+  int runs = 0;
   auto peak_of = [&](const std::string& name, const std::string& stream) {
-    const std::string log = dir / (name + stream + ".log"), cfg = dir / (name + stream + ".yaml");
+    const std::string tag = name + stream + std::to_string(++runs);
+    const std::string log = dir / (tag + ".log"), cfg = dir / (tag + ".yaml");
     write_text(cfg, "data:\n  dataset: folder:" + dir / name + "\n  stream: " + stream +
                         "\n  image_size: 112\n  loader_threads: 2\n  mean: [0.5, 0.5, 0.5]\n  std: [0.3, 0.3, 0.3]\n"
                         "  augment: {random_resized_crop: true, hflip: true}\n"
                         "model: {name: resnet20}\ntrain: {batch_size: 16, stop_after_steps: 4}\nthreads: 2\n");
-    const ChildRun r = run_measured("train " + cfg + " --run-dir " + dir / (name + stream + "_run"), log);
+    const ChildRun r = run_measured("train " + cfg + " --run-dir " + dir / (tag + "_run"), log);
     const std::string out = read_text(log);
     EXPECT_EQ(r.status, 75) << out;  // stopped by train.stop_after_steps
     const std::string storage = stream == "on" ? "streamed from " + std::to_string(name == "small" ? 300 : 3000) + " files"
@@ -245,7 +254,10 @@ TEST(Cli, StreamedTrainingMemoryDoesNotGrowWithTheDataset) {
     EXPECT_NE(out.find(storage), std::string::npos) << out;
     return r.peak_rss_kib;
   };
-  const long small = peak_of("small", "on"), large = peak_of("large", "on"), held = peak_of("large", "off");
+  auto lowest_of_three = [&](const std::string& name) {
+    return std::min({peak_of(name, "on"), peak_of(name, "on"), peak_of(name, "on")});
+  };
+  const long small = lowest_of_three("small"), large = lowest_of_three("large"), held = peak_of("large", "off");
   std::fprintf(stderr, "peak resident memory: 300 streamed %ld KiB, 3000 streamed %ld KiB, 3000 in memory %ld KiB\n",
                small, large, held);
   EXPECT_LE(large, small * 1.10);
